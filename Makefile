@@ -1,0 +1,35 @@
+# `make demo` and `make test` set up everything they need on a fresh Debian machine.
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed
+# The CPU build of torch: on this workplace pip finds torch==2.13.0 on local disk.
+# Elsewhere pass e.g. TORCH_PIP_ARGS="--index-url <your CPU wheel index>".
+TORCH_PIP_ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: demo test lint ngspice install clean experiments
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check torch==2.13.0 $(TORCH_PIP_ARGS)
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+ngspice:
+	@bash scripts/ensure_ngspice.sh
+
+demo: install ngspice
+	$(PY) -m tngd.demo --out out/demo
+
+test: install ngspice
+	$(PY) -m ruff check .
+	$(PY) -m pytest -q -n 2 $(PYTEST_ARGS)
+
+lint: install
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+clean:
+	rm -rf $(VENV) out .pytest_cache

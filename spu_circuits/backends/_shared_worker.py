@@ -1,0 +1,63 @@
+"""Worker process for the shared-mode back-end: one libngspice instance, fed decks on stdin.
+
+Protocol (pickle frames on stdin/stdout): request {"deck": str, "cwd": str|None} → reply
+{"ok": bool, "vectors": {name: ndarray}, "log": str, "error": str}. Running ngspice in a
+separate process means a crash or a hang of the shared library cannot take the caller down.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import sys
+
+
+def _serve() -> None:
+    inp, out = sys.stdin.buffer, sys.stdout.buffer
+    # keep the protocol stream clean: anything printed goes to stderr
+    sys.stdout = sys.stderr
+    logging.disable(logging.CRITICAL)
+    from PySpice.Spice.NgSpice import SimulationType
+    from PySpice.Spice.NgSpice.Shared import NgSpiceShared
+
+    types = SimulationType.SIMULATION_TYPE
+    for v in range(35, 46):  # ngspice ≥ 35 kept sim.h's enum: silence "unsupported version"
+        types.setdefault(v, types["last"])
+    ng = NgSpiceShared.new_instance()
+    pickle.dump({"ready": True}, out)
+    out.flush()
+    while True:
+        try:
+            req = pickle.load(inp)
+        except EOFError:
+            return
+        reply = {"ok": False, "vectors": {}, "log": "", "error": ""}
+        try:
+            if req.get("cwd"):
+                os.chdir(req["cwd"])
+            ng.clear_output()
+            try:
+                ng.load_circuit(req["deck"])
+                ng.run()
+            except Exception as exc:  # noqa: BLE001 - reported with the log
+                reply["error"] = f"{type(exc).__name__}: {exc}"
+            plot = ng.last_plot
+            if plot and plot != "const":
+                reply["vectors"] = {name.lower(): vec._data.real.copy()
+                                    for name, vec in ng.plot(None, plot).items()}
+            reply["ok"] = not reply["error"]
+        except Exception as exc:  # noqa: BLE001
+            reply["error"] = f"{type(exc).__name__}: {exc}"
+        reply["log"] = "\n".join([*ng._stdout, *ng._stderr])
+        try:
+            ng.destroy()
+            ng.remove_circuit()
+        except Exception:  # noqa: BLE001,S110 - best-effort cleanup
+            pass
+        pickle.dump(reply, out)
+        out.flush()
+
+
+if __name__ == "__main__":
+    _serve()

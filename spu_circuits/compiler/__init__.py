@@ -1,0 +1,148 @@
+"""The compiler: LinearSystem → scaling pass → topology pass → graph checks → deck + sidecar.
+
+`compile_system(system, topology="dense")` returns a `CompiledCircuit`; `.write(dir, name)`
+writes `dir/name.cir` and `dir/name.json` atomically.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .. import __version__
+from ..errors import CompileError, InputError
+from ..graphcheck import check_netlist
+from ..netlist import Netlist, atomic_write, deck_digest, dumps_sidecar
+from ..spec import HardwareSpec
+from ..system import LinearSystem
+from . import topology_dense, topology_ideal
+from .scaling import Scaled, scale
+
+TOPOLOGIES = {"dense": topology_dense, "ideal": topology_ideal}
+
+#: simulator options every deck carries (tight tolerances: these circuits are linear)
+DECK_OPTIONS = {"reltol": "1e-9", "abstol": "1e-15", "vntol": "1e-12", "chgtol": "1e-20",
+                "method": "trap"}
+
+#: refuse to compile a dense circuit whose finite op-amp gain alone costs more than this
+MAX_PREDICTED_GAIN_ERROR = 0.1
+
+
+@dataclass
+class CompiledCircuit:
+    """A compiled netlist and its sidecar metadata (plain JSON-able dict)."""
+
+    netlist: Netlist
+    meta: dict
+    extra_files: dict[str, bytes] = field(default_factory=dict)
+
+    @property
+    def outputs(self) -> list[str]:
+        return list(self.meta["outputs"])
+
+    @property
+    def volts_per_unit(self) -> float:
+        return float(self.meta["volts_per_unit"])
+
+    def deck_text(self) -> str:
+        return self.netlist.to_text()
+
+    def write(self, out_dir: str | Path, name: str = "spu") -> Path:
+        """Write `out_dir/name.cir` and `out_dir/name.json` (+ extra files) atomically."""
+        if not name or "/" in name or name.startswith("."):
+            raise InputError(f"invalid deck name {name!r}")
+        out = Path(out_dir)
+        if out.exists() and not out.is_dir():
+            raise InputError(f"output path {out} exists and is not a folder")
+        deck = out / f"{name}.cir"
+        text = self.deck_text()
+        meta = dict(self.meta, deck_sha256=deck_digest(text))
+        files: dict[Path, str | bytes] = {deck: text,
+                                          deck.with_suffix(".json"): dumps_sidecar(meta)}
+        for fname, content in self.extra_files.items():
+            files[out / fname] = content
+        atomic_write(files)
+        return deck
+
+
+def compile_system(system: LinearSystem, topology: str = "dense",
+                   spec: HardwareSpec | None = None, *, name: str | None = None
+                   ) -> CompiledCircuit:
+    """Compile `system` into a netlist of the given topology ('dense' or 'ideal')."""
+    spec = spec or HardwareSpec()
+    if topology not in TOPOLOGIES:
+        raise InputError(f"unknown topology {topology!r}; choose from {sorted(TOPOLOGIES)}")
+    mod = TOPOLOGIES[topology]
+    sc = scale(system, spec)
+    name = name or system.name
+    net = Netlist(title=f"spu-tngd {name}: {topology} SPU realising A x = b, N = {system.n}")
+    outputs = mod.build(sc, spec, net)
+    net.options = dict(DECK_OPTIONS)
+    predicted = _predicted(system, sc, spec, topology)
+    net.header = _header(system, sc, spec, topology, outputs, predicted)
+    check_netlist(net, spec)
+    meta = {
+        "format": "spu-tngd-deck/1",
+        "generator": f"spu-tngd {__version__}",
+        "name": name,
+        "topology": topology,
+        "n": system.n,
+        "outputs": outputs,
+        "noise_nodes": [mod.injection_node(i) for i in range(system.n)],
+        "ic_map": mod.ic_map(sc, spec),
+        "volts_per_unit": spec.volts_per_unit,
+        "tau_s": sc.tau_s,
+        "tau_device_s": spec.tau_s,
+        "R0_ohm": spec.R0_ohm,
+        "C_F": spec.C_F,
+        "matrix_scale": sc.alpha,
+        "opamp_gain": spec.opamp_gain if topology != "ideal" else None,
+        "element_counts": net.counts(),
+        "system_sha256": system.digest(),
+        "condition_number": system.condition_number(),
+        "pruning": {"threshold_rel": spec.prune_rel, "pairs_dropped": sc.pruned,
+                    "dropped_rel_mass": sc.pruned_rel_mass},
+        "predicted": predicted,
+        "options": dict(DECK_OPTIONS),
+        "spec": spec.to_dict(),
+        "noise": {"kind": "none"},
+        "system": {"A": system.A.tolist(), "b": system.b.tolist()},
+    }
+    return CompiledCircuit(net, meta)
+
+
+def _predicted(system: LinearSystem, sc: Scaled, spec: HardwareSpec, topology: str) -> dict:
+    """What the circuit should return, and how far from A⁻¹b (finite gain, pruning)."""
+    x_exact = system.solution()
+    if topology == "dense":
+        x_circ = topology_dense.finite_gain_dc(sc.A, sc.b, sc.alpha, spec)
+    else:
+        x_circ = np.linalg.solve(sc.A, sc.b)
+    dev = float(np.linalg.norm(x_circ - x_exact) / max(np.linalg.norm(x_exact), 1e-300))
+    if topology == "dense" and dev > MAX_PREDICTED_GAIN_ERROR:
+        raise CompileError(
+            f"A's condition number {system.condition_number():.3g} is too large for op-amp "
+            f"gain {spec.opamp_gain:g}: the circuit's DC solution would deviate from A⁻¹b by "
+            f"{dev:.3g} (relative); raise --gain or precondition the system")
+    return {"x_dc": x_circ.tolist(), "rel_deviation_from_exact": dev,
+            "cause": "finite op-amp gain" if topology == "dense" else "none (ideal elements)"}
+
+
+def _header(system, sc, spec, topology, outputs, predicted) -> list[str]:
+    n = system.n
+    return [
+        f"generator: spu-tngd {__version__}; topology: {topology}; N = {n}",
+        f"system sha256: {system.digest()}",
+        f"mapping: x_i = V({outputs[0]})/{spec.volts_per_unit:g} ... "
+        f"V({outputs[-1]})/{spec.volts_per_unit:g} (volts per unit v0 = "
+        f"{spec.volts_per_unit:g})",
+        f"dynamics: tau dx/dt = -(A x - b), tau = R0*C/alpha = {sc.tau_s:.6g} s "
+        f"(R0 = {spec.R0_ohm:g} ohm, C = {spec.C_F:g} F, alpha = {sc.alpha:.6g})",
+        f"couplings: resistor R0/(alpha*|A_ij|); pruned pairs: {sc.pruned} "
+        f"(relative mass {sc.pruned_rel_mass:.3g})",
+        f"predicted DC deviation from A^-1 b: {predicted['rel_deviation_from_exact']:.3g} "
+        f"({predicted['cause']})",
+        "sidecar: the .json file beside this deck",
+    ]

@@ -1,0 +1,77 @@
+"""Scaling pass: prune tiny couplings and choose the global scale α so every resistor fits.
+
+The circuit realises α·A: a coupling A_ij becomes a resistor R₀/(α|A_ij|) (or a VCCS of
+α·A_ij/R₀ siemens, whose equivalent resistance obeys the same range). The scale only speeds
+up or slows down the dynamics: the effective time unit is τ/α, recorded as `tau_s`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import CompileError
+from ..spec import HardwareSpec
+from ..system import LinearSystem
+
+
+@dataclass(frozen=True)
+class Scaled:
+    """Output of the scaling pass.
+
+    A: the pruned matrix (N, N) the circuit will realise (before α); b: (N,);
+    alpha: global scale; tau_s: effective time unit τ/α (s);
+    pruned: number of off-diagonal entries dropped (counted once per symmetric pair);
+    pruned_rel_mass: ‖A − A_pruned‖_F / ‖A‖_F.
+    """
+
+    A: np.ndarray
+    b: np.ndarray
+    alpha: float
+    tau_s: float
+    pruned: int
+    pruned_rel_mass: float
+
+    def resistance(self, a_ij: float, spec: HardwareSpec) -> float:
+        """Resistor (Ω) realising the coupling a_ij."""
+        return spec.R0_ohm / (self.alpha * abs(a_ij))
+
+
+def prune(A: np.ndarray, rel: float) -> tuple[np.ndarray, int, float]:
+    """Drop off-diagonal |A_ij| < rel·max|A|. Returns (A_pruned, pairs dropped, relative mass)."""
+    if rel <= 0:
+        return A.copy(), 0, 0.0
+    thresh = rel * np.max(np.abs(A))
+    off = ~np.eye(A.shape[0], dtype=bool)
+    drop = off & (np.abs(A) < thresh) & (A != 0)
+    Ap = np.where(drop, 0.0, A)
+    mass = float(np.linalg.norm(A - Ap) / np.linalg.norm(A))
+    return Ap, int(drop.sum() // 2), mass
+
+
+def scale(system: LinearSystem, spec: HardwareSpec) -> Scaled:
+    """Prune, check positive definiteness survives, and pick α (1 when the values already fit)."""
+    A, n_pruned, mass = prune(system.A, spec.prune_rel)
+    if n_pruned:
+        try:
+            np.linalg.cholesky(A)
+        except np.linalg.LinAlgError:
+            raise CompileError(
+                f"pruning at {spec.prune_rel:g}·max|A| dropped {n_pruned} couplings and left A "
+                "not positive definite; use a smaller --prune") from None
+    mags = np.abs(A[A != 0])
+    a_max, a_min = float(mags.max()), float(mags.min())
+    r0 = spec.R0_ohm
+    # resistor range: r_min ≤ R0/(α a) ≤ r_max for all nonzero a
+    alpha_hi = r0 / (spec.r_min_ohm * a_max)   # smallest resistor stays ≥ r_min
+    alpha_lo = r0 / (spec.r_max_ohm * a_min)   # largest resistor stays ≤ r_max
+    if alpha_lo > alpha_hi * (1 + 1e-12):
+        raise CompileError(
+            f"A's nonzero entries span a ratio of {a_max / a_min:.3g} ({a_min:.3g} to "
+            f"{a_max:.3g}), more than the resistor range {spec.r_min_ohm:g}–"
+            f"{spec.r_max_ohm:g} Ω can realise (ratio {spec.r_max_ohm / spec.r_min_ohm:.3g}); "
+            "prune small entries (--prune) or widen the range")
+    alpha = min(max(1.0, alpha_lo), alpha_hi)
+    return Scaled(A=A, b=system.b.copy(), alpha=float(alpha), tau_s=spec.tau_s / alpha,
+                  pruned=n_pruned, pruned_rel_mass=mass)

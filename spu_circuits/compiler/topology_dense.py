@@ -1,0 +1,77 @@
+"""Topology `dense` (the paper's Fig. 6): op-amp RC integrators, inverters, a resistor array.
+
+Per variable i: integrator op-amp (VCVS of gain G) with inverting input s{i}, output o{i},
+capacitor C from s{i} to o{i}; inverter p{i} = −o{i} (R₀ in, R₀ feedback, input node n{i});
+bias source u{i} = −α v₀ b_i through R₀ into s{i}; for each A_ij ≠ 0 a resistor
+R₀/(α|A_ij|) into s{i} from o{j} (A_ij > 0) or p{j} (A_ij < 0). KCL at the virtual ground:
+(τ/α) dx/dt = −(A x − b) with x = V(o)/v₀, exact as G → ∞.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..netlist import GROUND, Netlist
+from ..spec import HardwareSpec
+from .scaling import Scaled
+
+
+def output_node(i: int) -> str:
+    return f"o{i}"
+
+
+def injection_node(i: int) -> str:
+    """The integrator's summing node, where the noise current for variable i enters."""
+    return f"s{i}"
+
+
+def build(sc: Scaled, spec: HardwareSpec, net: Netlist) -> list[str]:
+    """Add the dense op-amp circuit to `net`; returns the output nodes in variable order."""
+    n = sc.A.shape[0]
+    v0, r0, gain = spec.volts_per_unit, spec.R0_ohm, spec.opamp_gain
+    for i in range(n):
+        s, o, p, m, u = f"s{i}", f"o{i}", f"p{i}", f"n{i}", f"u{i}"
+        net.add(f"eint{i}", (o, GROUND, GROUND, s), gain)
+        net.add(f"c{i}", (s, o), spec.C_F)
+        net.add(f"rinv{i}", (o, m), r0)
+        net.add(f"rfb{i}", (m, p), r0)
+        net.add(f"einv{i}", (p, GROUND, GROUND, m), gain)
+        net.add(f"vb{i}", (u, GROUND), -sc.alpha * v0 * sc.b[i])
+        net.add(f"rb{i}", (u, s), r0)
+    for i in range(n):
+        for j in range(n):
+            a = sc.A[i, j]
+            if a != 0.0:
+                src = f"o{j}" if a > 0 else f"p{j}"
+                net.add(f"ra{i}_{j}", (src, f"s{i}"), sc.resistance(a, spec))
+    return [output_node(i) for i in range(n)]
+
+
+def ic_map(sc: Scaled, spec: HardwareSpec) -> dict:
+    """Node voltages for a transient from x₀ (used with `uic`): V = coef·x₀[var] or const."""
+    n, v0, gain = sc.A.shape[0], spec.volts_per_unit, spec.opamp_gain
+    c = 1.0 / (1.0 + 2.0 / gain)
+    linear = []
+    for i in range(n):
+        linear += [[f"o{i}", i, v0], [f"p{i}", i, -c * v0], [f"s{i}", i, -v0 / gain],
+                   [f"n{i}", i, c * v0 / gain]]
+    const = [[f"u{i}", -sc.alpha * v0 * float(sc.b[i])] for i in range(n)]
+    return {"linear": linear, "const": const}
+
+
+def finite_gain_dc(A: np.ndarray, b: np.ndarray, alpha: float, spec: HardwareSpec
+                   ) -> np.ndarray:
+    """DC solution x (N,) of the dense circuit with op-amp gain G, by nodal analysis in numpy.
+
+    Virtual grounds sit at s_i = −o_i/G; inverters give p_j = −o_j/(1 + 2/G). KCL at s_i:
+    Σ_j g_ij (v_src,j − s_i) + (u_i − s_i)/R₀ = 0 with g_ij = α|A_ij|/R₀.
+    """
+    gain, r0, v0 = spec.opamp_gain, spec.R0_ohm, spec.volts_per_unit
+    c = 1.0 / (1.0 + 2.0 / gain)
+    g = alpha * np.abs(A) / r0
+    # coefficient of o_j in row i
+    M = np.where(A > 0, g, -c * g)
+    M = M + np.diag((g.sum(axis=1) + 1.0 / r0) / gain)
+    u = -alpha * v0 * b
+    o = np.linalg.solve(M, -u / r0)
+    return o / v0

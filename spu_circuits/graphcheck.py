@@ -1,0 +1,83 @@
+"""Structural checks run on every netlist before it is written (networkx).
+
+Each failure raises GraphCheckError naming the node or element: a node without a DC path to
+ground, a dangling node (one terminal only), a loop of voltage sources (V and VCVS outputs),
+a non-finite or out-of-range element value.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+import networkx as nx
+
+from .errors import GraphCheckError
+from .netlist import GROUND, Netlist
+from .spec import HardwareSpec
+
+
+def check_netlist(net: Netlist, spec: HardwareSpec | None = None) -> None:
+    """Raise GraphCheckError on the first structural defect found."""
+    _check_values(net, spec)
+    terminals = Counter(n for el in net.elements for n in el.nodes if n != GROUND)
+    for node, count in terminals.items():
+        if count < 2:
+            el = next(e.name for e in net.elements if node in e.nodes)
+            raise GraphCheckError(f"node '{node}' is dangling: only element '{el}' connects to it")
+    g = nx.Graph()
+    g.add_node(GROUND)
+    g.add_nodes_from(terminals)
+    for el in net.elements:
+        a, *rest = el.dc_terminals or (None,)
+        if a is not None:
+            g.add_edge(a, rest[0])
+    for comp in nx.connected_components(g):
+        if GROUND not in comp:
+            node = sorted(comp)[0]
+            raise GraphCheckError(
+                f"node '{node}' has no DC path to ground (floating group: "
+                f"{', '.join(sorted(comp)[:5])}{'…' if len(comp) > 5 else ''})")
+    _check_source_loops(net)
+
+
+def _check_values(net: Netlist, spec: HardwareSpec | None) -> None:
+    for el in net.elements:
+        if el.value is None:
+            continue
+        v = el.value
+        if not math.isfinite(v):
+            raise GraphCheckError(f"element '{el.name}' has a non-finite value {v}")
+        if el.kind in "rc" and v <= 0:
+            raise GraphCheckError(f"element '{el.name}' has a non-positive value {v:g}")
+        if spec is not None and el.kind == "r" and not (
+                spec.r_min_ohm * (1 - 1e-12) <= v <= spec.r_max_ohm * (1 + 1e-12)):
+            raise GraphCheckError(
+                f"resistor '{el.name}' = {v:.4g} Ω lies outside the spec range "
+                f"[{spec.r_min_ohm:g}, {spec.r_max_ohm:g}] Ω")
+        if spec is not None and el.kind == "g" and v != 0:
+            r_eq = 1.0 / abs(v)
+            if not (spec.r_min_ohm * (1 - 1e-12) <= r_eq <= spec.r_max_ohm * (1 + 1e-12)):
+                raise GraphCheckError(
+                    f"transconductance '{el.name}' = {v:.4g} S (1/|g| = {r_eq:.4g} Ω) lies "
+                    f"outside the spec range [{spec.r_min_ohm:g}, {spec.r_max_ohm:g}] Ω")
+
+
+def _check_source_loops(net: Netlist) -> None:
+    """Voltage-defining branches (V, VCVS outputs) must form a forest."""
+    uf = nx.utils.UnionFind()
+    g = nx.Graph()
+    for el in net.elements:
+        if el.kind not in "ve":
+            continue
+        a, b = el.nodes[:2]
+        if uf[a] == uf[b]:
+            try:
+                loop = nx.shortest_path(g, a, b)
+                names = [g.edges[u, v]["name"] for u, v in zip(loop, loop[1:], strict=False)]
+            except nx.NetworkXNoPath:  # pragma: no cover - union-find says connected
+                names = []
+            raise GraphCheckError(
+                "loop of voltage sources: " + ", ".join([*names, el.name]))
+        uf.union(a, b)
+        g.add_edge(a, b, name=el.name)

@@ -1,0 +1,178 @@
+"""Decks with their sidecars, and the analyses users run on them (DC solution, transients).
+
+Results come back in x units through the sidecar: x_i = V(outputs[i]) / volts_per_unit, and
+times in units of the sidecar's τ (`tau_s`, the effective time unit of the circuit).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .backends import Backend, Op, Tran, get_backend
+from .errors import InputError
+from .netlist import deck_digest, sidecar_path
+from .system import LinearSystem
+
+SIDECAR_KEYS = ("outputs", "volts_per_unit", "tau_s", "topology", "n")
+
+
+@dataclass
+class Deck:
+    """A deck's text, where it lives, and its sidecar metadata (None for hand-written decks)."""
+
+    text: str
+    meta: dict | None = None
+    path: Path | None = None
+
+    @classmethod
+    def from_compiled(cls, compiled, path: Path | None = None) -> Deck:
+        return cls(compiled.deck_text(), dict(compiled.meta), path)
+
+    @classmethod
+    def load(cls, path: str | Path, *, require_sidecar: bool = False,
+             check_digest: bool = True) -> Deck:
+        """Read `path` and the `.json` sidecar beside it; InputError if they disagree."""
+        path = Path(path)
+        if not path.is_file():
+            raise InputError(f"deck not found: {path}")
+        try:
+            text = path.read_text()
+        except UnicodeDecodeError:
+            raise InputError(f"deck {path} is not a text file") from None
+        if not text.strip():
+            raise InputError(f"deck {path} is empty")
+        side = sidecar_path(path)
+        if not side.exists():
+            if require_sidecar:
+                raise InputError(f"deck {path} has no sidecar {side.name} beside it")
+            return cls(text, None, path)
+        try:
+            meta = json.loads(side.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise InputError(f"sidecar {side} is not valid JSON ({exc})") from None
+        if not isinstance(meta, dict):
+            raise InputError(f"sidecar {side} does not hold a JSON object")
+        missing = [k for k in SIDECAR_KEYS if k not in meta]
+        if missing:
+            raise InputError(f"sidecar {side} lacks the key(s) {', '.join(missing)}")
+        deck = cls(text, meta, path)
+        deck.check_sidecar(check_digest)
+        return deck
+
+    def check_sidecar(self, check_digest: bool = True) -> None:
+        """InputError when the sidecar does not describe this deck."""
+        meta = self.meta or {}
+        where = self.path.with_suffix(".json").name if self.path else "sidecar"
+        outs = meta.get("outputs")
+        if not isinstance(outs, list) or len(outs) != meta.get("n"):
+            raise InputError(f"{where}: 'outputs' must list n = {meta.get('n')} node names")
+        tokens = {t.lower() for ln in self.text.splitlines()
+                  if ln.strip() and not ln.lstrip().startswith(("*", "."))
+                  for t in ln.split()[1:]}
+        absent = [o for o in outs if str(o).lower() not in tokens]
+        if absent:
+            raise InputError(
+                f"sidecar does not match its deck: output node(s) {', '.join(absent[:4])} "
+                f"do not appear in {self.path.name if self.path else 'the deck'}")
+        want = meta.get("deck_sha256")
+        if check_digest and want and want != deck_digest(self.text):
+            raise InputError(
+                f"sidecar does not match its deck: {self.path.name if self.path else 'deck'} "
+                "was changed after it was compiled (sha256 differs)")
+
+    # ---- sidecar views -------------------------------------------------------------------
+    def _need_meta(self) -> dict:
+        if self.meta is None:
+            raise InputError("this deck has no sidecar: its outputs and scaling are unknown")
+        return self.meta
+
+    @property
+    def outputs(self) -> list[str]:
+        return list(self._need_meta()["outputs"])
+
+    @property
+    def volts_per_unit(self) -> float:
+        return float(self._need_meta()["volts_per_unit"])
+
+    @property
+    def tau_s(self) -> float:
+        return float(self._need_meta()["tau_s"])
+
+    @property
+    def cwd(self) -> str | None:
+        return str(self.path.parent) if self.path else None
+
+    def system(self) -> LinearSystem | None:
+        """The system recorded in the sidecar (None if absent)."""
+        rec = (self.meta or {}).get("system")
+        if not rec:
+            return None
+        return LinearSystem.from_arrays(np.array(rec["A"]), np.array(rec["b"]),
+                                        name=self.meta.get("name", "system"))
+
+    def ic_voltages(self, x0: np.ndarray) -> dict[str, float]:
+        """Initial node voltages (V) that start the circuit at state x0 (N,)."""
+        m = self._need_meta().get("ic_map")
+        x0 = np.asarray(x0, dtype=float).reshape(-1)
+        if x0.shape[0] != len(self.outputs):
+            raise InputError(f"x0 has length {x0.shape[0]}, the deck has {len(self.outputs)}")
+        if not m:
+            return {o: self.volts_per_unit * x0[i] for i, o in enumerate(self.outputs)}
+        ic = {node: coef * x0[var] for node, var, coef in m["linear"]}
+        ic.update({node: val for node, val in m["const"]})
+        return ic
+
+
+def _backend(backend: Backend | str | None, timeout_s: float) -> tuple[Backend, bool]:
+    if isinstance(backend, Backend):
+        return backend, False
+    return get_backend(backend or "shared", timeout_s), True
+
+
+def solve_op(deck: Deck, backend: Backend | str | None = None, timeout_s: float = 60.0
+             ) -> np.ndarray:
+    """DC operating point read back as x (N,)."""
+    be, own = _backend(backend, timeout_s)
+    try:
+        res = be.run(deck.text, Op(), cwd=deck.cwd, deck_name=str(deck.path or "<deck>"))
+    finally:
+        if own:
+            be.close()
+    return res.voltages(deck.outputs) / deck.volts_per_unit
+
+
+def default_tmax_tau(deck: Deck, frac: float = 0.01) -> float:
+    """Internal step bound frac/λ_max(A) in units of τ (A from the sidecar; frac if unknown)."""
+    sysm = deck.system()
+    if sysm is None:
+        return frac
+    return frac / float(np.linalg.eigvalsh(sysm.A)[-1])
+
+
+def transient(deck: Deck, x0, t_stop_tau: float, dt_tau: float, *,
+              tmax_tau: float | None = None, backend: Backend | str | None = None,
+              timeout_s: float = 120.0) -> tuple[np.ndarray, np.ndarray]:
+    """Noiseless transient from x0: returns (u (T,) in units of τ, x (T, N))."""
+    if not (t_stop_tau > 0 and dt_tau > 0):
+        raise InputError("transient: t_stop and dt must be positive")
+    tau = deck.tau_s
+    tmax = tmax_tau if tmax_tau is not None else default_tmax_tau(deck)
+    an = Tran(step_s=dt_tau * tau, stop_s=t_stop_tau * tau, tmax_s=min(tmax, dt_tau) * tau,
+              ic=deck.ic_voltages(x0), uic=True)
+    be, own = _backend(backend, timeout_s)
+    try:
+        res = be.run(deck.text, an, cwd=deck.cwd, deck_name=str(deck.path or "<deck>"))
+    finally:
+        if own:
+            be.close()
+    return res.time / tau, res.voltages(deck.outputs) / deck.volts_per_unit
+
+
+def interp_at(u: np.ndarray, x: np.ndarray, at) -> np.ndarray:
+    """Linear interpolation of a trajectory x (T, N) at times `at` (M,) → (M, N)."""
+    at = np.atleast_1d(np.asarray(at, dtype=float))
+    return np.stack([np.interp(at, u, x[:, k]) for k in range(x.shape[1])], axis=-1)
