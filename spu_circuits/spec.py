@@ -15,7 +15,8 @@ class HardwareSpec:
     R0_ohm: unit resistance R₀ (Ω); C_F: integrating capacitor (F); τ = R₀C (s).
     volts_per_unit: v₀, volts per unit of x. r_min_ohm/r_max_ohm: realisable resistor range.
     opamp_gain: open-loop gain of the ideal-VCVS op-amp model. prune_rel: entries with
-    |A_ij| < prune_rel·max|A| are dropped (their mass is reported).
+    |A_ij| < prune_rel·max|A| are dropped (their mass is reported). auto_prune: also drop
+    couplings too weak for the resistor range (r_min/r_max·max|A|) instead of failing.
     """
 
     R0_ohm: float = 1e3
@@ -25,8 +26,11 @@ class HardwareSpec:
     r_max_ohm: float = 10e6
     opamp_gain: float = 1e6
     prune_rel: float = 0.0
+    auto_prune: bool = True
 
     def __post_init__(self) -> None:
+        if not isinstance(self.auto_prune, bool):
+            raise InputError("hardware spec: auto_prune must be true or false")
         for name in ("R0_ohm", "C_F", "volts_per_unit", "r_min_ohm", "r_max_ohm", "opamp_gain"):
             v = getattr(self, name)
             if not (isinstance(v, int | float) and math.isfinite(v) and v > 0):

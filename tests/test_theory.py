@@ -94,8 +94,9 @@ def test_autocov(system):
     assert R.shape == (2, 5, 5)
     np.testing.assert_allclose(R[1], sla.expm(-2.0 * A) @ S, atol=1e-12)
     Sh = th.interpolated_noise_stationary_cov(A, KAPPA0, 0.2)
-    np.testing.assert_allclose(th.autocov(A, KAPPA0, 0.5, cov=Sh), sla.expm(-0.5 * A) @ Sh,
-                               atol=1e-12)
+    np.testing.assert_allclose(
+        th.autocov(A, KAPPA0, 0.5, cov=Sh), sla.expm(-0.5 * A) @ Sh, atol=1e-12
+    )
 
 
 # ----------------------------------------------------------------------------- interpolated noise
@@ -136,7 +137,8 @@ def test_interp_cov_lyapunov_equals_closed_form(system, h):
     # fixed point of the one-step map
     Phi, G0, G1 = th.interpolated_noise_maps(A, h)
     s2 = 2 * KAPPA0 / h
-    rhs = Phi @ P @ Phi.T + s2 * (G0 @ G0.T + G1 @ G1.T) + s2 * (Phi @ G0 @ G1.T + G1 @ G0.T @ Phi.T)
+    cross = Phi @ G0 @ G1.T
+    rhs = Phi @ P @ Phi.T + s2 * (G0 @ G0.T + G1 @ G1.T + cross + cross.T)
     np.testing.assert_allclose(P, rhs, atol=1e-12)
 
 
@@ -161,8 +163,9 @@ def _scalar_var_by_convolution(a: float, h: float, kappa0: float) -> float:
     """Independent route: x_k = s Σ_j c_j z_{k−j}, c_j the integral of the kernel e^{−a(·)}
     against the hat function of z_{k−j}; c_j = e^{−a h (j−1)} c_1 for j ≥ 1."""
     c0 = sint.quad(lambda v: math.exp(a * v) * (1 + v / h), -h, 0, epsabs=1e-15)[0]
-    c1 = sint.quad(lambda v: math.exp(a * v) * (1 - abs(v + h) / h), -2 * h, 0,
-                   points=[-h], epsabs=1e-15)[0]
+    c1 = sint.quad(
+        lambda v: math.exp(a * v) * (1 - abs(v + h) / h), -2 * h, 0, points=[-h], epsabs=1e-15
+    )[0]
     s2 = 2 * kappa0 / h
     return s2 * (c0**2 + c1**2 / -math.expm1(-2 * a * h))
 
@@ -200,8 +203,9 @@ def test_interp_autocov(system):
     R1 = Phi @ P + s2 * G0 @ G1  # Cov(x_{k+1}, x_k): x_k correlates with z_k through Γ1
     for lag in [1, 2, 5]:
         ref = np.linalg.matrix_power(Phi, lag - 1) @ R1
-        np.testing.assert_allclose(th.interpolated_noise_autocov(A, KAPPA0, h, lag), ref,
-                                   atol=1e-13)
+        np.testing.assert_allclose(
+            th.interpolated_noise_autocov(A, KAPPA0, h, lag), ref, atol=1e-13
+        )
 
 
 def test_time_scales(system):

@@ -113,8 +113,16 @@ class _OUBase:
 
         Returns ``(times (n_steps+1,), samples (n_steps+1, chains, N))``; samples[0] = x0.
         """
-        return self.sample(x0, h, n_steps, burn_in=0, thin=1, chains=chains,
-                           generator=generator, include_start=True)
+        return self.sample(
+            x0,
+            h,
+            n_steps,
+            burn_in=0,
+            thin=1,
+            chains=chains,
+            generator=generator,
+            include_start=True,
+        )
 
     def sample(
         self,
@@ -339,8 +347,9 @@ class LowRankOU(_SpectralOU):
         self.rank = int(sig.numel())
         self.sigma = sig.to(dtype)
         self.V = V.to(dtype)
-        self._eig64 = torch.cat([self.lam + sig**2, torch.full((n,), self.lam, dtype=torch.float64,
-                                                                  device=device)])
+        self._eig64 = torch.cat(
+            [self.lam + sig**2, torch.full((n,), self.lam, dtype=torch.float64, device=device)]
+        )
         self.eig = self._eig64.to(dtype)
         b64 = _to(b, torch.float64, device).reshape(n)
         self.b = b64.to(dtype)
@@ -367,8 +376,14 @@ class EulerMaruyamaOU(_OUBase):
     order 1 in δu; the fixed point of the noiseless map is exactly A⁻¹b.
     """
 
-    def __init__(self, matvec: Callable[[Tensor], Tensor] | Tensor, b, kappa0: float,
-                 dtype: torch.dtype | None = None, device=None):
+    def __init__(
+        self,
+        matvec: Callable[[Tensor], Tensor] | Tensor,
+        b,
+        kappa0: float,
+        dtype: torch.dtype | None = None,
+        device=None,
+    ):
         b = torch.as_tensor(b)
         if isinstance(matvec, Tensor):
             A = matvec
@@ -425,7 +440,7 @@ def run_interpolated(
             b_ = ou.b if b is None else b
             k_ = ou.kappa0 if kappa0 is None else kappa0
             if isinstance(ou, LowRankOU):
-                S = (ou.sigma[:, None] * ou.V.T)  # same SᵀS (up to the dropped U)
+                S = ou.sigma[:, None] * ou.V.T  # same SᵀS (up to the dropped U)
                 ou = LowRankOU(S, ou.lam, b_, k_, dtype=ou.dtype, device=ou.device)
             else:
                 ou = DenseOU(ou.A, b_, k_, dtype=ou.dtype, device=ou.device)

@@ -102,7 +102,8 @@ def compile_system(system: LinearSystem, topology: str = "dense",
         "element_counts": net.counts(),
         "system_sha256": system.digest(),
         "condition_number": system.condition_number(),
-        "pruning": {"threshold_rel": spec.prune_rel, "pairs_dropped": sc.pruned,
+        "pruning": {"threshold_rel": spec.prune_rel, "auto": spec.auto_prune,
+                    "pairs_dropped": sc.pruned,
                     "dropped_rel_mass": sc.pruned_rel_mass},
         "predicted": predicted,
         "options": dict(DECK_OPTIONS),
@@ -116,7 +117,11 @@ def compile_system(system: LinearSystem, topology: str = "dense",
 def _predicted(system: LinearSystem, sc: Scaled, spec: HardwareSpec, topology: str) -> dict:
     """What the circuit should return, and how far from A⁻¹b (finite gain, pruning)."""
     x_exact = system.solution()
+    cause = []
+    if sc.pruned:
+        cause.append(f"pruning of {sc.pruned} coupling pairs")
     if topology == "dense":
+        cause.append("finite op-amp gain")
         x_circ = topology_dense.finite_gain_dc(sc.A, sc.b, sc.alpha, spec)
     else:
         x_circ = np.linalg.solve(sc.A, sc.b)
@@ -127,7 +132,7 @@ def _predicted(system: LinearSystem, sc: Scaled, spec: HardwareSpec, topology: s
             f"gain {spec.opamp_gain:g}: the circuit's DC solution would deviate from A⁻¹b by "
             f"{dev:.3g} (relative); raise --gain or precondition the system")
     return {"x_dc": x_circ.tolist(), "rel_deviation_from_exact": dev,
-            "cause": "finite op-amp gain" if topology == "dense" else "none (ideal elements)"}
+            "cause": " and ".join(cause) or "none (ideal elements)"}
 
 
 def _header(system, sc, spec, topology, outputs, predicted) -> list[str]:

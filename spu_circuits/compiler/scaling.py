@@ -51,27 +51,43 @@ def prune(A: np.ndarray, rel: float) -> tuple[np.ndarray, int, float]:
 
 
 def scale(system: LinearSystem, spec: HardwareSpec) -> Scaled:
-    """Prune, check positive definiteness survives, and pick α (1 when the values already fit)."""
-    A, n_pruned, mass = prune(system.A, spec.prune_rel)
+    """Prune, check positive definiteness survives, and pick α (1 when the values already fit).
+
+    Couplings weaker than (r_min/r_max)·max|A| cannot be realised next to the strongest one;
+    with `spec.auto_prune` they are dropped (and reported), otherwise CompileError.
+    """
+    A0 = system.A
+    rel = spec.prune_rel
+    a_max = float(np.max(np.abs(A0)))
+    mags = np.abs(A0[A0 != 0])
+    span_limit = spec.r_max_ohm / spec.r_min_ohm
+    if a_max / float(mags.min()) > span_limit:
+        if not spec.auto_prune:
+            raise CompileError(
+                f"A's nonzero entries span a ratio of {a_max / mags.min():.3g} "
+                f"({mags.min():.3g} to {a_max:.3g}), more than the resistor range "
+                f"{spec.r_min_ohm:g}–{spec.r_max_ohm:g} Ω can realise (ratio "
+                f"{span_limit:.3g}); prune small entries (--prune) or widen the range")
+        rel = max(rel, (1.0 + 1e-9) / span_limit)
+    A, n_pruned, mass = prune(A0, rel)
     if n_pruned:
         try:
             np.linalg.cholesky(A)
         except np.linalg.LinAlgError:
             raise CompileError(
-                f"pruning at {spec.prune_rel:g}·max|A| dropped {n_pruned} couplings and left A "
-                "not positive definite; use a smaller --prune") from None
+                f"pruning at {rel:.3g}·max|A| dropped {n_pruned} couplings and left A "
+                "not positive definite; use a smaller --prune or a wider resistor range"
+            ) from None
     mags = np.abs(A[A != 0])
     a_max, a_min = float(mags.max()), float(mags.min())
+    if a_max / a_min > span_limit * (1 + 1e-9):
+        raise CompileError(
+            f"A's diagonal spans a ratio of {a_max / a_min:.3g}, more than the resistor range "
+            f"{spec.r_min_ohm:g}–{spec.r_max_ohm:g} Ω can realise; rescale the system")
     r0 = spec.R0_ohm
     # resistor range: r_min ≤ R0/(α a) ≤ r_max for all nonzero a
     alpha_hi = r0 / (spec.r_min_ohm * a_max)   # smallest resistor stays ≥ r_min
     alpha_lo = r0 / (spec.r_max_ohm * a_min)   # largest resistor stays ≤ r_max
-    if alpha_lo > alpha_hi * (1 + 1e-12):
-        raise CompileError(
-            f"A's nonzero entries span a ratio of {a_max / a_min:.3g} ({a_min:.3g} to "
-            f"{a_max:.3g}), more than the resistor range {spec.r_min_ohm:g}–"
-            f"{spec.r_max_ohm:g} Ω can realise (ratio {spec.r_max_ohm / spec.r_min_ohm:.3g}); "
-            "prune small entries (--prune) or widen the range")
     alpha = min(max(1.0, alpha_lo), alpha_hi)
     return Scaled(A=A, b=system.b.copy(), alpha=float(alpha), tau_s=spec.tau_s / alpha,
                   pruned=n_pruned, pruned_rel_mass=mass)

@@ -1,0 +1,214 @@
+"""The `spu` command line: compile systems into decks, simulate decks, validate them.
+
+Every expected failure prints one line (`error: ...`, plus ngspice's log lines for simulator
+failures) and exits non-zero; set SPU_DEBUG=1 to see tracebacks.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from pathlib import Path
+
+import click
+import numpy as np
+
+from .errors import InputError, SimulationError, SpuError
+from .spec import HardwareSpec
+
+
+def _fail(msg: str, code: int = 2) -> None:
+    click.echo(f"error: {msg}", err=True)
+    sys.exit(code)
+
+
+def friendly(fn):
+    """Turn SpuError (and unexpected exceptions) into one-line errors with exit codes."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except SimulationError as exc:
+            _fail(exc.details(), exc.exit_code)
+        except SpuError as exc:
+            _fail(str(exc), exc.exit_code)
+        except KeyboardInterrupt:
+            _fail("interrupted", 130)
+        except Exception as exc:  # noqa: BLE001 - last resort: no traceback for CLI users
+            if os.environ.get("SPU_DEBUG"):
+                raise
+            _fail(f"internal error: {type(exc).__name__}: {exc} (rerun with SPU_DEBUG=1 for "
+                  "the traceback)", 1)
+
+    return wrapper
+
+
+def spec_options(fn):
+    """Hardware-spec options shared by the commands that compile."""
+    opts = [
+        click.option("--r0", "R0_ohm", type=float, default=1e3, show_default=True,
+                     help="Unit resistance R0 (ohm)."),
+        click.option("--cap", "C_F", type=float, default=1e-9, show_default=True,
+                     help="Integrating capacitor C (F); tau = R0*C."),
+        click.option("--v0", "volts_per_unit", type=float, default=1.0, show_default=True,
+                     help="Volts per unit of x."),
+        click.option("--gain", "opamp_gain", type=float, default=1e6, show_default=True,
+                     help="Op-amp open-loop gain (ideal VCVS model)."),
+        click.option("--rmin", "r_min_ohm", type=float, default=100.0, show_default=True,
+                     help="Smallest realisable resistor (ohm)."),
+        click.option("--rmax", "r_max_ohm", type=float, default=10e6, show_default=True,
+                     help="Largest realisable resistor (ohm)."),
+        click.option("--prune", "prune_rel", type=float, default=0.0, show_default=True,
+                     help="Drop couplings below this fraction of max|A|."),
+        click.option("--auto-prune/--no-auto-prune", "auto_prune", default=True,
+                     show_default=True,
+                     help="Drop couplings too weak for the resistor range (else fail)."),
+    ]
+    for opt in reversed(opts):
+        fn = opt(fn)
+    return fn
+
+
+def _spec(kw: dict) -> HardwareSpec:
+    keys = ("R0_ohm", "C_F", "volts_per_unit", "opamp_gain", "r_min_ohm", "r_max_ohm",
+            "prune_rel", "auto_prune")
+    return HardwareSpec(**{k: kw.pop(k) for k in keys})
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="spu-tngd")
+def main() -> None:
+    """Compile linear systems A x = b into SPU netlists and check them in ngspice."""
+
+
+@main.command("compile")
+@click.option("--matrix", "matrix", type=click.Path(dir_okay=False), required=True,
+              help="A as .npy (or .npz with arrays A and b).")
+@click.option("--rhs", type=click.Path(dir_okay=False), help="b as .npy (default: ones).")
+@click.option("--topology", type=click.Choice(["dense", "ideal"]), default="dense",
+              show_default=True)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True,
+              help="Output folder.")
+@click.option("--name", default=None, help="Deck name (default: the matrix file's stem).")
+@spec_options
+@friendly
+def compile_cmd(matrix, rhs, topology, out_dir, name, **kw):
+    """Compile A x = b into OUT/NAME.cir and its sidecar OUT/NAME.json."""
+    from .compiler import compile_system
+    from .system import load_system
+
+    spec = _spec(kw)
+    system = load_system(matrix, rhs, name=name)
+    compiled = compile_system(system, topology, spec, name=name or system.name)
+    deck = compiled.write(out_dir, name or system.name)
+    m = compiled.meta
+    counts = ", ".join(f"{v} {k}" for k, v in m["element_counts"].items())
+    click.echo(f"wrote {deck} and {deck.with_suffix('.json').name}: {topology}, N = {m['n']}, "
+               f"{counts}")
+    click.echo(f"  tau = {m['tau_s']:.4g} s, scale alpha = {m['matrix_scale']:.4g}, "
+               f"cond(A) = {m['condition_number']:.3g}, predicted DC deviation "
+               f"{m['predicted']['rel_deviation_from_exact']:.2e} ({m['predicted']['cause']})")
+    if m["pruning"]["pairs_dropped"]:
+        click.echo(f"  pruned {m['pruning']['pairs_dropped']} coupling pairs (relative mass "
+                   f"{m['pruning']['dropped_rel_mass']:.3g})")
+
+
+@main.command("simulate")
+@click.argument("deck_path", metavar="DECK.cir", type=click.Path(dir_okay=False))
+@click.option("--analysis", type=click.Choice(["op", "tran"]), default="op", show_default=True)
+@click.option("--backend", type=click.Choice(["shared", "cli"]), default="shared",
+              show_default=True)
+@click.option("--timeout", "timeout_s", type=float, default=120.0, show_default=True,
+              help="Seconds before ngspice is stopped.")
+@click.option("--x0", "x0_path", type=click.Path(dir_okay=False),
+              help="Initial state for tran (.npy; default zeros).")
+@click.option("--t-stop", type=float, default=5.0, show_default=True,
+              help="tran: duration in units of tau.")
+@click.option("--dt", type=float, default=0.05, show_default=True,
+              help="tran: output step in units of tau.")
+@click.option("--save", "save_path", type=click.Path(dir_okay=False),
+              help="Save the results to this .npz.")
+@click.option("--allow-unsafe", is_flag=True,
+              help="Run decks with .control blocks, shell/file commands or outside includes.")
+@friendly
+def simulate_cmd(deck_path, analysis, backend, timeout_s, x0_path, t_stop, dt, save_path,
+                 allow_unsafe):
+    """Run DECK.cir in ngspice and print x (through the sidecar) or the node voltages."""
+    from .netlist import atomic_write
+    from .simulate import Deck, solve_op, transient
+
+    deck = Deck.load(deck_path)
+    _check_safety(deck, allow_unsafe)
+    results: dict[str, np.ndarray] = {}
+    if deck.meta is None:
+        from .backends import Op, Tran, get_backend
+
+        an = Op() if analysis == "op" else Tran(step_s=dt, stop_s=t_stop)
+        with get_backend(backend, timeout_s) as be:
+            res = be.run(deck.text, an, cwd=deck.cwd, deck_name=str(deck.path))
+        click.echo(f"{deck.path}: no sidecar; node voltages (V):")
+        for k, v in res.vectors.items():
+            results[k] = np.asarray(v)
+            if analysis == "op":
+                click.echo(f"  {k:>12s} = {float(v[0]): .10g}")
+        if analysis == "tran":
+            click.echo(f"  {len(res.vectors.get('time', []))} time points")
+    elif analysis == "op":
+        x = solve_op(deck, backend, timeout_s)
+        results["x"] = x
+        _report_op(deck, x)
+    else:
+        n = len(deck.outputs)
+        x0 = np.zeros(n) if x0_path is None else _load_vec(x0_path, n, "x0")
+        u, X = transient(deck, x0, t_stop, dt, backend=backend, timeout_s=timeout_s)
+        results.update(t_tau=u, x=X, x0=x0)
+        click.echo(f"transient: {len(u)} points over {t_stop:g} tau; x(t_end) =")
+        click.echo("  " + np.array2string(X[-1], precision=6, max_line_width=96))
+    if save_path:
+        import io
+
+        buf = io.BytesIO()
+        np.savez(buf, **results)
+        atomic_write({Path(save_path): buf.getvalue()})
+        click.echo(f"saved {save_path}")
+
+
+def _check_safety(deck, allow_unsafe: bool) -> None:
+    try:
+        from .safety import check_deck_safety
+    except ImportError:  # pragma: no cover - during development
+        return
+    check_deck_safety(deck.text, deck.path.parent if deck.path else Path.cwd(),
+                      allow_unsafe=allow_unsafe)
+
+
+def _load_vec(path: str, n: int, what: str) -> np.ndarray:
+    from .system import load_array
+
+    v = np.asarray(load_array(path, what), dtype=float).reshape(-1)
+    if v.shape[0] != n or not np.all(np.isfinite(v)):
+        raise InputError(f"{what} must be a finite vector of length {n}, got shape {v.shape}")
+    return v
+
+
+def _report_op(deck, x: np.ndarray) -> None:
+    click.echo(f"DC solution x = V(outputs)/{deck.volts_per_unit:g} ({len(x)} variables):")
+    system = deck.system()
+    if system is None:
+        click.echo("  " + np.array2string(x, precision=8, max_line_width=96))
+        return
+    ref = system.solution()
+    click.echo(f"  {'i':>3s} {'circuit':>14s} {'A^-1 b':>14s} {'difference':>11s}")
+    for i, (a, r) in enumerate(zip(x, ref, strict=True)):
+        click.echo(f"  {i:3d} {a:14.8g} {r:14.8g} {a - r:11.2e}")
+    rel = float(np.linalg.norm(x - ref) / max(np.linalg.norm(ref), 1e-300))
+    pred = (deck.meta or {}).get("predicted", {})
+    click.echo(f"relative error vs A^-1 b: {rel:.3e}"
+               + (f" (predicted from {pred.get('cause')}: "
+                  f"{pred.get('rel_deviation_from_exact'):.3e})" if pred else ""))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,43 @@
+"""Shared fixtures: random SPD systems and a check for ngspice."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from spu_circuits.system import LinearSystem, random_spd
+
+HAVE_NGSPICE = shutil.which("ngspice") is not None
+needs_ngspice = pytest.mark.skipif(not HAVE_NGSPICE, reason="ngspice is not installed")
+
+
+def make_system(n: int, cond: float, seed: int = 0) -> LinearSystem:
+    """A random SPD system with eigenvalues in [1, cond] and a random right-hand side."""
+    A = random_spd(n, cond, seed)
+    b = np.random.default_rng(seed + 1000).standard_normal(n)
+    return LinearSystem.from_arrays(A, b, name=f"rand{n}")
+
+
+@pytest.fixture(scope="session")
+def shared_backend():
+    from spu_circuits.backends import get_backend
+
+    be = get_backend("shared", timeout_s=120)
+    yield be
+    be.close()
+
+
+@pytest.fixture(scope="session")
+def cli_backend():
+    from spu_circuits.backends import get_backend
+
+    return get_backend("cli", timeout_s=120)
+
+
+@pytest.fixture(params=["cli", "shared"])
+def backend(request, shared_backend, cli_backend):
+    if not HAVE_NGSPICE:
+        pytest.skip("ngspice is not installed")
+    return shared_backend if request.param == "shared" else cli_backend
