@@ -71,6 +71,35 @@ def spec_options(fn):
     return fn
 
 
+def noise_options(fn):
+    """Noise-source options shared by the commands that compile."""
+    opts = [
+        click.option("--noise", "noise_kind", type=click.Choice(["none", "trnoise", "file"]),
+                     default="none", show_default=True,
+                     help="Noise sources: ngspice TRNOISE, or reproducible seeded noise "
+                          "fed from files beside the deck (XSPICE filesource)."),
+        click.option("--kappa0", type=float, default=0.0, show_default=True,
+                     help="Noise level kappa0: stationary covariance kappa0*A^-1."),
+        click.option("--noise-step", "noise_step", type=float, default=None,
+                     help="Noise step NT in units of tau (default 0.01/lambda_max(A))."),
+        click.option("--noise-duration", "noise_duration", type=float, default=100.0,
+                     show_default=True, help="file noise: length covered, units of tau."),
+        click.option("--seed", type=int, default=0, show_default=True,
+                     help="file noise: random seed."),
+    ]
+    for opt in reversed(opts):
+        fn = opt(fn)
+    return fn
+
+
+def _noise(kw: dict):
+    from .compiler.noise import NoiseSpec
+
+    return NoiseSpec(kind=kw.pop("noise_kind"), kappa0=kw.pop("kappa0"),
+                     step_tau=kw.pop("noise_step"), duration_tau=kw.pop("noise_duration"),
+                     seed=kw.pop("seed"))
+
+
 def _spec(kw: dict) -> HardwareSpec:
     keys = ("R0_ohm", "C_F", "volts_per_unit", "opamp_gain", "r_min_ohm", "r_max_ohm",
             "prune_rel", "auto_prune")
@@ -93,6 +122,7 @@ def main() -> None:
               help="Output folder.")
 @click.option("--name", default=None, help="Deck name (default: the matrix file's stem).")
 @spec_options
+@noise_options
 @friendly
 def compile_cmd(matrix, rhs, topology, out_dir, name, **kw):
     """Compile A x = b into OUT/NAME.cir and its sidecar OUT/NAME.json."""
@@ -100,8 +130,9 @@ def compile_cmd(matrix, rhs, topology, out_dir, name, **kw):
     from .system import load_system
 
     spec = _spec(kw)
+    noise = _noise(kw)
     system = load_system(matrix, rhs, name=name)
-    compiled = compile_system(system, topology, spec, name=name or system.name)
+    compiled = compile_system(system, topology, spec, name=name or system.name, noise=noise)
     deck = compiled.write(out_dir, name or system.name)
     m = compiled.meta
     counts = ", ".join(f"{v} {k}" for k, v in m["element_counts"].items())
@@ -110,6 +141,12 @@ def compile_cmd(matrix, rhs, topology, out_dir, name, **kw):
     click.echo(f"  tau = {m['tau_s']:.4g} s, scale alpha = {m['matrix_scale']:.4g}, "
                f"cond(A) = {m['condition_number']:.3g}, predicted DC deviation "
                f"{m['predicted']['rel_deviation_from_exact']:.2e} ({m['predicted']['cause']})")
+    nz = m["noise"]
+    if nz["kind"] != "none":
+        click.echo(f"  noise: {nz['kind']}, kappa0 = {nz['kappa0']:g}, step NT = "
+                   f"{nz['step_tau']:.4g} tau ({nz['step_rule']})"
+                   + (f", seed {nz['seed']}, files {', '.join(nz['files'])}"
+                      if nz["kind"] == "file" else ""))
     if m["pruning"]["pairs_dropped"]:
         click.echo(f"  pruned {m['pruning']['pairs_dropped']} coupling pairs (relative mass "
                    f"{m['pruning']['dropped_rel_mass']:.3g})")
@@ -209,6 +246,17 @@ def _report_op(deck, x: np.ndarray) -> None:
                + (f" (predicted from {pred.get('cause')}: "
                   f"{pred.get('rel_deviation_from_exact'):.3e})" if pred else ""))
 
+
+def _register_plugins() -> None:
+    """Commands living in other packages of this project (validation suite)."""
+    try:
+        from validation.cli import validate_cmd
+    except ImportError:  # pragma: no cover - during development
+        return
+    main.add_command(validate_cmd, "validate")
+
+
+_register_plugins()
 
 if __name__ == "__main__":  # pragma: no cover
     main()

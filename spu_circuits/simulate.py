@@ -172,6 +172,44 @@ def transient(deck: Deck, x0, t_stop_tau: float, dt_tau: float, *,
     return res.time / tau, res.voltages(deck.outputs) / deck.volts_per_unit
 
 
+def sample(deck: Deck, *, burn_in_tau: float, duration_tau: float, dt_tau: float,
+           x0=None, backend: Backend | str | None = None, timeout_s: float = 600.0,
+           tmax_tau: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """A noisy transient, sampled after a burn-in: (u (T,) in τ, x (T, N)).
+
+    Samples at u = burn_in + k·dt, k = 0 … ⌊duration/dt⌋. x0 defaults to the sidecar's A⁻¹b.
+    The internal step is bounded by a quarter of the noise step (and frac/λ_max).
+    """
+    meta = deck._need_meta()
+    if not (burn_in_tau >= 0 and duration_tau > 0 and dt_tau > 0):
+        raise InputError("sampling needs burn_in ≥ 0, duration > 0 and dt > 0 (units of τ)")
+    noise = meta.get("noise", {})
+    t_end = burn_in_tau + duration_tau
+    if noise.get("kind") == "file" and t_end > noise["duration_tau"] * (1 + 1e-9):
+        raise InputError(
+            f"the deck's noise file covers {noise['duration_tau']:.4g} τ but burn-in + "
+            f"duration = {t_end:.4g} τ; recompile with a longer --noise-duration")
+    if x0 is None:
+        sysm = deck.system()
+        x0 = sysm.solution() if sysm is not None else np.zeros(len(deck.outputs))
+    tmax = tmax_tau if tmax_tau is not None else default_tmax_tau(deck)
+    if noise.get("step_tau"):
+        tmax = min(tmax, noise["step_tau"] / 4)
+    tau = deck.tau_s
+    an = Tran(step_s=min(dt_tau, tmax) * tau, stop_s=t_end * tau, tmax_s=tmax * tau,
+              ic=deck.ic_voltages(x0), uic=True)
+    be, own = _backend(backend, timeout_s)
+    try:
+        res = be.run(deck.text, an, cwd=deck.cwd, deck_name=str(deck.path or "<deck>"))
+    finally:
+        if own:
+            be.close()
+    u, X = res.time / tau, res.voltages(deck.outputs) / deck.volts_per_unit
+    grid = burn_in_tau + dt_tau * np.arange(int(np.floor(duration_tau / dt_tau + 1e-9)) + 1)
+    grid = grid[grid <= u[-1] * (1 + 1e-12)]
+    return grid, interp_at(u, X, grid)
+
+
 def interp_at(u: np.ndarray, x: np.ndarray, at) -> np.ndarray:
     """Linear interpolation of a trajectory x (T, N) at times `at` (M,) → (M, N)."""
     at = np.atleast_1d(np.asarray(at, dtype=float))

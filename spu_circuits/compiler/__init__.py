@@ -18,6 +18,7 @@ from ..netlist import Netlist, atomic_write, deck_digest, dumps_sidecar
 from ..spec import HardwareSpec
 from ..system import LinearSystem
 from . import topology_dense, topology_ideal
+from .noise import NoiseSpec, add_noise
 from .scaling import Scaled, scale
 
 TOPOLOGIES = {"dense": topology_dense, "ideal": topology_ideal}
@@ -68,10 +69,14 @@ class CompiledCircuit:
 
 
 def compile_system(system: LinearSystem, topology: str = "dense",
-                   spec: HardwareSpec | None = None, *, name: str | None = None
-                   ) -> CompiledCircuit:
-    """Compile `system` into a netlist of the given topology ('dense' or 'ideal')."""
+                   spec: HardwareSpec | None = None, *, name: str | None = None,
+                   noise: NoiseSpec | None = None) -> CompiledCircuit:
+    """Compile `system` into a netlist of the given topology ('dense' or 'ideal').
+
+    noise: optional noise sources (NoiseSpec: 'trnoise' or reproducible 'file' noise).
+    """
     spec = spec or HardwareSpec()
+    noise = noise or NoiseSpec()
     if topology not in TOPOLOGIES:
         raise InputError(f"unknown topology {topology!r}; choose from {sorted(TOPOLOGIES)}")
     mod = TOPOLOGIES[topology]
@@ -111,7 +116,9 @@ def compile_system(system: LinearSystem, topology: str = "dense",
         "noise": {"kind": "none"},
         "system": {"A": system.A.tolist(), "b": system.b.tolist()},
     }
-    return CompiledCircuit(net, meta)
+    extra = add_noise(net, meta, noise, sc.A, name, mod.NOISE_SIGN)
+    meta["element_counts"] = net.counts()
+    return CompiledCircuit(net, meta, extra)
 
 
 def _predicted(system: LinearSystem, sc: Scaled, spec: HardwareSpec, topology: str) -> dict:

@@ -10,6 +10,9 @@ from ..netlist import GROUND, Netlist
 from ..spec import HardwareSpec
 from .scaling import Scaled
 
+#: a current into the injection node moves x by this sign
+NOISE_SIGN = 1.0
+
 
 def output_node(i: int) -> str:
     return f"x{i}"

@@ -1,0 +1,150 @@
+"""Noise pass: a white-noise current into each integrator's summing node, intensity set by κ₀.
+
+In x units the circuit then obeys τ dx = −(A x − b) dt + sqrt(2 κ₀ τ) dW (τ = the sidecar's
+`tau_s`): the current has intensity σ_I = (α v₀/R₀)·sqrt(2 κ₀ τ) A/√Hz.
+
+Two realisations, both holding piecewise-linear noise of step NT (= step_tau·τ):
+- `trnoise`: ngspice TRNOISE(NA NT 0 0), NA = σ_I/√NT. Fast, but not reproducible (ngspice 39
+  seeds it from the process id and ignores every seed option).
+- `file`: standard-normal samples z_k drawn with numpy from `seed`, written beside the deck
+  and fed through the XSPICE `filesource` model (≤ 16 columns per instance, lower-case file
+  names). The surrogate can integrate the very same samples (`read_noise_files`), so SPICE
+  and the surrogate can be compared path by path. In x units the forcing is +s·z(u) with
+  s = sqrt(2κ₀/h), h = step_tau (DESIGN §2 convention).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from ..netlist import GROUND, Netlist, fmt
+
+#: columns per filesource instance (longer lines are misread by ngspice 39)
+FILE_COLUMNS = 16
+#: NT = DEFAULT_STEP_FRAC / λ_max(A) when no step is given. The linear interpolation lowers
+#: the stationary variance of the fastest mode by ≈ 2.5 % at this step; the validation suite
+#: compares against the exact covariance for interpolated noise (spu_circuits.theory).
+DEFAULT_STEP_FRAC = 0.05
+#: refuse to write noise files holding more samples than this (≈ 16 bytes each)
+MAX_FILE_SAMPLES = 20_000_000
+
+
+@dataclass(frozen=True)
+class NoiseSpec:
+    """kind: 'none' | 'trnoise' | 'file'; kappa0: κ₀ (x-units²); step_tau: NT/τ (None: from
+    the fastest mode of A); seed and duration_tau: the file realisation's samples cover
+    [0, duration_tau·τ]."""
+
+    kind: str = "none"
+    kappa0: float = 0.0
+    step_tau: float | None = None
+    seed: int = 0
+    duration_tau: float = 100.0
+
+    def __post_init__(self):
+        if self.kind not in ("none", "trnoise", "file"):
+            raise InputError(f"unknown noise kind {self.kind!r}; choose none, trnoise or file")
+        if not (math.isfinite(self.kappa0) and self.kappa0 >= 0):
+            raise InputError(f"kappa0 must be a finite number ≥ 0, got {self.kappa0!r}")
+        if self.kind != "none" and self.kappa0 == 0:
+            raise InputError("noise needs kappa0 > 0 (use --noise none for a noiseless deck)")
+        if self.step_tau is not None and not (math.isfinite(self.step_tau)
+                                              and self.step_tau > 0):
+            raise InputError(f"noise step must be positive, got {self.step_tau!r}")
+        if not (math.isfinite(self.duration_tau) and self.duration_tau > 0):
+            raise InputError(f"noise duration must be positive, got {self.duration_tau!r}")
+        if not isinstance(self.seed, int) or self.seed < 0:
+            raise InputError(f"seed must be a non-negative integer, got {self.seed!r}")
+
+
+def default_step_tau(A: np.ndarray, frac: float = DEFAULT_STEP_FRAC) -> float:
+    """NT/τ = frac/λ_max(A)."""
+    return frac / float(np.linalg.eigvalsh(A)[-1])
+
+
+def draw_noise(seed: int, n_steps: int, n: int) -> np.ndarray:
+    """Standard-normal samples z (n_steps + 1, n), rounded to the 10 digits written to file."""
+    z = np.random.default_rng(seed).standard_normal((n_steps + 1, n))
+    return np.array([[float(f"{v:.9e}") for v in row] for row in z])
+
+
+def file_names(name: str, n: int) -> list[str]:
+    return [f"{name.lower()}_noise{k}.txt" for k in range(math.ceil(n / FILE_COLUMNS))]
+
+
+def add_noise(net: Netlist, meta: dict, noise: NoiseSpec, A: np.ndarray, name: str,
+              sign: float) -> dict[str, bytes]:
+    """Add the noise sources to `net`, record them in `meta["noise"]`; returns files to write.
+
+    sign: +1 when a current into the injection node pushes x up (ideal), −1 when it pushes
+    x down (dense integrators); the file realisation compensates so that forcing is +s·z.
+    """
+    if noise.kind == "none":
+        meta["noise"] = {"kind": "none"}
+        return {}
+    n = meta["n"]
+    tau = meta["tau_s"]
+    alpha, v0, r0 = meta["matrix_scale"], meta["volts_per_unit"], meta["R0_ohm"]
+    h = noise.step_tau if noise.step_tau is not None else default_step_tau(A)
+    nt_s = h * tau
+    sigma_i = alpha * v0 / r0 * math.sqrt(2.0 * noise.kappa0 * tau)   # A/√Hz
+    na = sigma_i / math.sqrt(nt_s)                                    # A per sample
+    nodes = meta["noise_nodes"]
+    rec = {"kind": noise.kind, "kappa0": noise.kappa0, "step_tau": h, "step_s": nt_s,
+           "sigma_I": sigma_i, "amplitude_A": na, "step_rule":
+           "given" if noise.step_tau is not None else f"{DEFAULT_STEP_FRAC}/lambda_max(A)"}
+    files: dict[str, bytes] = {}
+    if noise.kind == "trnoise":
+        for i, node in enumerate(nodes):
+            net.add(f"inz{i}", (GROUND, node), None, f"dc 0 trnoise({fmt(na)} {fmt(nt_s)} 0 0)")
+        rec["reproducible"] = False
+    else:
+        k_steps = int(math.ceil(noise.duration_tau / h)) + 2
+        if (k_steps + 1) * n > MAX_FILE_SAMPLES:
+            raise InputError(
+                f"file noise would need {(k_steps + 1) * n:.3g} samples ({k_steps + 1} steps of "
+                f"{h:.3g} τ × {n} variables), more than {MAX_FILE_SAMPLES:.0e}; shorten "
+                "--noise-duration or lengthen --noise-step")
+        z = draw_noise(noise.seed, k_steps, n)
+        t = np.arange(k_steps + 1) * nt_s
+        names = file_names(name, n)
+        # a filesource %i output sinks its current: scale −sign·NA injects +sign·NA·z
+        scale = -sign * na
+        for k, fname in enumerate(names):
+            cols = range(k * FILE_COLUMNS, min(n, (k + 1) * FILE_COLUMNS))
+            ports = " ".join(f"%i({nodes[i]})" for i in cols)
+            model = f"noisesrc{k}"
+            net.add(f"anz{k}", (), None, f"[{ports}] {model}")
+            ones = " ".join(fmt(scale) for _ in cols)
+            zeros = " ".join("0" for _ in cols)
+            net.models.append(
+                f".model {model} filesource(file=\"{fname}\" amploffset=[{zeros}] "
+                f"amplscale=[{ones}] timeoffset=0 timescale=1 timerelative=false "
+                "amplstep=false)")
+            lines = [" ".join([f"{t[r]:.12e}", *(f"{z[r, i]:.9e}" for i in cols)])
+                     for r in range(k_steps + 1)]
+            files[fname] = ("\n".join(lines) + "\n").encode()
+        rec.update(reproducible=True, seed=noise.seed, files=names, n_samples=k_steps + 1,
+                   duration_tau=k_steps * h, sign=sign)
+    meta["noise"] = rec
+    return files
+
+
+def read_noise_files(deck_dir: str | Path, meta: dict) -> np.ndarray:
+    """The standard-normal samples z (K+1, N) that a `file`-noise deck feeds to ngspice."""
+    rec = meta.get("noise", {})
+    if rec.get("kind") != "file":
+        raise InputError("this deck has no file noise (compile with --noise file)")
+    cols = []
+    for fname in rec["files"]:
+        path = Path(deck_dir) / fname
+        if not path.exists():
+            raise InputError(f"noise file {path} is missing")
+        data = np.loadtxt(path, ndmin=2)
+        cols.append(data[:, 1:])
+    return np.concatenate(cols, axis=1)
