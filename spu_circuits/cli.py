@@ -113,25 +113,29 @@ def main() -> None:
 
 
 @main.command("compile")
-@click.option("--matrix", "matrix", type=click.Path(dir_okay=False), required=True,
+@click.option("--matrix", "matrix", type=click.Path(dir_okay=False),
               help="A as .npy (or .npz with arrays A and b).")
+@click.option("--factor", "factor", type=click.Path(dir_okay=False),
+              help="S as .npy (r×N), for F = S^T S + damping*I (instead of --matrix).")
+@click.option("--damping", type=float, default=None, help="Damping lambda > 0 with --factor.")
 @click.option("--rhs", type=click.Path(dir_okay=False), help="b as .npy (default: ones).")
-@click.option("--topology", type=click.Choice(["dense", "ideal"]), default="dense",
-              show_default=True)
+@click.option("--topology", type=click.Choice(["dense", "ideal", "factored"]),
+              default=None, help="Circuit topology [default: factored with --factor, "
+              "else dense].")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True,
               help="Output folder.")
 @click.option("--name", default=None, help="Deck name (default: the matrix file's stem).")
 @spec_options
 @noise_options
 @friendly
-def compile_cmd(matrix, rhs, topology, out_dir, name, **kw):
-    """Compile A x = b into OUT/NAME.cir and its sidecar OUT/NAME.json."""
+def compile_cmd(matrix, factor, damping, rhs, topology, out_dir, name, **kw):
+    """Compile A x = b (or (S^T S + damping I) x = b) into OUT/NAME.cir and OUT/NAME.json."""
     from .compiler import compile_system
-    from .system import load_system
 
     spec = _spec(kw)
     noise = _noise(kw)
-    system = load_system(matrix, rhs, name=name)
+    system = _load_input(matrix, factor, damping, rhs, name)
+    topology = topology or ("factored" if factor else "dense")
     compiled = compile_system(system, topology, spec, name=name or system.name, noise=noise)
     deck = compiled.write(out_dir, name or system.name)
     m = compiled.meta
@@ -210,6 +214,23 @@ def simulate_cmd(deck_path, analysis, backend, timeout_s, x0_path, t_stop, dt, s
         np.savez(buf, **results)
         atomic_write({Path(save_path): buf.getvalue()})
         click.echo(f"saved {save_path}")
+
+
+def _load_input(matrix, factor, damping, rhs, name):
+    """LinearSystem from --matrix, or FactoredSystem from --factor/--damping."""
+    from .system import FactoredSystem, load_array, load_system
+
+    if bool(matrix) == bool(factor):
+        raise InputError("give exactly one of --matrix A.npy or --factor S.npy")
+    if matrix:
+        if damping is not None:
+            raise InputError("--damping goes with --factor, not --matrix")
+        return load_system(matrix, rhs, name=name)
+    if damping is None:
+        raise InputError("--factor needs --damping (lambda > 0)")
+    S = load_array(factor, "factor")
+    b = load_array(rhs, "rhs") if rhs else None
+    return FactoredSystem.from_arrays(S, damping, b, name=name or Path(factor).stem)
 
 
 def _check_safety(deck, allow_unsafe: bool) -> None:

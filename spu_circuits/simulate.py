@@ -15,7 +15,7 @@ import numpy as np
 from .backends import Backend, Op, Tran, get_backend
 from .errors import InputError
 from .netlist import deck_digest, sidecar_path
-from .system import LinearSystem
+from .system import FactoredSystem, LinearSystem
 
 SIDECAR_KEYS = ("outputs", "volts_per_unit", "tau_s", "topology", "n")
 
@@ -106,13 +106,19 @@ class Deck:
     def cwd(self) -> str | None:
         return str(self.path.parent) if self.path else None
 
-    def system(self) -> LinearSystem | None:
-        """The system recorded in the sidecar (None if absent)."""
+    def system(self) -> LinearSystem | FactoredSystem | None:
+        """The system recorded in the sidecar (None if absent); both kinds expose .A, .b."""
         rec = (self.meta or {}).get("system")
         if not rec:
             return None
-        return LinearSystem.from_arrays(np.array(rec["A"]), np.array(rec["b"]),
-                                        name=self.meta.get("name", "system"))
+        name = self.meta.get("name", "system")
+        try:
+            if "S" in rec:
+                return FactoredSystem.from_arrays(np.array(rec["S"]), rec["damping"],
+                                                  np.array(rec["b"]), name=name)
+            return LinearSystem.from_arrays(np.array(rec["A"]), np.array(rec["b"]), name=name)
+        except (KeyError, TypeError) as exc:
+            raise InputError(f"sidecar's 'system' record is malformed ({exc})") from None
 
     def ic_voltages(self, x0: np.ndarray) -> dict[str, float]:
         """Initial node voltages (V) that start the circuit at state x0 (N,)."""

@@ -180,3 +180,73 @@ def random_spd(n: int, cond: float = 10.0, seed: int = 0) -> np.ndarray:
     w = np.logspace(0.0, np.log10(cond), n) if n > 1 else np.array([1.0])
     A = (q * w) @ q.T
     return 0.5 * (A + A.T)
+
+
+@dataclass(frozen=True)
+class FactoredSystem:
+    """F̃ x = b with F̃ = SᵀS + λI: S (r, N), damping λ > 0, b (N,), float64.
+
+    The form TNGD produces (S = Lᵀ J /√batch); compiled by the `factored` topology with
+    2·nnz(S) array resistors. Construct with `from_arrays`, which validates.
+    """
+
+    S: np.ndarray
+    damping: float
+    b: np.ndarray
+    name: str = field(default="factored", compare=False)
+
+    @classmethod
+    def from_arrays(cls, S, damping: float, b=None, *, name: str = "factored"
+                    ) -> FactoredSystem:
+        S = _as_real_array(S, "S")
+        if S.ndim == 1:
+            S = S.reshape(1, -1)
+        if S.ndim != 2 or S.shape[1] == 0:
+            raise InputError(f"S must be a 2-D (r, N) matrix with N ≥ 1, got shape {S.shape}")
+        bad = ~np.isfinite(S)
+        if bad.any():
+            k, j = np.argwhere(bad)[0]
+            raise InputError(f"S has {int(bad.sum())} non-finite entries (first: S[{k},{j}])")
+        try:
+            lam = float(damping)
+        except (TypeError, ValueError):
+            raise InputError(f"damping must be a number, got {damping!r}") from None
+        if not (np.isfinite(lam) and lam > 0):
+            raise InputError(f"damping λ must be a finite number > 0, got {damping!r}")
+        n = S.shape[1]
+        b = np.ones(n) if b is None else validate_rhs(b, n)
+        S.setflags(write=False)
+        b.setflags(write=False)
+        return cls(S=S, damping=lam, b=b, name=name)
+
+    @property
+    def n(self) -> int:
+        return int(self.S.shape[1])
+
+    @property
+    def A(self) -> np.ndarray:
+        """The dense F̃ = SᵀS + λI (N, N)."""
+        return self.S.T @ self.S + self.damping * np.eye(self.n)
+
+    def as_linear_system(self) -> LinearSystem:
+        A = self.A
+        return LinearSystem.from_arrays(0.5 * (A + A.T), self.b, name=self.name)
+
+    def solution(self) -> np.ndarray:
+        """F̃⁻¹b via the r×r Woodbury identity."""
+        S, lam = self.S, self.damping
+        small = lam * np.eye(S.shape[0]) + S @ S.T
+        return (self.b - S.T @ np.linalg.solve(small, S @ self.b)) / lam
+
+    def condition_number(self) -> float:
+        sv = np.linalg.svd(self.S, compute_uv=False) if self.S.size else np.zeros(0)
+        top = float(sv[0] ** 2) if sv.size else 0.0
+        return (self.damping + top) / self.damping
+
+    def digest(self) -> str:
+        h = hashlib.sha256(b"factored")
+        h.update(np.int64(self.S.shape[0]).tobytes() + np.int64(self.n).tobytes())
+        h.update(np.ascontiguousarray(self.S, dtype="<f8").tobytes())
+        h.update(np.float64(self.damping).tobytes())
+        h.update(np.ascontiguousarray(self.b, dtype="<f8").tobytes())
+        return h.hexdigest()

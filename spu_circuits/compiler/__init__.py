@@ -16,12 +16,13 @@ from ..errors import CompileError, InputError
 from ..graphcheck import check_netlist
 from ..netlist import Netlist, atomic_write, deck_digest, dumps_sidecar
 from ..spec import HardwareSpec
-from ..system import LinearSystem
-from . import topology_dense, topology_ideal
+from ..system import FactoredSystem, LinearSystem
+from . import topology_dense, topology_factored, topology_ideal
 from .noise import NoiseSpec, add_noise
-from .scaling import Scaled, scale
+from .scaling import scale, scale_factored
 
-TOPOLOGIES = {"dense": topology_dense, "ideal": topology_ideal}
+TOPOLOGIES = {"dense": topology_dense, "ideal": topology_ideal,
+              "factored": topology_factored}
 
 #: simulator options every deck carries (tight tolerances: these circuits are linear)
 DECK_OPTIONS = {"reltol": "1e-9", "abstol": "1e-15", "vntol": "1e-12", "chgtol": "1e-20",
@@ -68,24 +69,35 @@ class CompiledCircuit:
         return deck
 
 
-def compile_system(system: LinearSystem, topology: str = "dense",
+def compile_system(system: LinearSystem | FactoredSystem, topology: str = "dense",
                    spec: HardwareSpec | None = None, *, name: str | None = None,
                    noise: NoiseSpec | None = None) -> CompiledCircuit:
-    """Compile `system` into a netlist of the given topology ('dense' or 'ideal').
+    """Compile `system` into a netlist of the given topology ('dense', 'ideal', 'factored').
 
-    noise: optional noise sources (NoiseSpec: 'trnoise' or reproducible 'file' noise).
+    A FactoredSystem (S, λ, b) compiles to any topology (dense/ideal use F̃ = SᵀS + λI);
+    `factored` needs one. noise: optional noise sources (NoiseSpec: 'trnoise' or
+    reproducible 'file' noise).
     """
     spec = spec or HardwareSpec()
     noise = noise or NoiseSpec()
     if topology not in TOPOLOGIES:
         raise InputError(f"unknown topology {topology!r}; choose from {sorted(TOPOLOGIES)}")
     mod = TOPOLOGIES[topology]
-    sc = scale(system, spec)
+    factored = isinstance(system, FactoredSystem)
+    if topology == "factored":
+        if not factored:
+            raise InputError("the factored topology needs F̃ = SᵀS + λI: give the factor S and "
+                             "the damping λ (--factor S.npy --damping λ)")
+        sc = scale_factored(system, spec)
+    else:
+        if factored:
+            system = system.as_linear_system()
+        sc = scale(system, spec)
     name = name or system.name
     net = Netlist(title=f"spu-tngd {name}: {topology} SPU realising A x = b, N = {system.n}")
     outputs = mod.build(sc, spec, net)
     net.options = dict(DECK_OPTIONS)
-    predicted = _predicted(system, sc, spec, topology)
+    predicted = _predicted(system, sc, spec, topology, net, outputs)
     net.header = _header(system, sc, spec, topology, outputs, predicted)
     check_netlist(net, spec)
     meta = {
@@ -114,26 +126,40 @@ def compile_system(system: LinearSystem, topology: str = "dense",
         "options": dict(DECK_OPTIONS),
         "spec": spec.to_dict(),
         "noise": {"kind": "none"},
-        "system": {"A": system.A.tolist(), "b": system.b.tolist()},
+        "system": ({"S": system.S.tolist(), "damping": system.damping,
+                    "b": system.b.tolist()} if topology == "factored"
+                   else {"A": system.A.tolist(), "b": system.b.tolist()}),
     }
     extra = add_noise(net, meta, noise, sc.A, name, mod.NOISE_SIGN)
     meta["element_counts"] = net.counts()
     return CompiledCircuit(net, meta, extra)
 
 
-def _predicted(system: LinearSystem, sc: Scaled, spec: HardwareSpec, topology: str) -> dict:
+def _netlist_dc(net: Netlist, outputs: list[str], v0: float) -> np.ndarray:
+    """DC solution read off the netlist by the independent parser's nodal analysis."""
+    from ..parser import dc_solution, parse_deck
+
+    volts = dc_solution(parse_deck(net.to_text()))
+    return np.array([volts[o] for o in outputs]) / v0
+
+
+def _predicted(system, sc, spec: HardwareSpec, topology: str, net: Netlist,
+               outputs: list[str]) -> dict:
     """What the circuit should return, and how far from A⁻¹b (finite gain, pruning)."""
     x_exact = system.solution()
     cause = []
     if sc.pruned:
-        cause.append(f"pruning of {sc.pruned} coupling pairs")
+        cause.append(f"pruning of {sc.pruned} couplings")
     if topology == "dense":
         cause.append("finite op-amp gain")
         x_circ = topology_dense.finite_gain_dc(sc.A, sc.b, sc.alpha, spec)
+    elif topology == "factored":
+        cause.append("finite op-amp gain")
+        x_circ = _netlist_dc(net, outputs, spec.volts_per_unit)
     else:
         x_circ = np.linalg.solve(sc.A, sc.b)
     dev = float(np.linalg.norm(x_circ - x_exact) / max(np.linalg.norm(x_exact), 1e-300))
-    if topology == "dense" and dev > MAX_PREDICTED_GAIN_ERROR:
+    if topology != "ideal" and dev > MAX_PREDICTED_GAIN_ERROR:
         raise CompileError(
             f"A's condition number {system.condition_number():.3g} is too large for op-amp "
             f"gain {spec.opamp_gain:g}: the circuit's DC solution would deviate from A⁻¹b by "

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..errors import CompileError
 from ..spec import HardwareSpec
-from ..system import LinearSystem
+from ..system import FactoredSystem, LinearSystem
 
 
 @dataclass(frozen=True)
@@ -91,3 +91,60 @@ def scale(system: LinearSystem, spec: HardwareSpec) -> Scaled:
     alpha = min(max(1.0, alpha_lo), alpha_hi)
     return Scaled(A=A, b=system.b.copy(), alpha=float(alpha), tau_s=spec.tau_s / alpha,
                   pruned=n_pruned, pruned_rel_mass=mass)
+
+
+@dataclass(frozen=True)
+class ScaledFactored:
+    """Scaling-pass output for F̃ = SᵀS + λI: pruned S (r, N), λ, b, α (β = √α per array)."""
+
+    S: np.ndarray
+    damping: float
+    b: np.ndarray
+    alpha: float
+    tau_s: float
+    pruned: int
+    pruned_rel_mass: float
+
+    @property
+    def A(self) -> np.ndarray:
+        """The F̃ realised (pruned S), (N, N)."""
+        return self.S.T @ self.S + self.damping * np.eye(self.S.shape[1])
+
+
+def scale_factored(system: FactoredSystem, spec: HardwareSpec) -> ScaledFactored:
+    """Prune S and pick α so that R₀/(αλ) and every R₀/(√α|S_kj|) lie in the spec's range."""
+    S0 = system.S
+    span_limit = spec.r_max_ohm / spec.r_min_ohm
+    S, n_pruned, mass = S0.copy(), 0, 0.0
+    nz = np.abs(S0[S0 != 0])
+    if nz.size:
+        s_max = float(nz.max())
+        rel = spec.prune_rel
+        if s_max / float(nz.min()) > span_limit:
+            if not spec.auto_prune:
+                raise CompileError(
+                    f"S's nonzero entries span a ratio of {s_max / nz.min():.3g}, more than "
+                    f"the resistor range can realise (ratio {span_limit:.3g}); prune small "
+                    "entries (--prune) or widen the range")
+            rel = max(rel, (1.0 + 1e-9) / span_limit)
+        if rel > 0:
+            drop = (np.abs(S0) < rel * s_max) & (S0 != 0)
+            S = np.where(drop, 0.0, S0)
+            n_pruned = int(drop.sum())
+            mass = float(np.linalg.norm(S0 - S) / np.linalg.norm(S0))
+    r0, lam = spec.R0_ohm, system.damping
+    lo = [r0 / (spec.r_max_ohm * lam)]
+    hi = [r0 / (spec.r_min_ohm * lam)]
+    nz = np.abs(S[S != 0])
+    if nz.size:
+        lo.append((r0 / (spec.r_max_ohm * float(nz.min()))) ** 2)
+        hi.append((r0 / (spec.r_min_ohm * float(nz.max()))) ** 2)
+    a_lo, a_hi = max(lo), min(hi)
+    if a_lo > a_hi * (1 + 1e-12):
+        raise CompileError(
+            f"damping λ = {lam:.3g} and max|S| = {float(nz.max()) if nz.size else 0:.3g} "
+            f"need resistors beyond the range {spec.r_min_ohm:g}–{spec.r_max_ohm:g} Ω at "
+            "any scale; rescale S or λ, or widen the range")
+    alpha = min(max(1.0, a_lo), a_hi)
+    return ScaledFactored(S=S, damping=lam, b=system.b.copy(), alpha=float(alpha),
+                          tau_s=spec.tau_s / alpha, pruned=n_pruned, pruned_rel_mass=mass)

@@ -1,0 +1,408 @@
+"""Safety checks for decks written by others, run before `spu simulate` / `spu validate`.
+
+An ngspice deck is a program: `.control` blocks run shell commands and write files, `*#`
+lines and `*ng_script` files are command scripts, `.include` / `.lib` and XSPICE models
+(`filesource`, `table2d`, `d_source`, …) read any file the user can read, and a
+`.spiceinit` beside the deck is executed on start. `check_deck_safety` refuses all of that
+by default (UnsafeDeckError: one line naming the line number and the construct) and lets
+through decks that only read files inside their own folder, such as the project's
+reproducible-noise decks (their noise files sit beside the deck). `allow_unsafe=True` (the
+CLI's `--allow-unsafe`) turns every check off.
+
+The rules follow ngspice 39's reader (src/frontend/inpcom.c), checked by experiment:
+
+* leading blanks are skipped and directives are case-insensitive *prefixes* (`.incfoo x`
+  includes x, `.controlxyz` opens a control block);
+* `+` lines continue the previous non-comment line even across comment and blank lines,
+  and a line ending in `\\\\` continues onto the next line;
+* relative includes resolve against the including file's folder (the deck's folder for
+  the deck itself), `~/` is expanded, and a name not found there is searched for along
+  the `sourcepath` variable;
+* model lines are lower-cased before XSPICE opens their files: `file="Noise.txt"` opens
+  `noise.txt`;
+* the title line is read with a 5000-byte buffer, so the rest of a longer title becomes a
+  line of its own;
+* an include cycle makes ngspice 39 overflow its stack (segmentation fault).
+
+What is *allowed*: element lines, `.model`, `.param`, `.options`, `.save`, `.print`/`.plot`
+(without redirection), analysis cards, `.subckt`, and includes / model files that resolve
+(symlinks and `..` followed) to regular files inside the deck's folder.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+from .backends.base import _ANALYSIS_CARDS, Analysis, Backend, SimResult, prepare_deck
+from .errors import InputError, UnsafeDeckError
+
+#: control-language commands refused as the first word of any line (outside the title):
+#: they only ever mean something in a control context, where they read/write files,
+#: run programs, load code or change the environment
+CONTROL_COMMANDS = frozenset({
+    "shell", "source", "write", "wrdata", "wrs2p", "wrnodev", "hardcopy", "print", "plot",
+    "asciiplot", "gnuplot", "xgraph", "codemodel", "load", "cd", "sysinfo", "set", "setcs",
+    "unset", "alias", "edit", "echo", "exec", "rusage", "snsave", "snload", "osdi",
+    "devload", "listing", "mdump", "mrdump", "altermod", "mc_source", "eprint", "eprvcd",
+    "cdump", "help",
+})
+
+#: files ngspice executes as commands when it starts in a folder holding them
+INIT_FILES = (".spiceinit", "spice.rc")
+
+#: XSPICE code models refused outright (d_process starts a program, d_cosim loads a library)
+REFUSED_MODELS = ("d_process", "d_cosim")
+
+#: model parameters that name a file (filesource/table2d/table3d `file`, d_source
+#: `input_file`, d_state `state_file`, d_process `process_file`)
+_FILE_PARAM = re.compile(r"""(?<![\w])([a-z_]*file)\s*=\s*("[^"]*"|'[^']*'|[^\s()\[\]]+)""",
+                         re.IGNORECASE)
+
+#: control characters and Unicode line separators: ngspice splits lines at LF only, while
+#: the back-ends (prepare_deck, PySpice) split with str.splitlines(), which also breaks at
+#: CR, VT, FF, U+001C-U+001E, U+0085, U+2028 and U+2029: refuse them all (CRLF is fine)
+_CONTROL_CHARS = re.compile("[\x00-\x08\x0b-\x1f\x7f\x85\u2028\u2029]")
+
+#: characters that ngspice treats specially inside a path (comments, quotes, parameters)
+_BAD_PATH_CHARS = set("{}$;\"'`\\")
+
+MAX_TITLE_CHARS = 4000
+MAX_INCLUDE_DEPTH = 16
+MAX_INCLUDE_BYTES = 64 * 2**20
+_HINT = "refused; pass --allow-unsafe to run it anyway"
+
+
+@dataclass
+class _Line:
+    no: int      # 1-based physical line where the logical line starts
+    text: str    # stripped, continuation lines joined
+
+
+class _Scanner:
+    def __init__(self, deck_dir: Path, roots: list[Path], strict: bool):
+        self.deck_dir = deck_dir
+        self.roots = roots
+        self.strict = strict
+        self.refs: dict[Path, None] = {}
+        self.scanned: set[Path] = set()
+
+    # ---- helpers -------------------------------------------------------------------------
+    def refuse(self, where: str, no: int | None, what: str) -> None:
+        if self.strict:
+            at = f"line {no}: " if no is not None else ""
+            raise UnsafeDeckError(f"{where}{at}{what} ({_HINT})")
+
+    def show(self, p: Path) -> str:
+        try:
+            return str(p.relative_to(self.roots[0]))
+        except ValueError:
+            return str(p)
+
+    def inside(self, real: Path) -> bool:
+        return any(real == r or real.is_relative_to(r) for r in self.roots)
+
+    # ---- one file ------------------------------------------------------------------------
+    def scan(self, text: str, where: str, base_dirs: list[Path], is_main: bool,
+             stack: tuple[Path, ...]) -> None:
+        text = text.replace("\r\n", "\n")
+        physical = list(enumerate(text.split("\n"), 1))
+        for no, raw in physical:
+            self.check_physical(raw, no, where, title=is_main and no == 1)
+        variants = [physical]
+        if is_main:
+            # back-ends drop the analysis cards (prepare_deck): a `+` line after one of them
+            # then continues the line before it, so check that reading as well
+            variants.append([(no, ln) for no, ln in physical
+                             if no == 1 or not ln.strip().lower().startswith(_ANALYSIS_CARDS)])
+        for lines in variants:
+            for ln in _logical_lines(lines, is_main):
+                self.check_logical(ln, where, base_dirs, stack)
+
+    def check_physical(self, raw: str, no: int, where: str, title: bool) -> None:
+        m = _CONTROL_CHARS.search(raw)
+        if m:
+            self.refuse(where, no, f"control character U+{ord(m.group()):04X} in the line")
+        s = raw.strip()
+        low = s.lower()
+        if title:
+            if len(raw) > MAX_TITLE_CHARS:
+                self.refuse(where, no, f"title line of {len(raw)} characters (ngspice splits "
+                                       f"titles over 4999 characters into further lines)")
+        if low.startswith("*ng_script"):
+            # only the title counts, but PySpice drops blank lines, so any line may become it
+            self.refuse(where, no, "`*ng_script` line (it makes the deck a command script)")
+        if low.startswith("*#"):
+            self.refuse(where, no, f"`*#` command line {_clip(s)!r}")
+        if low.startswith(".control"):
+            self.refuse(where, no, "`.control` block (it runs ngspice commands)")
+        elif low.startswith(".endc"):
+            self.refuse(where, no, "`.endc` (end of a control block)")
+        if not title and low:
+            word = low.split(None, 1)[0]
+            if word in CONTROL_COMMANDS or word.startswith("pre_"):
+                self.refuse(where, no, f"ngspice command `{word}` ({_clip(s)!r})")
+        if low.startswith((".print", ".plot")) and ">" in s:
+            self.refuse(where, no, f"output redirection in {_clip(s)!r}")
+
+    def check_logical(self, ln: _Line, where: str, base_dirs: list[Path],
+                      stack: tuple[Path, ...]) -> None:
+        low = ln.text.lower()
+        directive, rest = (re.split(r"\s", ln.text, maxsplit=1) + [""])[:2]
+        directive = directive.lower()
+        if low.startswith(".inc"):
+            toks = _tokens(rest)
+            if not toks:
+                self.refuse(where, ln.no, f"`{directive}` without a plain file name")
+                return
+            self.include(toks[0], ln, where, base_dirs, stack, directive)
+        elif low.startswith(".lib"):
+            toks = _tokens(rest)
+            if not toks:
+                self.refuse(where, ln.no, f"`{directive}` without a plain file name")
+                return
+            name = toks[0]
+            is_file = (len(toks) >= 2 or any(c in name for c in "/~.")
+                       or any((d / name).exists() for d in base_dirs))
+            if is_file:  # `.lib file section` (or a PSpice-style `.lib file`)
+                self.include(name, ln, where, base_dirs, stack, directive)
+        elif low.startswith(".model"):
+            for model in REFUSED_MODELS:
+                if re.search(rf"(?<![\w]){model}(?![\w])", low):
+                    self.refuse(where, ln.no, f"XSPICE model `{model}`")
+            for m in _FILE_PARAM.finditer(ln.text):
+                value = m.group(2)
+                if value[:1] in "\"'":
+                    value = value[1:-1]
+                # XSPICE opens the lower-cased name, relative to the deck's folder
+                self.resolve(value.lower(), ln, where, [self.deck_dir],
+                             f"model file `{m.group(1).lower()}={value}`"
+                             + (f" (ngspice opens {value.lower()!r})" if value != value.lower()
+                                else ""))
+
+    # ---- references ----------------------------------------------------------------------
+    def resolve(self, name: str, ln: _Line, where: str, base_dirs: list[Path], what: str
+                ) -> tuple[Path, Path] | None:
+        """(literal path, real path) of a referenced file, or refuse; None when refused."""
+        if not name:
+            self.refuse(where, ln.no, f"{what}: empty file name")
+            return None
+        if any(c in _BAD_PATH_CHARS for c in name) or "//" in name:
+            self.refuse(where, ln.no, f"{what}: file name is not a plain path")
+            return None
+        if name.startswith("~"):
+            name = os.path.expanduser(name)
+        p = Path(name)
+        # no abspath/normpath here: they fold `link/..` lexically, which the kernel does not
+        cands = [p] if p.is_absolute() else [Path(os.getcwd(), d, p) for d in base_dirs]
+        reals: list[Path] = []
+        for c in cands:
+            real = _resolve_path(str(c))
+            if real is None:
+                self.refuse(where, ln.no, f"{what} passes through /proc or /sys (or a symlink "
+                                          "loop), whose links mean other things to ngspice")
+                return None
+            if not self.inside(real):
+                self.refuse(where, ln.no,
+                            f"{what} resolves to {real}, outside the deck's folder")
+                return None
+            reals.append(real)
+        found = [(c, r) for c, r in zip(cands, reals, strict=True) if r.exists()]
+        if not found:
+            self.refuse(where, ln.no, f"{what} is not in the deck's folder (ngspice would "
+                                      "search for it elsewhere)")
+            return None
+        literal, real = found[0]
+        if not real.is_file():
+            self.refuse(where, ln.no, f"{what} is not a regular file")
+            return None
+        self.refs.setdefault(real, None)
+        return literal, real
+
+    def include(self, name: str, ln: _Line, where: str, base_dirs: list[Path],
+                stack: tuple[Path, ...], directive: str) -> None:
+        got = self.resolve(name, ln, where, base_dirs, f"`{directive} {name}`")
+        if got is None:
+            return
+        literal, real = got
+        if real in stack:
+            self.refuse(where, ln.no, f"`{directive} {name}`: include cycle (ngspice 39 "
+                                      "crashes on it)")
+            return
+        if len(stack) >= MAX_INCLUDE_DEPTH:
+            self.refuse(where, ln.no, f"`{directive} {name}`: includes nested deeper than "
+                                      f"{MAX_INCLUDE_DEPTH}")
+            return
+        if real in self.scanned:
+            return
+        self.scanned.add(real)
+        if real.stat().st_size > MAX_INCLUDE_BYTES:
+            self.refuse(where, ln.no, f"`{directive} {name}`: file larger than "
+                                      f"{MAX_INCLUDE_BYTES >> 20} MiB")
+            return
+        text = real.read_bytes().decode("utf-8", errors="surrogateescape")
+        # nested includes resolve against the included file's folder as ngspice names it
+        dirs = list(dict.fromkeys([literal.parent, real.parent]))
+        self.scan(text, f"{self.show(real)} (included from {where}line {ln.no}), ", dirs,
+                  False, (*stack, real))
+
+
+def _resolve_path(path: str, max_links: int = 40) -> Path | None:
+    """os.path.realpath of an absolute path, done component by component so that it can
+    refuse (None) any step into /proc or /sys: their links (/proc/self/cwd, /dev/fd → …)
+    resolve differently in ngspice's process than in ours. None also for symlink loops."""
+    parts = deque(path.split("/"))
+    resolved, links = "/", 0
+    while parts:
+        name = parts.popleft()
+        if name in ("", "."):
+            continue
+        if name == "..":
+            resolved = os.path.dirname(resolved)
+            continue
+        nxt = os.path.join(resolved, name)
+        if nxt in ("/proc", "/sys"):
+            return None
+        if os.path.islink(nxt):
+            links += 1
+            if links > max_links:
+                return None
+            target = os.readlink(nxt)
+            if target.startswith("/"):
+                resolved = "/"
+            parts.extendleft(reversed(target.split("/")))
+            continue
+        resolved = nxt
+    return Path(resolved)
+
+
+def _clip(s: str, n: int = 60) -> str:
+    return s if len(s) <= n else s[: n - 1] + "…"
+
+
+def _logical_lines(lines: list[tuple[int, str]], is_main: bool) -> list[_Line]:
+    """Physical lines joined as ngspice joins them (`+` lines, lines ending in a backslash)."""
+    out: list[_Line] = []
+    last: _Line | None = None
+    cont_next = False
+    for no, raw in lines:
+        s = raw.strip()
+        if is_main and no == 1:            # the title never joins with anything
+            out.append(_Line(no, s))
+            continue
+        if cont_next and last is not None:
+            last.text += " " + s.rstrip("\\")
+            cont_next = s.endswith("\\")
+            continue
+        if not s or s.startswith("*"):     # comments and blanks do not break a continuation
+            continue
+        if s.startswith("+"):
+            if last is None:
+                last = _Line(no, s[1:].strip().rstrip("\\"))
+                out.append(last)
+            else:
+                last.text += " " + s[1:].strip().rstrip("\\")
+            cont_next = s.endswith("\\")
+            continue
+        last = _Line(no, s.rstrip("\\"))
+        out.append(last)
+        cont_next = s.endswith("\\")
+    return out
+
+
+def _tokens(rest: str) -> list[str]:
+    """Whitespace-separated tokens, honouring "double" and 'single' quotes ([] if unbalanced)."""
+    toks: list[str] = []
+    i, n = 0, len(rest)
+    while i < n:
+        if rest[i].isspace():
+            i += 1
+            continue
+        if rest[i] in "\"'":
+            j = rest.find(rest[i], i + 1)
+            if j < 0:
+                return []
+            toks.append(rest[i + 1:j])
+            i = j + 1
+        else:
+            j = i
+            while j < n and not rest[j].isspace():
+                j += 1
+            toks.append(rest[i:j])
+            i = j
+    return toks
+
+
+def check_deck_safety(text: str, deck_dir: str | Path, *, allow_unsafe: bool = False,
+                      out_dir: str | Path | None = None) -> list[Path]:
+    """Refuse a deck that would run commands or touch files outside its folder.
+
+    text: the deck as written (title line first); deck_dir: the folder it lives in (ngspice
+    runs there; relative paths resolve against it); out_dir: a further folder the deck may
+    reference (e.g. where a run writes its files), None for none. Raises UnsafeDeckError
+    naming the line and the construct; with allow_unsafe=True nothing is refused.
+
+    Returns the files the deck references (includes, libraries and their own references,
+    model files such as filesource noise), resolved, in order of first reference.
+    """
+    deck_dir = Path(deck_dir)
+    roots = [Path(os.path.realpath(deck_dir))]
+    if out_dir is not None:
+        roots.append(Path(os.path.realpath(out_dir)))
+    sc = _Scanner(deck_dir, roots, strict=not allow_unsafe)
+    for fname in INIT_FILES:
+        if (deck_dir / fname).exists():
+            sc.refuse(f"{deck_dir / fname}: ", None,
+                      f"`{fname}` in the deck's folder (ngspice runs it as commands on start)")
+    sc.scan(text, "", [deck_dir], True, ())
+    return list(sc.refs)
+
+
+def check_deck_file(deck_path: str | Path, *, allow_unsafe: bool = False,
+                    out_dir: str | Path | None = None) -> tuple[str, list[Path]]:
+    """Read a deck file and check it: (its text, the files it references)."""
+    path = Path(deck_path)
+    if not path.is_file():
+        raise InputError(f"deck not found: {path}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise InputError(f"deck {path} is not a UTF-8 text file") from None
+    try:
+        refs = check_deck_safety(text, path.parent, allow_unsafe=allow_unsafe,
+                                 out_dir=out_dir)
+    except UnsafeDeckError as exc:
+        raise UnsafeDeckError(f"{path}: {exc}") from None
+    return text, refs
+
+
+def run_untrusted(deck_path: str | Path, analysis: Analysis, backend: Backend | str = "shared",
+                  allow_unsafe: bool = False, *, timeout_s: float = 60.0,
+                  out_dir: str | Path | None = None) -> SimResult:
+    """Check a deck written by someone else, then simulate it in its own folder.
+
+    backend: a Backend, or a name ('cli', 'shared') for a fresh one closed afterwards.
+    Nothing runs when the check refuses the deck (UnsafeDeckError).
+    """
+    path = Path(deck_path)
+    text, _refs = check_deck_file(path, allow_unsafe=allow_unsafe, out_dir=out_dir)
+    if not allow_unsafe:
+        # the back-ends run prepare_deck(text): check exactly what ngspice will read, too
+        try:
+            check_deck_safety(prepare_deck(text, analysis), path.parent, out_dir=out_dir)
+        except UnsafeDeckError as exc:
+            raise UnsafeDeckError(f"{path} (as prepared for the run): {exc}") from None
+    if isinstance(backend, Backend):
+        be, own = backend, False
+    else:
+        from .backends import get_backend
+
+        be, own = get_backend(backend, timeout_s), True
+    try:
+        return be.run(text, analysis, cwd=str(path.parent), deck_name=str(path))
+    finally:
+        if own:
+            be.close()

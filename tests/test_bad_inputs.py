@@ -1,0 +1,360 @@
+"""Bad inputs: every defect in a system, file, spec, deck or netlist is refused with a message
+that names it.
+
+`BAD_INPUT_CASES` is the table (case id, what is wrong, input builder, expected message
+fragment, error class); a script can render it as the README's table of refused inputs.
+A case with `xfail` set documents a defect that is not caught yet (strict xfail).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from spu_circuits.compiler import compile_system
+from spu_circuits.errors import CompileError, GraphCheckError, InputError, SpuError
+from spu_circuits.graphcheck import check_netlist
+from spu_circuits.netlist import Netlist
+from spu_circuits.simulate import Deck
+from spu_circuits.spec import HardwareSpec
+from spu_circuits.system import LinearSystem, load_system
+
+NAN, INF = float("nan"), float("inf")
+
+
+@dataclass(frozen=True)
+class BadInput:
+    id: str                                   # short case id (pytest id, table key)
+    what: str                                 # what is wrong, for the README table
+    build: Callable[[Path], object]           # runs the failing call (gets a temp folder)
+    expect: str                               # fragment the one-line message must contain
+    exc: type[SpuError] = InputError          # error class raised
+    xfail: str | None = None                  # reason, when the defect is not caught yet
+
+
+# ---------------------------------------------------------------------------------- builders
+
+def _sys(A, b=None) -> Callable[[Path], object]:
+    return lambda tmp: LinearSystem.from_arrays(A, b)
+
+
+def _npy(A) -> Callable[[Path], object]:
+    def build(tmp: Path):
+        np.save(tmp / "A.npy", np.asarray(A), allow_pickle=True)
+        return load_system(tmp / "A.npy")
+    return build
+
+
+def _bytes(name: str, content: Callable[[], bytes], rhs: bool = False
+           ) -> Callable[[Path], object]:
+    def build(tmp: Path):
+        (tmp / name).write_bytes(content())
+        if rhs:
+            np.save(tmp / "A.npy", np.eye(2))
+            return load_system(tmp / "A.npy", tmp / name)
+        return load_system(tmp / name)
+    return build
+
+
+def _valid_npy_bytes(n: int = 40) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, np.eye(n))
+    return buf.getvalue()
+
+
+def _valid_npz_bytes() -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.savez(buf, A=np.eye(30) * 2, b=np.ones(30))
+    return buf.getvalue()
+
+
+def _rhs_missing(tmp: Path):
+    np.save(tmp / "A.npy", np.eye(2))
+    return load_system(tmp / "A.npy", tmp / "b.npy")
+
+
+def _npz(**arrays) -> Callable[[Path], object]:
+    def build(tmp: Path):
+        np.savez(tmp / "sys.npz", **arrays)
+        return load_system(tmp / "sys.npz")
+    return build
+
+
+def _folder(tmp: Path):
+    (tmp / "A.npy").mkdir()
+    return load_system(tmp / "A.npy")
+
+
+def _spec(**kw) -> Callable[[Path], object]:
+    return lambda tmp: HardwareSpec(**kw)
+
+
+def _compile(A, b=None, topology: str = "dense", **spec) -> Callable[[Path], object]:
+    return lambda tmp: compile_system(
+        LinearSystem.from_arrays(np.asarray(A, dtype=float), b), topology, HardwareSpec(**spec))
+
+
+GOOD_A = np.array([[2.0, -0.5], [-0.5, 1.0]])
+
+
+def _written(tmp: Path) -> Path:
+    """A compiled deck and its sidecar in tmp/out (spu.cir + spu.json)."""
+    return compile_system(LinearSystem.from_arrays(GOOD_A, np.array([1.0, 0.0]))).write(
+        tmp / "out", "spu")
+
+
+def _deck_edited(tmp: Path):
+    path = _written(tmp)
+    path.write_text(path.read_text() + "* edited by hand after compiling\n")
+    return Deck.load(path)
+
+
+def _sidecar_edit(edit: Callable[[dict], object]) -> Callable[[Path], object]:
+    def build(tmp: Path):
+        path = _written(tmp)
+        side = path.with_suffix(".json")
+        meta = json.loads(side.read_text())
+        out = edit(meta)
+        side.write_text(out if isinstance(out, str) else json.dumps(meta))
+        return Deck.load(path)
+    return build
+
+
+def _sidecar_text(text: str) -> Callable[[Path], object]:
+    def build(tmp: Path):
+        path = _written(tmp)
+        path.with_suffix(".json").write_text(text)
+        return Deck.load(path)
+    return build
+
+
+def _deck_file(content: bytes | None, **kw) -> Callable[[Path], object]:
+    def build(tmp: Path):
+        path = tmp / "hand.cir"
+        if content is not None:
+            path.write_bytes(content)
+        return Deck.load(path, **kw)
+    return build
+
+
+def _net(*elements, spec: HardwareSpec | None = None) -> Callable[[Path], object]:
+    """A hand-built netlist from (name, nodes, value) triples, then check_netlist."""
+    def build(tmp: Path):
+        net = Netlist("hand-built")
+        for name, nodes, value in elements:
+            net.add(name, nodes.split(), value)
+        return check_netlist(net, spec)
+    return build
+
+
+SPEC = HardwareSpec()
+V1 = ("v1", "a 0", 1.0)
+R_LOAD = ("r1", "a 0", 1e3)
+
+# ------------------------------------------------------------------------------------ table
+
+BAD_INPUT_CASES: list[BadInput] = [
+    # --- the matrix A
+    BadInput("non-square", "A is 2×3", _sys(np.ones((2, 3))), "A is not square: shape 2×3"),
+    BadInput("not-2d", "A is a vector", _sys(np.ones(3)), "A must be a 2-D matrix"),
+    BadInput("empty", "A is 0×0", _sys(np.zeros((0, 0))), "A is empty (0×0)"),
+    BadInput("non-symmetric", "A ≠ Aᵀ beyond tolerance", _sys(np.array([[2.0, 1.0], [0.0, 2.0]])),
+             "max |A−Aᵀ| = 1 at (0,1)"),
+    BadInput("indefinite", "A has a negative eigenvalue",
+             _sys(np.array([[1.0, 2.0], [2.0, 1.0]])),
+             "not positive definite (indefinite)"),
+    BadInput("singular", "A has a zero eigenvalue", _sys(np.array([[1.0, 1.0], [1.0, 1.0]])),
+             "not positive definite (singular)"),
+    BadInput("zero", "A is all zeros", _sys(np.zeros((2, 2))), "A is the zero matrix (singular)"),
+    BadInput("nan", "A holds NaN", _sys(np.array([[1.0, NAN], [NAN, 1.0]])),
+             "A has 2 non-finite entries (first: A[0,1] = nan)"),
+    BadInput("inf", "A holds ∞", _sys(np.array([[1.0, 0.0], [0.0, INF]])),
+             "A has 1 non-finite entry (first: A[1,1] = inf)"),
+    BadInput("dtype-complex", "A is complex", _sys(np.eye(2) * (1 + 1j)),
+             "A must hold real numbers, got dtype complex"),
+    BadInput("dtype-string", "A holds strings", _sys(np.array([["1", "0"], ["0", "1"]])),
+             "A must hold real numbers, got dtype string"),
+    BadInput("dtype-bool", "A is boolean", _sys(np.eye(2, dtype=bool)),
+             "A must hold real numbers, got dtype boolean"),
+    BadInput("dtype-object", "A is an object array",
+             _sys(np.array([[1.0, None], [None, 1.0]], dtype=object)),
+             "A must hold real numbers, got dtype object"),
+    # --- the right-hand side b
+    BadInput("b-length", "b has the wrong length", _sys(np.eye(2), np.ones(3)),
+             "b has length 3 but A is 2×2"),
+    BadInput("b-2d", "b is a matrix", _sys(np.eye(2), np.ones((2, 2))),
+             "b must be a vector, got an array of shape (2, 2)"),
+    BadInput("b-nan", "b holds NaN", _sys(np.eye(2), np.array([0.0, NAN])),
+             "b has 1 non-finite entries (first: b[1] = nan)"),
+    BadInput("b-complex", "b is complex", _sys(np.eye(2), np.ones(2) * 1j),
+             "b must hold real numbers, got dtype complex"),
+    # --- files
+    BadInput("file-missing", "matrix file does not exist",
+             lambda tmp: load_system(tmp / "nothere.npy"), "matrix: file not found"),
+    BadInput("file-is-folder", "matrix path is a folder", _folder,
+             "is a folder, not a .npy/.npz file"),
+    BadInput("npy-random-bytes", "matrix file is random bytes",
+             _bytes("A.npy", lambda: os.urandom(256)), "cannot read"),
+    BadInput("npy-truncated", "valid .npy cut in half",
+             _bytes("A.npy", lambda: (d := _valid_npy_bytes())[: len(d) // 2]),
+             "could only read"),
+    BadInput("npy-header-cut", ".npy cut inside its header",
+             _bytes("A.npy", lambda: _valid_npy_bytes()[:60]), "reading array header"),
+    BadInput("npy-pickled", ".npy of a pickled object array",
+             _npy(np.array([1, None], dtype=object)), "Object arrays cannot be loaded"),
+    BadInput("npz-truncated", "valid .npz cut in half",
+             _bytes("sys.npz", lambda: (d := _valid_npz_bytes())[: len(d) // 2]),
+             "File is not a zip file"),
+    BadInput("npz-no-A", ".npz with several arrays and no 'A'",
+             _npz(x=np.eye(2), y=np.ones(2)), "holds 2 arrays ['x', 'y']; name one"),
+    BadInput("npz-nonsquare", ".npz whose 'A' is not square", _npz(A=np.ones((2, 3))),
+             "A is not square"),
+    BadInput("rhs-missing", "rhs file does not exist",
+             _rhs_missing, "rhs: file not found"),
+    BadInput("rhs-random-bytes", "rhs file is random bytes",
+             _bytes("b.npy", lambda: os.urandom(64), rhs=True), "rhs: cannot read"),
+    # --- hardware spec
+    BadInput("spec-negative-R0", "R₀ < 0", _spec(R0_ohm=-1.0),
+             "R0_ohm must be a positive finite number, got -1.0"),
+    BadInput("spec-nan-C", "C is NaN", _spec(C_F=NAN), "C_F must be a positive finite number"),
+    BadInput("spec-zero-v0", "v₀ = 0", _spec(volts_per_unit=0.0),
+             "volts_per_unit must be a positive finite number"),
+    BadInput("spec-string-gain", "gain is a string", _spec(opamp_gain="big"),
+             "opamp_gain must be a positive finite number, got 'big'"),
+    BadInput("spec-bool-gain", "gain given as True", _spec(opamp_gain=True),
+             "opamp_gain must be a positive finite number",
+             xfail="bool is an int subclass: HardwareSpec(opamp_gain=True) is accepted as 1"),
+    BadInput("spec-range-inverted", "r_min ≥ r_max", _spec(r_min_ohm=1e6, r_max_ohm=1e3),
+             "r_min_ohm (1e+06) must be below r_max_ohm (1000)"),
+    BadInput("spec-R0-outside", "R₀ outside [r_min, r_max]", _spec(R0_ohm=10.0),
+             "R0_ohm = 10 Ω lies outside the resistor range"),
+    BadInput("spec-prune", "prune_rel ≥ 1", _spec(prune_rel=1.5),
+             "prune_rel must lie in [0, 1)"),
+    BadInput("spec-auto-prune", "auto_prune not a bool", _spec(auto_prune="yes"),
+             "auto_prune must be true or false"),
+    # --- compilation
+    BadInput("span-ratio", "entries span more than r_max/r_min (auto-prune off)",
+             _compile([[1.0, 1e-7], [1e-7, 1.0]], auto_prune=False),
+             "nonzero entries span a ratio of 1e+07", CompileError),
+    BadInput("diagonal-span", "diagonal spans more than r_max/r_min",
+             _compile([[1.0, 0.0], [0.0, 1e-6]]), "diagonal spans a ratio of 1e+06",
+             CompileError),
+    BadInput("gain-vs-condition", "κ(A) too large for the op-amp gain",
+             _compile([[1.0, 1 - 1e-6], [1 - 1e-6, 1.0]], np.array([1.0, -1.0])),
+             "is too large for op-amp gain 1e+06", CompileError),
+    BadInput("low-gain", "op-amp gain 10 for κ(A) = 19",
+             _compile([[1.0, 0.9], [0.9, 1.0]], opamp_gain=10.0),
+             "condition number 19 is too large for op-amp gain 10", CompileError),
+    BadInput("prune-breaks-pd", "pruning leaves A indefinite",
+             _compile([[2.001, 3.027, 1.253], [3.027, 7.016, 2.216], [1.253, 2.216, 0.942]],
+                      prune_rel=0.3),
+             "left A not positive definite", CompileError),
+    BadInput("unknown-topology", "topology name unknown",
+             _compile(GOOD_A, topology="nope"), "unknown topology 'nope'"),
+    BadInput("bad-deck-name", "output deck name with a slash",
+             lambda tmp: compile_system(LinearSystem.from_arrays(GOOD_A)).write(tmp, "a/b"),
+             "invalid deck name 'a/b'"),
+    # --- decks and sidecars
+    BadInput("deck-edited", "deck changed after compiling", _deck_edited,
+             "sidecar does not match its deck: spu.cir was changed after it was compiled"),
+    BadInput("sidecar-outputs", "sidecar names nodes the deck lacks",
+             _sidecar_edit(lambda m: m.update(outputs=["zz0", "zz1"])),
+             "does not match its deck: output node(s) zz0, zz1"),
+    BadInput("sidecar-n", "sidecar's n disagrees with its outputs",
+             _sidecar_edit(lambda m: m.update(n=3)), "'outputs' must list n = 3 node names"),
+    BadInput("sidecar-bad-json", "sidecar is not JSON", _sidecar_text("{not json"),
+             "is not valid JSON"),
+    BadInput("sidecar-not-object", "sidecar holds a list", _sidecar_text("[1, 2]"),
+             "does not hold a JSON object"),
+    BadInput("sidecar-missing-keys", "sidecar lacks required keys",
+             _sidecar_text('{"outputs": ["o0", "o1"]}'),
+             "lacks the key(s) volts_per_unit, tau_s, topology, n"),
+    BadInput("deck-missing", "deck file does not exist", _deck_file(None), "deck not found"),
+    BadInput("deck-empty", "deck file is empty", _deck_file(b"  \n"), "is empty"),
+    BadInput("deck-binary", "deck is not text", _deck_file(b"\xff\xfe\x00garbage\x80"),
+             "is not a text file"),
+    BadInput("deck-no-sidecar", "sidecar required but absent",
+             _deck_file(b"t\nv1 a 0 1\nr1 a 0 1k\n", require_sidecar=True),
+             "has no sidecar hand.json beside it"),
+    # --- graph checks on hand-built netlists
+    BadInput("graph-no-dc-path", "node reached through capacitors only",
+             _net(V1, R_LOAD, ("c1", "a b", 1e-9), ("c2", "b 0", 1e-9)),
+             "node 'b' has no DC path to ground", GraphCheckError),
+    BadInput("graph-floating-group", "resistor pair floating off ground",
+             _net(V1, R_LOAD, ("r2", "p q", 1e3), ("r3", "q p", 1e3)),
+             "node 'p' has no DC path to ground (floating group: p, q)", GraphCheckError),
+    BadInput("graph-dangling", "node with one terminal",
+             _net(V1, R_LOAD, ("r2", "a x", 1e3)),
+             "node 'x' is dangling: only element 'r2' connects to it", GraphCheckError),
+    BadInput("graph-parallel-v", "two voltage sources in parallel",
+             _net(V1, ("v2", "a 0", 2.0), R_LOAD),
+             "loop of voltage sources: v1, v2", GraphCheckError),
+    BadInput("graph-v-e-loop", "voltage source and VCVS output in a loop",
+             _net(V1, ("e1", "a 0 b 0", 2.0), ("r2", "a b", 1e3), ("r3", "b 0", 1e3)),
+             "loop of voltage sources: v1, e1", GraphCheckError),
+    BadInput("graph-v-triangle", "three voltage sources in a ring",
+             _net(V1, ("v2", "b a", 1.0), ("v3", "b 0", 2.0), R_LOAD, ("r2", "b 0", 1e3)),
+             "loop of voltage sources: v2, v1, v3", GraphCheckError),
+    BadInput("graph-nan-value", "element value is NaN",
+             _net(V1, ("r1", "a 0", NAN)), "element 'r1' has a non-finite value nan",
+             GraphCheckError),
+    BadInput("graph-negative-c", "capacitor ≤ 0",
+             _net(V1, R_LOAD, ("c1", "a 0", -1e-9)), "element 'c1' has a non-positive value",
+             GraphCheckError),
+    BadInput("graph-r-range", "resistor beyond the spec's range",
+             _net(V1, ("r1", "a 0", 1e9), spec=SPEC),
+             "resistor 'r1' = 1e+09 Ω lies outside the spec range [100, 1e+07] Ω",
+             GraphCheckError),
+    BadInput("graph-g-range", "transconductance beyond the spec's range",
+             _net(V1, R_LOAD, ("g1", "a 0 a 0", 1.0), spec=SPEC),
+             "transconductance 'g1' = 1 S (1/|g| = 1 Ω) lies outside the spec range",
+             GraphCheckError),
+]
+
+
+def _params() -> list:
+    return [pytest.param(case, id=case.id, marks=[pytest.mark.xfail(strict=True,
+                                                                     reason=case.xfail)]
+                         if case.xfail else [])
+            for case in BAD_INPUT_CASES]
+
+
+def test_case_ids_unique():
+    ids = [c.id for c in BAD_INPUT_CASES]
+    assert len(ids) == len(set(ids))
+
+
+@pytest.mark.parametrize("case", _params())
+def test_bad_input(case: BadInput, tmp_path):
+    with pytest.raises(case.exc) as ei:
+        case.build(tmp_path)
+    msg = str(ei.value)
+    assert type(ei.value) is case.exc, f"{type(ei.value).__name__}: {msg}"
+    assert case.expect in msg, msg
+    assert "\n" not in msg, "user-facing errors are one line"
+
+
+def test_good_inputs_pass(tmp_path):
+    """The builders' valid counterparts go through (so the failures above are specific)."""
+    sysm = LinearSystem.from_arrays(GOOD_A, np.array([1.0, 0.0]))
+    np.savez(tmp_path / "sys.npz", A=GOOD_A, b=np.array([1.0, 0.0]))
+    got = load_system(tmp_path / "sys.npz")
+    assert np.array_equal(got.A, sysm.A) and np.array_equal(got.b, sysm.b)
+    path = _written(tmp_path)
+    deck = Deck.load(path, require_sidecar=True)
+    assert deck.outputs == ["o0", "o1"]
+    net = Netlist("ok")
+    net.add("v1", ("a", "0"), 1.0)
+    net.add("r1", ("a", "b"), 1e3)
+    net.add("r2", ("b", "0"), 1e3)
+    check_netlist(net, SPEC)
