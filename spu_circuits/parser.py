@@ -69,7 +69,7 @@ _UNSUPPORTED_CARDS = {".param", ".func", ".include", ".inc", ".lib", ".endl", ".
 _WAVEFORMS = {"pulse", "sin", "exp", "pwl", "sffm", "am"}
 _BEHAVIOURAL = {"vol", "cur", "value", "poly", "table", "laplace", "freq", "and", "or", "nand",
                 "nor"}
-#: XSPICE port types the extractor understands (filesource outputs)
+#: XSPICE port types the parser accepts (the extractor handles %i %id %v %vd of filesources)
 _PORT_TYPES = {"i", "id", "v", "vd", "g", "gd", "h", "hd", "d", "vnam"}
 #: flattening guards (a deck that expands beyond these is refused, not simulated)
 MAX_SUBCKT_DEPTH = 50
@@ -999,7 +999,7 @@ def _build_mna(deck: ParsedDeck, *, caps_as_states: bool, deck_dir: str | Path |
     if not elements:
         raise InputError("the deck has no elements")
     notes: list[str] = []
-    nodes = [n for n in deck.nodes()]
+    nodes = deck.nodes()
     nidx = {n: k for k, n in enumerate(nodes)}
     branches: list[str] = []
     # current-like and voltage-like noise / DC inputs expanded from XSPICE filesources

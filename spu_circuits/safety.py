@@ -404,5 +404,7 @@ def run_untrusted(deck_path: str | Path, analysis: Analysis, backend: Backend | 
     try:
         return be.run(text, analysis, cwd=str(path.parent), deck_name=str(path))
     finally:
-        if own:
+        # an unsafe deck may have changed the shared worker's state (set sourcepath, …):
+        # never reuse that ngspice instance
+        if own or allow_unsafe:
             be.close()

@@ -33,7 +33,8 @@ class HardwareSpec:
             raise InputError("hardware spec: auto_prune must be true or false")
         for name in ("R0_ohm", "C_F", "volts_per_unit", "r_min_ohm", "r_max_ohm", "opamp_gain"):
             v = getattr(self, name)
-            if not (isinstance(v, int | float) and math.isfinite(v) and v > 0):
+            if isinstance(v, bool) or not (isinstance(v, int | float) and math.isfinite(v)
+                                           and v > 0):
                 raise InputError(
                     f"hardware spec: {name} must be a positive finite number, got {v!r}")
         if self.r_min_ohm >= self.r_max_ohm:
@@ -44,7 +45,7 @@ class HardwareSpec:
             raise InputError(
                 f"hardware spec: R0_ohm = {self.R0_ohm:g} Ω lies outside the resistor range "
                 f"[{self.r_min_ohm:g}, {self.r_max_ohm:g}] Ω")
-        if not (0.0 <= self.prune_rel < 1.0):
+        if isinstance(self.prune_rel, bool) or not (0.0 <= self.prune_rel < 1.0):
             raise InputError(f"hardware spec: prune_rel must lie in [0, 1), got {self.prune_rel!r}")
 
     @property

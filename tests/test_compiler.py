@@ -228,3 +228,11 @@ def test_auto_prune_drops_unrealisable_couplings():
 
     with pytest.raises(CompileError, match="span a ratio of"):
         compile_system(s2, "ideal", HardwareSpec(auto_prune=False))
+
+
+def test_prepare_deck_keeps_subcircuit_and_control_ends():
+    from spu_circuits.backends import Op, prepare_deck
+
+    text = "t\n.subckt a 1 2\nr1 1 2 1k\n.ends\n.op\n.tran 1 2\n.end\n"
+    out = prepare_deck(text, Op()).splitlines()
+    assert ".ends" in out and out.count(".end") == 1 and ".tran 1 2" not in out

@@ -163,6 +163,7 @@ def test_cli_timeout():
     with pytest.raises(SimulationTimeout, match="exceeded its 1 s timeout"):
         be.run(LONG, LONG_TRAN)
     assert time.monotonic() - t0 < 10
+    be.timeout_s = 30                      # (a loaded test machine must not fail the next run)
     check_good(be)
 
 
@@ -178,6 +179,7 @@ def test_shared_timeout_restarts_worker():
         assert be._proc is None
         with pytest.raises(ProcessLookupError):   # the stuck worker was killed
             os.kill(pid, 0)
+        be.timeout_s = 30
         check_good(be)                     # a fresh worker
         assert be._proc.pid != pid
 
@@ -218,7 +220,9 @@ def test_shared_library_crash_during_run():
         assert not th.is_alive()
         err = out["err"]
         assert type(err) is SimulationError
-        assert "crashed during simulation (worker exit status -11)" in str(err)
+        # (on a very loaded machine the signal may land before the deck was sent)
+        assert re.search(r"crashed during simulation \(worker exit status -11\)|"
+                         r"worker died before the run", str(err)), str(err)
         check_good(be)
 
 
@@ -230,7 +234,7 @@ def test_deck_that_segfaults_ngspice(be, tmp_path):
         be.run(GOOD + ".include loop.cir\n", Op(), cwd=str(tmp_path))
     msg = str(ei.value)
     if be.name == "cli":
-        assert msg == "ngspice failed: exit status -11"
+        assert msg == "ngspice failed: ngspice crashed (signal 11)"
     else:
         assert "crashed during simulation (worker exit status -11)" in msg
     check_good(be)
@@ -245,10 +249,9 @@ def test_deck_that_segfaults_ngspice(be, tmp_path):
 def test_filesource_file_missing(be, tmp_path, analysis):
     with pytest.raises(SimulationError) as ei:
         be.run(filesource_deck("missing.txt"), analysis, cwd=str(tmp_path))
-    # ngspice 39: "Instance: a1   Message: cannot open file missing.txt"
-    want = "Instance: a1 Message: cannot open file missing.txt"
-    assert want in squash(str(ei.value))
-    assert want in squash(ei.value.log_excerpt)
+    # checked before ngspice starts (ngspice 39 itself logs "Instance: a1   Message: cannot
+    # open file missing.txt" and fails later with "timestep too small")
+    assert "filesource file 'missing.txt' cannot be opened" in str(ei.value)
     check_good(be)
 
 
@@ -260,10 +263,6 @@ def test_filesource_file_present_runs(be, tmp_path):
 
 
 @needs_ngspice
-@pytest.mark.xfail(strict=True, reason=(
-    "ngspice 39 runs a filesource whose file holds no numbers (or is a folder) silently, "
-    "with 0 V and no log line at all: the back-ends cannot see it; the deck's files must be "
-    "validated before the run"))
 @pytest.mark.parametrize("content", ["abc def\nxyz\n", "", None], ids=["garbage", "empty",
                                                                        "folder"])
 def test_filesource_unreadable_content(be, tmp_path, content):
@@ -280,18 +279,12 @@ def test_filesource_unreadable_content(be, tmp_path, content):
 
 
 @needs_ngspice
-@pytest.mark.xfail(strict=True, reason=(
-    "log_excerpt keeps the first 12 matching lines, which the gmin/source-stepping chatter "
-    "fills: the decisive 'doAnalyses: ...' / 'run simulation(s) aborted' lines are cut"))
 def test_excerpt_keeps_the_decisive_lines(be):
     with pytest.raises(SimulationError) as ei:
         be.run(PARALLEL_V, Op())
     assert "run simulation(s) aborted" in ei.value.log_excerpt
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "prepare_deck drops every card that merely starts with an analysis name: `.options` "
-    "(.op…), `.ends`/`.endl`/`.endc`/`.endif` (.end…)"))
 def test_prepare_deck_keeps_options_and_subcircuits():
     deck = ("t\n.options reltol=1e-9\n.subckt div p q\nr1 p q 1k\n.ends\nv1 x 0 1\n"
             "x1 x 0 div\n.op\n.end\n")

@@ -60,11 +60,13 @@ def _rel(a, b) -> float:
 # --------------------------------------------------------------------------- OU solvers
 
 
-def test_ou_exact_long_time_is_ngd():
+@pytest.mark.parametrize("method", ["auto", "gram", "lowrank", "dense"])
+@pytest.mark.parametrize("r", [6, 40])
+def test_ou_exact_long_time_is_ngd(method, r):
     for seed, lam in [(0, 0.3), (1, 0.05), (2, 1.0)]:
-        p = _problem(seed, lam=lam)
+        p = _problem(seed, r=r, lam=lam)
         exact = make_solver("exact").solve(p)
-        res = make_solver("ou-exact", t=1e3, kappa0=0.0).solve(p)
+        res = make_solver("ou-exact", t=1e3, kappa0=0.0, method=method).solve(p)
         assert _rel(res.x, exact.x) < 1e-8
         assert res.residual < 1e-8
         assert res.info["matvecs"] == 0
@@ -75,6 +77,11 @@ def test_ou_exact_long_time_is_ngd():
 def test_ou_exact_matches_dense_flow_and_starts():
     p = _problem(3, lam=0.2)
     x0 = torch.randn(p.N, dtype=F64, generator=torch.Generator().manual_seed(9))
+    for method in ("gram", "lowrank", "dense"):
+        r = OUExactSolver(t=1.7, method=method).solve(p, x0=x0)
+        assert _rel(r.x, _dense_flow(p, x0, 1.7)) < 1e-12
+    with pytest.raises(ValueError, match="method"):
+        OUExactSolver(method="svd")
     s = OUExactSolver(t=1.7)
     assert _rel(s.solve(p, x0=x0).x, _dense_flow(p, x0, 1.7)) < 1e-12
     # default start: g (first start g̃₀ = g₀); then the state's x (warm start)
@@ -230,8 +237,9 @@ def test_warm_start_vs_reset():
     for i, (x, y) in enumerate(batches):
         for m, o in ((warm, ow), (reset, orr)):
             th = _theta(m)
-            p = LinearProblem(g=compute_curvature(m, th, x, y).grad, damping=lam,
-                              F=dense_ggn(m, th, x, y))
+            p = LinearProblem(
+                g=compute_curvature(m, th, x, y).grad, damping=lam, F=dense_ggn(m, th, x, y)
+            )
             start = p.g if (i == 0 or not o.warm_start) else o.device_state.clone()
             o.step(x, y)
             assert _rel(o.device_state, _dense_flow(p, start, t)) < 1e-10
@@ -416,6 +424,7 @@ def test_nonfinite_guard_raise_and_skip():
             TNGD(m, t=1.0).step(x, y)
     finally:
         topt.compute_curvature = real
+
     class HugeSolver(Solver):
         def _solve(self, problem, x0, state):
             return torch.full_like(problem.g, 1e308), None, {}

@@ -71,54 +71,128 @@ def main() -> None:
 
 @main.command("train")
 @click.option("--task", type=click.Choice(["digits", "mnist"]), default="digits", show_default=True)
-@click.option("--model", type=click.Choice(["mlp", "cnn", "logreg"]), default="mlp",
-              show_default=True)
-@click.option("--optimizer", "optimizer_name", type=click.Choice(["tngd", "adam", "sgd", "ngd"]),
-              default="tngd", show_default=True)
-@click.option("--solver", type=click.Choice(SOLVERS), default=None,
-              help="TNGD/NGD solver [default: ou-exact for tngd, exact for ngd]")
+@click.option(
+    "--model", type=click.Choice(["mlp", "cnn", "logreg"]), default="mlp", show_default=True
+)
+@click.option(
+    "--optimizer",
+    "optimizer_name",
+    type=click.Choice(["tngd", "adam", "sgd", "ngd"]),
+    default="tngd",
+    show_default=True,
+)
+@click.option(
+    "--solver",
+    type=click.Choice(SOLVERS),
+    default=None,
+    help="TNGD/NGD solver [default: ou-exact for tngd, exact for ngd]",
+)
 @click.option("--steps", type=click.IntRange(min=1), default=100, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--lr", type=float, default=None, callback=_finite_nonneg,
-              help="learning rate [default: 0.01, Adam 1e-3]")
+@click.option(
+    "--lr",
+    type=float,
+    default=None,
+    callback=_finite_nonneg,
+    help="learning rate [default: 0.01, Adam 1e-3]",
+)
 @click.option("--damping", type=float, default=0.01, show_default=True, callback=_finite_nonneg)
-@click.option("--t", "t", type=float, default=50.0, show_default=True, callback=_finite_nonneg,
-              help="analog time per iteration (units of τ)")
-@click.option("--delay", "--t-d", "t_d", type=float, default=0.0, show_default=True,
-              callback=_finite_nonneg, help="delay t_d (units of τ), 0 ≤ t_d ≤ t")
-@click.option("--kappa0", type=float, default=0.0, show_default=True, callback=_finite_nonneg,
-              help="device noise κ₀")
+@click.option(
+    "--t",
+    "t",
+    type=float,
+    default=50.0,
+    show_default=True,
+    callback=_finite_nonneg,
+    help="analog time per iteration (units of τ)",
+)
+@click.option(
+    "--delay",
+    "--t-d",
+    "t_d",
+    type=float,
+    default=0.0,
+    show_default=True,
+    callback=_finite_nonneg,
+    help="delay t_d (units of τ), 0 ≤ t_d ≤ t",
+)
+@click.option(
+    "--kappa0",
+    type=float,
+    default=0.0,
+    show_default=True,
+    callback=_finite_nonneg,
+    help="device noise κ₀",
+)
 @click.option("--dt", type=float, default=None, help="Euler step for ou-euler [default: 0.1]")
-@click.option("--base", type=click.Choice(["sgd", "adam"]), default="sgd", show_default=True,
-              help="TNGD's base rule (adam = TNGD-Adam, betas (0, 0))")
-@click.option("--reset/--warm-start", "reset", default=False,
-              help="reset the device to g_k each step instead of warm-starting it")
+@click.option(
+    "--base",
+    type=click.Choice(["sgd", "adam"]),
+    default="sgd",
+    show_default=True,
+    help="TNGD's base rule (adam = TNGD-Adam, betas (0, 0))",
+)
+@click.option(
+    "--reset/--warm-start",
+    "reset",
+    default=False,
+    help="reset the device to g_k each step instead of warm-starting it",
+)
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--eval-every", type=click.IntRange(min=1), default=10, show_default=True)
-@click.option("--n-pca", type=click.IntRange(min=1, max=64), default=None,
-              help="digits only: keep this many PCA features")
-@click.option("--fisher", type=click.Choice(["ggn", "empirical"]), default="ggn",
-              show_default=True)
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
-              required=True, help="output directory (metrics.json, loss.png)")
+@click.option(
+    "--n-pca",
+    type=click.IntRange(min=1, max=64),
+    default=None,
+    help="digits only: keep this many PCA features",
+)
+@click.option("--fisher", type=click.Choice(["ggn", "empirical"]), default="ggn", show_default=True)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="output directory (metrics.json, loss.png)",
+)
 @click.option("--quiet", "-q", is_flag=True, help="no progress bar")
-def train_cmd(task, model, optimizer_name, solver, steps, seed, lr, damping, t, t_d, kappa0, dt,
-              base, reset, batch_size, eval_every, n_pca, fisher, out_dir, quiet) -> None:
+def train_cmd(
+    task,
+    model,
+    optimizer_name,
+    solver,
+    steps,
+    seed,
+    lr,
+    damping,
+    t,
+    t_d,
+    kappa0,
+    dt,
+    base,
+    reset,
+    batch_size,
+    eval_every,
+    n_pca,
+    fisher,
+    out_dir,
+    quiet,
+) -> None:
     """Train a model and write DIR/metrics.json and DIR/loss.png."""
     from tngd.optimizer import NumericalError
     from tngd.train import train
 
     if t_d > t:
-        raise click.BadParameter(f"the delay must not exceed --t ({t_d} > {t})",
-                                 param_hint="--delay")
+        raise click.BadParameter(
+            f"the delay must not exceed --t ({t_d} > {t})", param_hint="--delay"
+        )
     if n_pca is not None and task != "digits":
-        raise click.BadParameter("only the digits task supports PCA features",
-                                 param_hint="--n-pca")
+        raise click.BadParameter("only the digits task supports PCA features", param_hint="--n-pca")
     if n_pca is not None and model == "cnn":
         raise click.BadParameter("the cnn needs images; drop --n-pca", param_hint="--n-pca")
     if solver is not None and optimizer_name in ("adam", "sgd"):
-        raise click.BadParameter(f"applies to tngd/ngd only, not {optimizer_name}",
-                                 param_hint="--solver")
+        raise click.BadParameter(
+            f"applies to tngd/ngd only, not {optimizer_name}", param_hint="--solver"
+        )
     if dt is not None and not (math.isfinite(dt) and dt > 0):
         raise click.BadParameter(f"must be positive, got {dt}", param_hint="--dt")
     effective = solver or ("ou-exact" if optimizer_name == "tngd" else None)
@@ -129,10 +203,25 @@ def train_cmd(task, model, optimizer_name, solver, steps, seed, lr, damping, t, 
     solver_kwargs = {"dt": dt} if dt is not None else None
     try:
         metrics = train(
-            task, model, optimizer_name, solver=solver, steps=steps, seed=seed,
-            batch_size=batch_size, lr=lr, damping=damping, t=t, t_d=t_d, kappa0=kappa0,
-            base=base, warm_start=not reset, eval_every=eval_every, n_pca=n_pca, fisher=fisher,
-            solver_kwargs=solver_kwargs, quiet=quiet,
+            task,
+            model,
+            optimizer_name,
+            solver=solver,
+            steps=steps,
+            seed=seed,
+            batch_size=batch_size,
+            lr=lr,
+            damping=damping,
+            t=t,
+            t_d=t_d,
+            kappa0=kappa0,
+            base=base,
+            warm_start=not reset,
+            eval_every=eval_every,
+            n_pca=n_pca,
+            fisher=fisher,
+            solver_kwargs=solver_kwargs,
+            quiet=quiet,
         )
     except (ValueError, TypeError, NumericalError, ImportError) as exc:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

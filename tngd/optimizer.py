@@ -21,9 +21,9 @@ Iteration k (k = number of updates applied so far; ``lr`` and ``damping`` may be
    rule fed with g̃_k, ``betas`` default (0, 0) as in the paper.
 
 Numerical guards: a NaN/Inf in the loss, the gradient, the curvature factor, the solver output or
-the updated parameters raises :class:`NumericalError` naming the quantity, with the parameters and the optimizer state
-untouched; with ``on_nonfinite="skip"`` the step is skipped instead (no update, the step counter k
-does not advance, ``last_diagnostics["n_skipped"]`` counts them).
+the updated parameters raises :class:`NumericalError` naming the quantity, with the parameters
+and the optimizer state untouched; with ``on_nonfinite="skip"`` the step is skipped instead (no
+update, the step counter k does not advance, ``last_diagnostics["n_skipped"]`` counts them).
 
 ``state_dict()``/``load_state_dict()`` carry, besides torch's param groups, the step count, the
 device state g̃, the Adam moments, the solver's previous system (used by the delay) and the
@@ -65,8 +65,7 @@ def _ensure_registered(name: str) -> None:
             importlib.import_module("tngd.solvers_spice")
         except ImportError as exc:
             raise ValueError(
-                f"solver 'spice' is not available (tngd.solvers_spice could not be imported: "
-                f"{exc})"
+                f"solver 'spice' is not available (tngd.solvers_spice could not be imported: {exc})"
             ) from None
 
 
@@ -255,13 +254,25 @@ class TNGD(torch.optim.Optimizer):
         lr = self._hp("lr", k)
         lam = self._hp("damping", k)
         theta, spec = flatten_params(self.model)
-        diag: dict[str, Any] = {"step": k, "lr": lr, "damping": lam, "skipped": False,
-                                "n_skipped": st["n_skipped"]}
+        diag: dict[str, Any] = {
+            "step": k,
+            "lr": lr,
+            "damping": lam,
+            "skipped": False,
+            "n_skipped": st["n_skipped"],
+        }
 
         t0 = time.perf_counter()
         curv = compute_curvature(
-            self.model, theta, x, y, self.loss_name, self.fisher, spec=spec,
-            with_factor=self.curvature == "factor", chunk_size=self.chunk_size,
+            self.model,
+            theta,
+            x,
+            y,
+            self.loss_name,
+            self.fisher,
+            spec=spec,
+            with_factor=self.curvature == "factor",
+            chunk_size=self.chunk_size,
         )
         diag["curvature_time_s"] = time.perf_counter() - t0
         loss = float(curv.loss)
@@ -373,7 +384,9 @@ class TNGD(torch.optim.Optimizer):
             prev_problem = None
             if prev is not None:
                 prev_problem = LinearProblem(
-                    g=cast(prev["g"]), damping=prev["damping"], S=cast(prev["S"]),
+                    g=cast(prev["g"]),
+                    damping=prev["damping"],
+                    S=cast(prev["S"]),
                     F=cast(prev["F"]),
                 )
             st["solver_state"] = {"x": st["device_state"], "prev": prev_problem, "cache": {}}
@@ -388,7 +401,12 @@ class NGD(TNGD):
     (default ``"exact"``, dense Cholesky; ``"woodbury"`` scales to larger N)."""
 
     def __init__(
-        self, model: nn.Module, lr: Schedule = 0.01, damping: Schedule = 0.01, *,
-        solver: str | Solver = "exact", **kwargs: Any,
+        self,
+        model: nn.Module,
+        lr: Schedule = 0.01,
+        damping: Schedule = 0.01,
+        *,
+        solver: str | Solver = "exact",
+        **kwargs: Any,
     ) -> None:
         super().__init__(model, lr, damping, solver=solver, **kwargs)

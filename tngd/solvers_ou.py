@@ -3,8 +3,9 @@
 Registers two names with :func:`tngd.solvers.register_solver` on import:
 
 * ``"ou-exact"`` (:class:`OUExactSolver`): exact OU transitions of ``A = λI + SᵀS`` (or a dense
-  F̃) with :class:`tngd.surrogate.LowRankOU` / :class:`~tngd.surrogate.DenseOU`: no discretisation
-  error, O(N r) per transition after an O(N r²) SVD. With κ₀ = 0 and t → ∞ it returns F̃⁻¹g
+  F̃): no discretisation error, O(N r) per transition after an O(N r²) set-up (the r×r Gram
+  eigendecomposition of :class:`GramLowRankOU`, or :class:`tngd.surrogate.LowRankOU`'s SVD, or
+  :class:`tngd.surrogate.DenseOU` when r ≥ N). With κ₀ = 0 and t → ∞ it returns F̃⁻¹g
   exactly (NGD); ``t = float("inf")`` is allowed.
 * ``"ou-euler"`` (:class:`OUEulerSolver`): the paper's simulation, Euler–Maruyama with step δt
   (default 0.1τ), matrix-free through ``problem.matvec`` (one F̃ product per step).
@@ -49,7 +50,7 @@ from torch import Tensor
 from tngd.solvers import LinearProblem, Solver, register_solver
 from tngd.surrogate import DenseOU, EulerMaruyamaOU, LowRankOU
 
-__all__ = ["OUEulerSolver", "OUExactSolver", "OUSolverBase"]
+__all__ = ["GramLowRankOU", "OUEulerSolver", "OUExactSolver", "OUSolverBase"]
 
 
 def _check_time(t: float, t_d: float, *, allow_inf: bool) -> tuple[float, float]:
@@ -164,30 +165,126 @@ class OUSolverBase(Solver):
         return x, None, info
 
 
+class GramLowRankOU:
+    """Exact OU transitions for ``A = λI + SᵀS`` from the r×r Gram matrix (no SVD of S).
+
+    With ``K = S Sᵀ = U diag(μ) Uᵀ`` (one ``eigh``, float64) every matrix function is
+
+        f(A) v = f(λ) v + Sᵀ U diag(q(μ)) Uᵀ S v,    q(μ) = (f(λ + μ) − f(λ)) / μ   (q = 0 at μ = 0)
+
+    (exact: Sᵀ q(SSᵀ) S = q(SᵀS) SᵀS = f(A) − f(λ)I). Set-up O(r² N + r³), the cost of
+    NGD-Woodbury, and two products with S per function application; the singular vectors V of S
+    are never formed, so no orthogonality is lost for small singular values. Same transition
+    law as :class:`tngd.surrogate.LowRankOU` (whose SVD of a wide S is ~10× slower on CPU).
+    """
+
+    def __init__(self, S: Tensor, lam: float, b: Tensor, kappa0: float, dtype=None) -> None:
+        if S.ndim != 2:
+            raise ValueError("S must be r×N")
+        if not lam > 0:
+            raise ValueError("lam must be > 0")
+        dtype = dtype or S.dtype
+        S64 = S.to(torch.float64)
+        mu, U = torch.linalg.eigh(S64 @ S64.T)
+        self._mu64 = mu.clamp_min(0.0)
+        self.lam = float(lam)
+        self.kappa0 = float(kappa0)
+        self.n = S.shape[1]
+        self.S = S.to(dtype)
+        self.U = U.to(dtype)
+        self.b = b.to(dtype)
+        self.x_star = self.apply_function(lambda a: 1.0 / a, self.b)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.S.dtype
+
+    def _coeffs(self, fn) -> tuple[float, Tensor]:
+        lam64 = torch.tensor(self.lam, dtype=torch.float64, device=self._mu64.device)
+        f_lam = fn(lam64)
+        mu = self._mu64
+        pos = mu > 0
+        q = torch.where(pos, (fn(lam64 + mu) - f_lam) / torch.where(pos, mu, 1.0), 0.0)
+        return float(f_lam), q.to(self.dtype)
+
+    def apply_function(self, fn, v: Tensor) -> Tensor:
+        """``f(A) v`` for v of shape (..., N); fn maps a float64 tensor of eigenvalues."""
+        f_lam, q = self._coeffs(fn)
+        w = (v @ self.S.T) @ self.U  # (..., r)
+        return f_lam * v + ((q * w) @ self.U.T) @ self.S
+
+    def step(self, x: Tensor, h: float, generator: torch.Generator | None = None) -> Tensor:
+        """One exact transition of length h: mean x* + e^{−Ah}(x − x*), covariance
+        κ₀ A⁻¹ (I − e^{−2Ah})."""
+        x = self.x_star + self.apply_function(lambda a: torch.exp(-a * h), x - self.x_star)
+        if self.kappa0 > 0:
+            xi = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+            k0 = self.kappa0
+            x = x + self.apply_function(lambda a: torch.sqrt(k0 * -torch.expm1(-2 * a * h) / a), xi)
+        return x
+
+
 class OUExactSolver(OUSolverBase):
     """Exact OU transitions of F̃ = λI + SᵀS for time t (see the module docstring).
 
-    Uses :class:`~tngd.surrogate.LowRankOU` when the problem has the factor S and λ > 0, else
-    :class:`~tngd.surrogate.DenseOU` on ``problem.dense()`` (from a matvec alone that costs N
-    products). Exactly two (one without delay) transitions per call: the result is the exact
-    law of x(t) for any t, and with κ₀ = 0 and t = ∞ it is F̃⁻¹g. ``info["matvecs"]`` is 0 for
-    the low-rank path (the SVD replaces products) and N for a dense matrix built from a matvec.
+    ``method``:
+
+    * ``"auto"`` (default): ``"gram"`` when the problem has the factor S with r < N and λ > 0,
+      else ``"dense"``;
+    * ``"gram"``: :class:`GramLowRankOU` (eigh of the r×r Gram SSᵀ, O(r²N));
+    * ``"lowrank"``: :class:`tngd.surrogate.LowRankOU` (thin SVD of S, O(r²N) but slow on CPU);
+    * ``"dense"``: :class:`tngd.surrogate.DenseOU` on ``problem.dense()`` (eigh of the N×N F̃,
+      the cheapest when r ≥ N; from a matvec alone forming F̃ costs N products).
+
+    One decomposition per system: the previous system's is kept in the state for the delay. At
+    most two exact transitions per call (one without delay), so the result has the exact law of
+    x(t) for any t; with κ₀ = 0 and t = ∞ it is F̃⁻¹g. ``info["matvecs"]`` is 0 except for a
+    dense F̃ built from a matvec (N products).
     """
 
     name = "ou-exact"
     _allow_inf = True
+    METHODS = ("auto", "gram", "lowrank", "dense")
+
+    def __init__(
+        self,
+        t: float = 50.0,
+        t_d: float = 0.0,
+        kappa0: float = 0.0,
+        *,
+        method: str = "auto",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(t, t_d, kappa0, **kwargs)
+        if method not in self.METHODS:
+            raise ValueError(f"method must be one of {self.METHODS}, got {method!r}")
+        self.method = method
 
     def __repr__(self) -> str:
-        return f"OUExactSolver(t={self.t}, t_d={self.t_d}, kappa0={self.kappa0})"
+        return (
+            f"OUExactSolver(t={self.t}, t_d={self.t_d}, kappa0={self.kappa0}, "
+            f"method={self.method!r})"
+        )
 
-    def _ou(self, problem: LinearProblem, cache: dict) -> tuple[LowRankOU | DenseOU, int]:
+    def method_for(self, problem: LinearProblem) -> str:
+        """The decomposition used for ``problem``: "gram", "lowrank" or "dense"."""
+        if problem.S is None or not problem.damping > 0:
+            if self.method in ("gram", "lowrank"):
+                raise ValueError(f"method {self.method!r} needs the factor S and damping > 0")
+            return "dense"
+        if self.method == "auto":
+            return "gram" if problem.S.shape[0] < problem.N else "dense"
+        return self.method
+
+    def _ou(self, problem: LinearProblem, cache: dict) -> tuple[Any, int]:
         if "ou" in cache:
             return cache["ou"], 0
-        if problem.S is not None and problem.damping > 0:
-            ou: LowRankOU | DenseOU = LowRankOU(
-                problem.S, problem.damping, problem.g, self.kappa0, dtype=problem.dtype
-            )
-            m = 0
+        method = self.method_for(problem)
+        m = 0
+        if method == "gram":
+            ou: Any = GramLowRankOU(problem.S, problem.damping, problem.g, self.kappa0)
+        elif method == "lowrank":
+            ou = LowRankOU(problem.S, problem.damping, problem.g, self.kappa0, dtype=problem.dtype)
         else:
             m = problem.N if (problem.F is None and problem.S is None) else 0
             ou = DenseOU(problem.dense(), problem.g, self.kappa0, dtype=problem.dtype)
@@ -216,8 +313,15 @@ class OUEulerSolver(OUSolverBase):
 
     name = "ou-euler"
 
-    def __init__(self, t: float = 50.0, t_d: float = 0.0, kappa0: float = 0.0, *,
-                 dt: float = 0.1, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        t: float = 50.0,
+        t_d: float = 0.0,
+        kappa0: float = 0.0,
+        *,
+        dt: float = 0.1,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(t, t_d, kappa0, **kwargs)
         self.dt = float(dt)
         if not (self.dt > 0 and math.isfinite(self.dt)):

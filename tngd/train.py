@@ -124,15 +124,35 @@ def train(
     if optimizer_name == "tngd":
         solver = solver or "ou-exact"
         opt = TNGD(
-            net, lr=lr, damping=damping, t=t, t_d=t_d, kappa0=kappa0, warm_start=warm_start,
-            base=base, betas=betas or (0.0, 0.0), solver=solver, solver_kwargs=solver_kwargs,
-            loss=loss, fisher=fisher, seed=seed, on_nonfinite=on_nonfinite,
+            net,
+            lr=lr,
+            damping=damping,
+            t=t,
+            t_d=t_d,
+            kappa0=kappa0,
+            warm_start=warm_start,
+            base=base,
+            betas=betas or (0.0, 0.0),
+            solver=solver,
+            solver_kwargs=solver_kwargs,
+            loss=loss,
+            fisher=fisher,
+            seed=seed,
+            on_nonfinite=on_nonfinite,
         )
     elif optimizer_name == "ngd":
         solver = solver or "exact"
         opt = NGD(
-            net, lr=lr, damping=damping, solver=solver, solver_kwargs=solver_kwargs, loss=loss,
-            fisher=fisher, base=base, betas=betas or (0.0, 0.0), on_nonfinite=on_nonfinite,
+            net,
+            lr=lr,
+            damping=damping,
+            solver=solver,
+            solver_kwargs=solver_kwargs,
+            loss=loss,
+            fisher=fisher,
+            base=base,
+            betas=betas or (0.0, 0.0),
+            on_nonfinite=on_nonfinite,
         )
     elif optimizer_name == "adam":
         opt = torch.optim.Adam(net.parameters(), lr=lr, betas=betas or (0.9, 0.999))

@@ -25,6 +25,13 @@ def _serve() -> None:
     for v in range(35, 46):  # ngspice ≥ 35 kept sim.h's enum: silence "unsupported version"
         types.setdefault(v, types["last"])
     ng = NgSpiceShared.new_instance()
+
+    def stream(message, ngspice_id):  # every ngspice line also goes to our stderr (a file
+        sys.stderr.write(message + "\n")  # the parent reads), so a crash keeps its log
+        sys.stderr.flush()
+        return 0
+
+    ng.send_char = stream
     pickle.dump({"ready": True}, out)
     out.flush()
     while True:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -82,25 +84,82 @@ class SimResult:
 
 
 def prepare_deck(text: str, analysis: Analysis) -> str:
-    """The deck with its analysis cards replaced by `analysis` (title line kept)."""
+    """The deck with its analysis cards (whole card names only) replaced by `analysis`.
+
+    The title line is kept; a blank title becomes "untitled" so that the CLI and shared
+    mode (PySpice drops blank lines) read the same first line.
+    """
     lines = text.splitlines()
+    title = lines[0] if lines and lines[0].strip() else "untitled"
     body = [ln for ln in lines[1:]
-            if not ln.strip().lower().startswith(_ANALYSIS_CARDS)]
-    return "\n".join([lines[0] if lines else "deck", *body, *analysis.cards(), ".end"]) + "\n"
+            if (ln.split() or [""])[0].lower() not in _ANALYSIS_CARDS]
+    return "\n".join([title, *body, *analysis.cards(), ".end"]) + "\n"
 
 
-_ERR_PAT = re.compile(
-    r"error|singular|timestep too small|too small|abort|fatal|cannot|can't|could not|"
-    r"not found|unknown|failed|no such|warning", re.I)
+#: lines that decide a failure, shown first
+_DECISIVE = re.compile(
+    r"error|abort|fatal|timestep too small|singular|cannot|can't open|could not|failed|"
+    r"no such|not found|unknown|mismatch|segmentation|crash", re.I)
+#: other diagnostic lines
+_DIAG = re.compile(r"warning|too small|instance:|message:", re.I)
+#: convergence-aid chatter that would crowd out the decisive lines
+_CHATTER = re.compile(
+    r"trying gmin|further gmin|gmin stepping|source stepping|supplies reduced|"
+    r"comments and warnings go to log-file|can't find init file|last gmin step|"
+    r"starting (dynamic|true) gmin|starting source", re.I)
 
 
 def log_excerpt(log: str, max_lines: int = 12) -> str:
-    """The lines of an ngspice log that explain a failure (or its tail when none match)."""
+    """The lines of an ngspice log that explain a failure: decisive lines first, gmin and
+    source-stepping chatter dropped, duplicates removed (its tail when nothing matches)."""
     lines = [ln.rstrip() for ln in log.splitlines() if ln.strip()]
-    hits = [ln for ln in lines if _ERR_PAT.search(ln)]
-    hits = [ln for ln in hits if "can't find init file" not in ln.lower()]
-    chosen = hits[:max_lines] if hits else lines[-max_lines:]
-    return "\n".join(chosen)
+    lines = [ln for ln in lines if not _CHATTER.search(ln)]
+    decisive = list(dict.fromkeys(ln for ln in lines if _DECISIVE.search(ln)))
+    diag = list(dict.fromkeys(ln for ln in lines if _DIAG.search(ln) and ln not in decisive))
+    chosen = (decisive + diag)[:max_lines]
+    return "\n".join(chosen if chosen else lines[-max_lines:])
+
+
+_FILESOURCE = re.compile(r"filesource\s*\((.*)\)", re.I | re.S)
+_FILE_ARG = re.compile(r"file\s*=\s*(\"[^\"]*\"|\S+)", re.I)
+
+
+def check_model_files(text: str, cwd: str | None) -> None:
+    """Before a run: every XSPICE filesource file exists and holds numeric rows.
+
+    ngspice 39 runs silently at 0 V when such a file is empty, a folder or not numeric.
+    """
+    base = Path(cwd) if cwd else Path.cwd()
+    for ln in text.splitlines():
+        if not ln.lstrip().lower().startswith(".model"):
+            continue
+        m = _FILESOURCE.search(ln)
+        f = _FILE_ARG.search(m.group(1)) if m else None
+        if not f:
+            continue
+        name = f.group(1).strip('"').lower()  # ngspice lower-cases the path
+        path = base / name
+        if not path.is_file():
+            raise SimulationError(f"filesource file {name!r} cannot be opened (looked in {base})")
+        try:
+            with path.open() as fh:
+                rows = [next(fh) for _ in range(2)]
+            ok = all(len(r.split()) >= 2 and all(_is_float(t) for t in r.split())
+                     for r in rows)
+        except (StopIteration, UnicodeDecodeError, OSError):
+            ok = False
+        if not ok:
+            raise SimulationError(
+                f"filesource file {name!r} does not hold at least two numeric rows "
+                "(time and values); ngspice would run it silently as 0 V")
+
+
+def _is_float(tok: str) -> bool:
+    try:
+        float(tok)
+    except ValueError:
+        return False
+    return True
 
 
 def normalise_name(name: str) -> str:
@@ -108,6 +167,15 @@ def normalise_name(name: str) -> str:
     name = name.strip().lower()
     m = re.fullmatch(r"v\((.+)\)", name)
     return m.group(1) if m else name
+
+
+def isolated_env(folder: str) -> dict[str, str]:
+    """Environment for an ngspice process: user init files come from `folder` (an empty
+    `.spiceinit` written there), never from the deck's folder or the home folder."""
+    init = Path(folder) / ".spiceinit"
+    if not init.exists():
+        init.write_text("* spu-tngd: no user init\n")
+    return dict(os.environ, SPICE_USERINIT_DIR=str(folder), SPICE_ASCIIRAWFILE="0")
 
 
 class Backend(ABC):

@@ -9,7 +9,16 @@ import tempfile
 from pathlib import Path
 
 from ..errors import NgspiceNotFound, SimulationError, SimulationTimeout
-from .base import Analysis, Backend, SimResult, analysis_kind, log_excerpt, prepare_deck
+from .base import (
+    Analysis,
+    Backend,
+    SimResult,
+    analysis_kind,
+    check_model_files,
+    isolated_env,
+    log_excerpt,
+    prepare_deck,
+)
 from .rawfile import dedupe_time, read_raw
 
 FATAL_PATTERNS = ("timestep too small", "singular matrix", "simulation(s) aborted",
@@ -46,11 +55,12 @@ class CliBackend(Backend):
             deck_name: str | None = None) -> SimResult:
         exe = find_ngspice()
         text = prepare_deck(deck_text, analysis)
+        check_model_files(text, cwd)
         with tempfile.TemporaryDirectory(prefix="spu-cli-") as tmp:
             deck = Path(tmp) / "deck.cir"
             raw, logf = Path(tmp) / "out.raw", Path(tmp) / "ngspice.log"
             deck.write_text(text)
-            env = dict(os.environ, SPICE_ASCIIRAWFILE="0")
+            env = isolated_env(tmp)
             try:
                 proc = subprocess.run(
                     [exe, "-b", "-r", str(raw), "-o", str(logf), str(deck)],
@@ -67,6 +77,8 @@ class CliBackend(Backend):
             if proc.returncode != 0 or bad or not raw.exists() or raw.stat().st_size == 0:
                 why = bad or (f"exit status {proc.returncode}" if proc.returncode
                               else "no results written")
+                if proc.returncode < 0:
+                    why = f"ngspice crashed (signal {-proc.returncode})"
                 raise SimulationError(f"ngspice failed: {why}", log_excerpt(log),
                                       deck=deck_name)
             plots = read_raw(raw.read_bytes())

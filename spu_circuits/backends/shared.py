@@ -17,7 +17,17 @@ import tempfile
 import time
 
 from ..errors import NgspiceNotFound, SimulationError, SimulationTimeout
-from .base import Analysis, Backend, SimResult, analysis_kind, log_excerpt, prepare_deck
+from .base import (
+    Analysis,
+    Backend,
+    SimResult,
+    analysis_kind,
+    check_model_files,
+    isolated_env,
+    log_excerpt,
+    normalise_name,
+    prepare_deck,
+)
 from .cli import log_failure
 from .rawfile import dedupe_time
 
@@ -48,16 +58,20 @@ class SharedBackend(Backend):
     def _start(self) -> None:
         find_libngspice()
         self._errlog = tempfile.TemporaryFile()
+        self._initdir = tempfile.TemporaryDirectory(prefix="spu-shared-")
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "spu_circuits.backends._shared_worker"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._errlog)
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._errlog,
+            cwd=self._initdir.name, env=isolated_env(self._initdir.name))
         self._recv(max(self.timeout_s, 30.0), what="start")
 
-    def _worker_stderr(self) -> str:
+    def _worker_stderr(self, tail_lines: int = 400) -> str:
+        """The worker's streamed ngspice output (its last lines)."""
         if self._errlog is None:
             return ""
         self._errlog.seek(0)
-        return self._errlog.read().decode(errors="replace")
+        text = self._errlog.read().decode(errors="replace")
+        return "\n".join(text.splitlines()[-tail_lines:])
 
     def _recv(self, timeout: float, what: str, deck_name: str | None = None):
         assert self._proc is not None and self._proc.stdout is not None
@@ -96,6 +110,10 @@ class SharedBackend(Backend):
             self._start()
         assert self._proc is not None and self._proc.stdin is not None
         text = prepare_deck(deck_text, analysis)
+        check_model_files(text, cwd)
+        if self._errlog is not None:  # keep only this run's streamed log
+            self._errlog.seek(0)
+            self._errlog.truncate()
         t0 = time.monotonic()
         try:
             pickle.dump({"deck": text, "cwd": cwd}, self._proc.stdin)
@@ -110,7 +128,8 @@ class SharedBackend(Backend):
         if not reply["ok"] or bad or not reply["vectors"]:
             why = bad or reply["error"] or "no results returned"
             raise SimulationError(f"ngspice failed: {why}", log_excerpt(log), deck=deck_name)
-        return SimResult(analysis_kind(analysis), dedupe_time(reply["vectors"]), log)
+        vectors = {normalise_name(k): v for k, v in reply["vectors"].items()}
+        return SimResult(analysis_kind(analysis), dedupe_time(vectors), log)
 
     def close(self) -> None:
         self._kill()
