@@ -262,10 +262,11 @@ def _report_op(deck, x: np.ndarray) -> None:
     for i, (a, r) in enumerate(zip(x, ref, strict=True)):
         click.echo(f"  {i:3d} {a:14.8g} {r:14.8g} {a - r:11.2e}")
     rel = float(np.linalg.norm(x - ref) / max(np.linalg.norm(ref), 1e-300))
-    pred = (deck.meta or {}).get("predicted", {})
+    pred = (deck.meta or {}).get("predicted") or {}
+    dev = pred.get("rel_deviation_from_exact")
     click.echo(f"relative error vs A^-1 b: {rel:.3e}"
-               + (f" (predicted from {pred.get('cause')}: "
-                  f"{pred.get('rel_deviation_from_exact'):.3e})" if pred else ""))
+               + (f" (predicted from {pred.get('cause')}: {dev:.3e})" if dev is not None
+                  else ""))
 
 
 def _register_plugins() -> None:

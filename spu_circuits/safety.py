@@ -402,7 +402,7 @@ def run_untrusted(deck_path: str | Path, analysis: Analysis, backend: Backend | 
 
         be, own = get_backend(backend, timeout_s), True
     try:
-        return be.run(text, analysis, cwd=str(path.parent), deck_name=str(path))
+        return be.run(text, analysis, cwd=str(path.resolve().parent), deck_name=str(path))
     finally:
         # an unsafe deck may have changed the shared worker's state (set sourcepath, …):
         # never reuse that ngspice instance

@@ -104,7 +104,7 @@ class Deck:
 
     @property
     def cwd(self) -> str | None:
-        return str(self.path.parent) if self.path else None
+        return str(self.path.resolve().parent) if self.path else None
 
     def system(self) -> LinearSystem | FactoredSystem | None:
         """The system recorded in the sidecar (None if absent); both kinds expose .A, .b."""
@@ -152,17 +152,18 @@ def solve_op(deck: Deck, backend: Backend | str | None = None, timeout_s: float 
 
 
 def default_tmax_tau(deck: Deck, frac: float = 0.01) -> float:
-    """Internal step bound frac/λ_max(A) in units of τ (A from the sidecar; frac if unknown)."""
+    """Internal step bound in units of τ: frac/λ_max(A) (A from the sidecar; frac if
+    unknown), and at most a quarter of the deck's noise step."""
     sysm = deck.system()
-    if sysm is None:
-        return frac
-    return frac / float(np.linalg.eigvalsh(sysm.A)[-1])
+    tmax = frac if sysm is None else frac / float(np.linalg.eigvalsh(sysm.A)[-1])
+    step = ((deck.meta or {}).get("noise") or {}).get("step_tau")
+    return min(tmax, step / 4) if step else tmax
 
 
 def transient(deck: Deck, x0, t_stop_tau: float, dt_tau: float, *,
               tmax_tau: float | None = None, backend: Backend | str | None = None,
               timeout_s: float = 120.0) -> tuple[np.ndarray, np.ndarray]:
-    """Noiseless transient from x0: returns (u (T,) in units of τ, x (T, N))."""
+    """Transient from x0 (noisy if the deck has noise sources): (u (T,) in τ, x (T, N))."""
     if not (t_stop_tau > 0 and dt_tau > 0):
         raise InputError("transient: t_stop and dt must be positive")
     tau = deck.tau_s
@@ -199,8 +200,6 @@ def sample(deck: Deck, *, burn_in_tau: float, duration_tau: float, dt_tau: float
         sysm = deck.system()
         x0 = sysm.solution() if sysm is not None else np.zeros(len(deck.outputs))
     tmax = tmax_tau if tmax_tau is not None else default_tmax_tau(deck)
-    if noise.get("step_tau"):
-        tmax = min(tmax, noise["step_tau"] / 4)
     tau = deck.tau_s
     an = Tran(step_s=min(dt_tau, tmax) * tau, stop_s=t_end * tau, tmax_s=tmax * tau,
               ic=deck.ic_voltages(x0), uic=True)

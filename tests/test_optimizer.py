@@ -98,6 +98,28 @@ def test_ou_exact_matches_dense_flow_and_starts():
     assert torch.equal(OUExactSolver(t=0.0).solve(p, x0=x0).x, x0)
 
 
+def test_gram_path_is_accurate_for_ill_conditioned_factors():
+    """Singular values of S from 1e-8 to 1e2 and λ = 1e-3: the Gram eigendecomposition (which
+    never forms the singular vectors) still matches the dense exponential and the SVD path."""
+    gen = torch.Generator().manual_seed(21)
+    r, n = 12, 40
+    U, _ = torch.linalg.qr(torch.randn(r, r, dtype=F64, generator=gen))
+    V, _ = torch.linalg.qr(torch.randn(n, r, dtype=F64, generator=gen))
+    sig = torch.logspace(-8, 2, r, dtype=F64)
+    p = LinearProblem(
+        g=torch.randn(n, dtype=F64, generator=gen), damping=1e-3, S=U @ torch.diag(sig) @ V.T
+    )
+    x0 = torch.randn(n, dtype=F64, generator=gen)
+    # cond(F̃) = 1e7: the dense references themselves carry ~1e-9 relative error
+    ref = _dense_flow(p, x0, 3.0)
+    xs = {m: OUExactSolver(t=3.0, method=m).solve(p, x0=x0).x for m in ("gram", "lowrank", "dense")}
+    for x in xs.values():
+        assert _rel(x, ref) < 1e-7
+    assert _rel(xs["gram"], xs["lowrank"]) < 1e-9 and _rel(xs["gram"], xs["dense"]) < 1e-9
+    exact = make_solver("exact").solve(p).x
+    assert _rel(OUExactSolver(t=math.inf, method="gram").solve(p).x, exact) < 1e-8
+
+
 def test_ou_euler_first_order():
     """κ₀ = 0: ‖x_EM(t) − x_exact(t)‖ ∝ δt; the fitted log-log slope is ≈ 1."""
     p = _problem(4, lam=0.5, scale=0.4)  # λ_max(F̃) small enough for δt = 0.1

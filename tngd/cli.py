@@ -37,6 +37,15 @@ def _load_spice() -> None:
         ) from None
 
 
+def _spu_error() -> type[Exception]:
+    """spu_circuits' base error (ngspice faults of the spice solver), if importable."""
+    try:
+        from spu_circuits.errors import SpuError
+    except ImportError:  # pragma: no cover
+        return ValueError
+    return SpuError
+
+
 def plot_metrics(metrics: dict[str, Any], path: Path) -> None:
     """Training loss per step (and test accuracy where evaluated) to ``path`` (PNG)."""
     import matplotlib
@@ -223,7 +232,7 @@ def train_cmd(
             solver_kwargs=solver_kwargs,
             quiet=quiet,
         )
-    except (ValueError, TypeError, NumericalError, ImportError) as exc:
+    except (ValueError, TypeError, NumericalError, ImportError, _spu_error()) as exc:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise click.ClickException(msg) from None
     try:

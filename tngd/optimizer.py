@@ -101,14 +101,15 @@ def build_solver(
     except (TypeError, ValueError):  # pragma: no cover - builtins without a signature
         accepts_all, accepted = True, set()
     values = {"t": t, "t_d": t_d, "kappa0": kappa0}
-    ou_like = {"t", "t_d", "kappa0"} <= accepted
+    # OU-like: the factory takes t, t_d and kappa0 (or any keyword, as the spice factory does)
+    ou_like = accepts_all or {"t", "t_d", "kappa0"} <= accepted
     kw = dict(solver_kwargs)
     for key, val in values.items():
         if ou_like:
             kw[key] = _OU_DEFAULTS[key] if val is None else val
         elif val is not None and key != "t" and float(val) != 0.0:
             raise ValueError(f"solver {solver!r} does not support {key} (got {val})")
-    if seed is not None and ("seed" in accepted or accepts_all and ou_like):
+    if seed is not None and ("seed" in accepted or accepts_all):
         kw["seed"] = seed
     return make_solver(solver, **kw)
 

@@ -213,6 +213,9 @@ def train(
             bar.set_postfix(loss=f"{value:.4g}")
     finally:
         bar.close()
+        close = getattr(getattr(opt, "solver", None), "close", None)
+        if callable(close):  # e.g. the spice solver's ngspice back-end
+            close()
 
     final: dict[str, Any] = {
         "loss": records[-1]["loss"],

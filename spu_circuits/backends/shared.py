@@ -116,7 +116,8 @@ class SharedBackend(Backend):
             self._errlog.truncate()
         t0 = time.monotonic()
         try:
-            pickle.dump({"deck": text, "cwd": cwd}, self._proc.stdin)
+            pickle.dump({"deck": text, "cwd": os.path.abspath(cwd) if cwd else None},
+                        self._proc.stdin)
             self._proc.stdin.flush()
         except BrokenPipeError:
             self._kill()

@@ -217,7 +217,9 @@ def partition_report(A: np.ndarray, tiles: list[list[int]], K: int) -> dict:
     total = float(np.triu(W, 1).sum())
     cut = cut_weight(A, tiles)
     naive = cut_weight(A, naive_partition(W.shape[0], K))
-    frac = (lambda c: c / total if total > 0 else 0.0)
+    def frac(c: float) -> float:
+        return c / total if total > 0 else 0.0
+
     return {"cut_weight": cut, "total_offdiag_weight": total, "cut_fraction": frac(cut),
             "naive_cut_weight": naive, "naive_cut_fraction": frac(naive)}
 
