@@ -39,7 +39,8 @@ class SpiceSolver(OUSolverBase):
     """OU segments simulated by ngspice.
 
     Args (beyond t, t_d, kappa0, seed of the OU solvers):
-        topology: 'factored' (needs S), 'dense' or 'ideal'; None picks factored when S exists.
+        topology: 'factored' (needs S), 'dense' or 'ideal'; None picks the smaller array:
+            factored (2rN resistors) when S exists and 2r < N, else dense (N²).
         backend: 'shared' (default) or 'cli', or a Backend instance.
         spec: HardwareSpec (default: the paper's 1 kΩ, 1 nF, op-amp gain 1e6).
         keep_dir: folder for kept decks; keep_every: keep every k-th solve (0: none).
@@ -89,11 +90,12 @@ class SpiceSolver(OUSolverBase):
         g = problem.g.detach().double().cpu().numpy()
         lam = float(problem.damping)
         topo = self.topology
-        if problem.S is not None and topo in (None, "factored"):
+        if topo == "factored" and problem.S is None:
+            raise ValueError("the factored topology needs the factor S (curvature='factor')")
+        auto_factored = problem.S is not None and 2 * problem.S.shape[0] < problem.N
+        if topo == "factored" or (topo is None and auto_factored):
             S = problem.S.detach().double().cpu().numpy()
             return FactoredSystem.from_arrays(S, lam, g, name="tngd"), "factored"
-        if topo == "factored":
-            raise ValueError("the factored topology needs the factor S (curvature='factor')")
         F = problem.dense().detach().double().cpu().numpy()
         A = 0.5 * (F + F.T)
         return LinearSystem.from_arrays(A, g, name="tngd"), topo or "dense"
