@@ -42,7 +42,7 @@ def format_value(value: float, unit: str, digits: int = 3, strip: bool = False) 
     if value == 0 or not math.isfinite(value):
         return f"{value:g} {unit}"
     mag = abs(value)
-    for scale, prefix in _SI:
+    for scale, prefix in _SI:  # noqa: B007 - the loop picks (scale, prefix)
         if mag >= scale * (1 - 1e-9):
             break
     m = value / scale

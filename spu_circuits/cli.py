@@ -127,8 +127,27 @@ def main() -> None:
 @click.option("--name", default=None, help="Deck name (default: the matrix file's stem).")
 @spec_options
 @noise_options
+@click.option("--realize", "series", type=click.Choice(["exact", "e24", "e96", "e192"]),
+              default=None, help="Realise with real parts: resistor series (caps E12).")
+@click.option("--tolerance", default=None, help="Tolerance class with --realize, e.g. 1%.")
+@click.option("--mc-seed", type=int, default=None,
+              help="Draw part values within tolerance (Monte Carlo) from this seed.")
+@click.option("--mc-draw", type=int, default=0, show_default=True,
+              help="Which Monte-Carlo draw of the seed.")
+@click.option("--gbw", default=None, help="Op-amp gain-bandwidth, e.g. 10MHz (single pole).")
+@click.option("--vsat", type=float, default=None,
+              help="Op-amp rails +-V: choose v0 so outputs stay inside (|x*| + 4 sigma).")
+@click.option("--compensate", is_flag=True,
+              help="Pre-compensate finite gain and E-series rounding with trim resistors.")
+@click.option("--bom", "write_bom", is_flag=True,
+              help="Write NAME_bom.csv (always written with --realize).")
+@click.option("--tiles", "tiles", type=int, default=None,
+              help="Partition onto tiles of this many cells (subcircuit per tile).")
+@click.option("--block-jacobi", is_flag=True,
+              help="With --tiles: drop the couplings between tiles.")
 @friendly
-def compile_cmd(matrix, factor, damping, rhs, topology, out_dir, name, **kw):
+def compile_cmd(matrix, factor, damping, rhs, topology, out_dir, name, series, tolerance,
+                mc_seed, mc_draw, gbw, vsat, compensate, write_bom, tiles, block_jacobi, **kw):
     """Compile A x = b (or (S^T S + damping I) x = b) into OUT/NAME.cir and OUT/NAME.json."""
     from .compiler import compile_system
 
@@ -136,8 +155,29 @@ def compile_cmd(matrix, factor, damping, rhs, topology, out_dir, name, **kw):
     noise = _noise(kw)
     system = _load_input(matrix, factor, damping, rhs, name)
     topology = topology or ("factored" if factor else "dense")
-    compiled = compile_system(system, topology, spec, name=name or system.name, noise=noise)
-    deck = compiled.write(out_dir, name or system.name)
+    name = name or system.name
+    compiled = compile_system(system, topology, spec, name=name, noise=noise)
+    if block_jacobi and not tiles:
+        raise InputError("--block-jacobi needs --tiles K")
+    if tiles:
+        from .compiler.tiles import tile_circuit
+
+        if tiles < 1:
+            raise InputError(f"--tiles must be ≥ 1, got {tiles}")
+        compiled = tile_circuit(compiled, K=tiles, drop_inter_tile=block_jacobi)
+    if series or tolerance or gbw or vsat or compensate or mc_seed is not None:
+        if tiles:
+            raise InputError("--realize and --tiles cannot be combined yet")
+        from .compiler.realize import RealizeOptions, parse_frequency, parse_tolerance, realize
+
+        opts = RealizeOptions(series=series or "exact",
+                              tolerance=parse_tolerance(tolerance) if tolerance else 0.0,
+                              mc_seed=mc_seed, mc_draw=mc_draw,
+                              gbw_hz=parse_frequency(gbw) if gbw else None, v_sat=vsat,
+                              compensate=compensate)
+        compiled = realize(compiled, opts)
+        write_bom = True
+    deck = compiled.write(out_dir, name)
     m = compiled.meta
     counts = ", ".join(f"{v} {k}" for k, v in m["element_counts"].items())
     click.echo(f"wrote {deck} and {deck.with_suffix('.json').name}: {topology}, N = {m['n']}, "
@@ -145,6 +185,29 @@ def compile_cmd(matrix, factor, damping, rhs, topology, out_dir, name, **kw):
     click.echo(f"  tau = {m['tau_s']:.4g} s, scale alpha = {m['matrix_scale']:.4g}, "
                f"cond(A) = {m['condition_number']:.3g}, predicted DC deviation "
                f"{m['predicted']['rel_deviation_from_exact']:.2e} ({m['predicted']['cause']})")
+    rep = getattr(compiled, "report", None)
+    if rep:
+        click.echo(f"  realised ({rep['description']}): |A_eff - A|/|A| = "
+                   f"{rep['rel_error_A']:.3g}, error of A_eff^-1 b_eff vs A^-1 b = "
+                   f"{rep['rel_error_x']:.3g}, Johnson-noise kappa0 floor = "
+                   f"{rep['kappa0_johnson']:.3g}")
+        if "rel_error_A_before" in rep:
+            click.echo(f"  compensation: |A_eff - A|/|A| {rep['rel_error_A_before']:.3g} -> "
+                       f"{rep['rel_error_A_after']:.3g}; x error {rep['rel_error_x_before']:.3g}"
+                       f" -> {rep['rel_error_x_after']:.3g}")
+    tl = m.get("tiles")
+    if tl:
+        click.echo(f"  tiles: {tl.get('n_tiles')} of <= {tl.get('K')} cells, "
+                   f"{tl.get('inter_tile_wires')} inter-tile wires, cut fraction "
+                   f"{tl.get('cut_fraction', float('nan')):.3g}"
+                   + (f"; block-Jacobi error {tl['block_jacobi_rel_error']:.3g}"
+                      if tl.get("block_jacobi_rel_error") is not None else ""))
+    if write_bom:
+        from .bom import bom_rows, write_bom_csv
+
+        bom_path = Path(out_dir) / f"{name}_bom.csv"
+        write_bom_csv(bom_path, bom_rows(compiled))
+        click.echo(f"  bill of materials: {bom_path}")
     nz = m["noise"]
     if nz["kind"] != "none":
         click.echo(f"  noise: {nz['kind']}, kappa0 = {nz['kappa0']:g}, step NT = "

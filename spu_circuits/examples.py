@@ -29,7 +29,7 @@ from pathlib import Path
 
 from .bom import bom_rows, write_bom_csv
 from .compiler import CompiledCircuit, compile_system
-from .compiler.realize import RealizeOptions, RealizedCircuit, monte_carlo, realize
+from .compiler.realize import RealizedCircuit, RealizeOptions, monte_carlo, realize
 from .demo import example_system
 from .system import FactoredSystem
 
@@ -92,7 +92,9 @@ def add_monte_carlo(realized: RealizedCircuit, compiled: CompiledCircuit, n_draw
 
 def write_example(realized: RealizedCircuit, out: Path, name: str) -> Path:
     deck = realized.write(out, name)
-    write_bom_csv(out / f"{name}_bom.csv", bom_rows(realized))
+    bom = write_bom_csv(out / f"{name}_bom.csv", bom_rows(realized))
+    for path in (deck, deck.with_suffix(".json"), bom):
+        path.chmod(0o644)
     return deck
 
 

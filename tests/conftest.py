@@ -6,8 +6,12 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 
 from spu_circuits.system import LinearSystem, random_spd
+
+# two pytest workers on a 2-core machine: one torch thread each avoids oversubscription
+torch.set_num_threads(1)
 
 HAVE_NGSPICE = shutil.which("ngspice") is not None
 needs_ngspice = pytest.mark.skipif(not HAVE_NGSPICE, reason="ngspice is not installed")

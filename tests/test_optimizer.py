@@ -22,6 +22,15 @@ F64 = torch.float64
 # --------------------------------------------------------------------------- helpers
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Small matrices: one torch thread is as fast and robust to a busy machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def _problem(seed: int = 0, r: int = 6, n: int = 15, lam: float = 0.3, scale: float = 1.0):
     gen = torch.Generator().manual_seed(seed)
     S = scale * torch.randn(r, n, dtype=F64, generator=gen)
@@ -492,6 +501,9 @@ def test_diagnostics_and_options():
     # bad options
     with pytest.raises(ValueError, match="does not support t_d"):
         build_solver("exact", t_d=1.0)
+    assert build_solver("cg", t=50.0, seed=1, max_iter=7).max_iter == 7  # t is moot for CG
+    ou = build_solver("ou-euler", t=2.0, t_d=0.5, kappa0=0.1, seed=4, dt=0.05)
+    assert (ou.t, ou.t_d, ou.kappa0, ou.seed, ou.dt) == (2.0, 0.5, 0.1, 4, 0.05)
     with pytest.raises(ValueError, match="instance"):
         build_solver(OUExactSolver(), t=3.0)
     with pytest.raises(ValueError, match="unknown solver"):

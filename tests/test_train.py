@@ -17,6 +17,15 @@ from tngd.train import train
 # --------------------------------------------------------------------------- data and models
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Small matrices: one torch thread is as fast and robust to a busy machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def test_digits_task():
     t = load_digits_task()
     assert t.x_train.shape == (1438, 64) and t.x_test.shape == (359, 64)
@@ -227,17 +236,8 @@ def test_cli_runtime_errors_are_one_line(tmp_path, monkeypatch):
 # --------------------------------------------------------------------------- acceptance
 
 
-@pytest.fixture
-def one_thread():
-    """Small matrices: one torch thread is faster and robust to a busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.mark.slow
-def test_acceptance_digits_tngd_vs_adam_and_ngd(one_thread):
+def test_acceptance_digits_tngd_vs_adam_and_ngd():
     """Digits, logistic regression on 10 PCA features (N = 110), batch 64, 200 steps, λ = 0.01,
     η = 0.01, seeds 0 and 1 (same batches for every optimizer of a seed).
 

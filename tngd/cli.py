@@ -163,6 +163,13 @@ def main() -> None:
     required=True,
     help="output directory (metrics.json, loss.png)",
 )
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=None,
+    help="torch CPU threads [default: torch's choice]; 1 is often fastest for the small "
+    "matrices here on a busy machine",
+)
 @click.option("--quiet", "-q", is_flag=True, help="no progress bar")
 def train_cmd(
     task,
@@ -184,6 +191,7 @@ def train_cmd(
     n_pca,
     fisher,
     out_dir,
+    threads,
     quiet,
 ) -> None:
     """Train a model and write DIR/metrics.json and DIR/loss.png."""
@@ -210,6 +218,10 @@ def train_cmd(
     if solver == "spice":
         _load_spice()
     solver_kwargs = {"dt": dt} if dt is not None else None
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
     try:
         metrics = train(
             task,

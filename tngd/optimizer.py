@@ -43,9 +43,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-import tngd.solvers_ou  # noqa: F401  (registers "ou-exact" and "ou-euler")
 from tngd.curvature import compute_curvature, flatten_params, load_params_, make_ggn_vp
 from tngd.solvers import REGISTRY, LinearProblem, Solver, make_solver
+from tngd.solvers_ou import OUSolverBase
 
 __all__ = ["NGD", "TNGD", "NumericalError", "build_solver"]
 
@@ -101,15 +101,22 @@ def build_solver(
     except (TypeError, ValueError):  # pragma: no cover - builtins without a signature
         accepts_all, accepted = True, set()
     values = {"t": t, "t_d": t_d, "kappa0": kappa0}
-    # OU-like: the factory takes t, t_d and kappa0 (or any keyword, as the spice factory does)
-    ou_like = accepts_all or {"t", "t_d", "kappa0"} <= accepted
+    # OU-like: the factory takes t, t_d and kappa0 by name, is an OU solver class, or is a plain
+    # function taking any keyword (as the spice factory does); a class with **kwargs (CGSolver)
+    # forwards them to Solver, which takes none of these.
+    is_class = isinstance(factory, type)
+    ou_like = (
+        {"t", "t_d", "kappa0"} <= accepted
+        or (is_class and issubclass(factory, OUSolverBase))
+        or (accepts_all and not is_class)
+    )
     kw = dict(solver_kwargs)
     for key, val in values.items():
         if ou_like:
             kw[key] = _OU_DEFAULTS[key] if val is None else val
         elif val is not None and key != "t" and float(val) != 0.0:
             raise ValueError(f"solver {solver!r} does not support {key} (got {val})")
-    if seed is not None and ("seed" in accepted or accepts_all):
+    if seed is not None and ("seed" in accepted or ou_like):
         kw["seed"] = seed
     return make_solver(solver, **kw)
 

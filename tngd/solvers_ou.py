@@ -29,7 +29,9 @@ start state during the delay (nothing programmed yet) and then runs ``t − t_d`
 one. A reset start (x0 = g_k) is applied at the start of the iteration, before the delay.
 
 The returned ``SolveResult.x`` is the device state at the end (the estimate of F̃⁻¹g);
-``info["state"]`` = ``{"x": x, "prev": problem}`` is what to pass as ``state`` next time.
+``info["state"]`` = ``{"x": x, "prev": problem, "cache": {...}}`` (the cache holds the new
+system's decomposition, reused when it acts as the previous one) is what to pass as ``state``
+next time.
 Diagnostics in ``info``: ``matvecs`` (F̃ products used by the dynamics, not counting the residual
 check), ``t``, ``t_d``, ``kappa0``, ``segments`` (the (system, duration) pieces that were run),
 and for Euler ``n_steps`` and ``dt``. ``SolveResult.residual`` is ‖F̃x − g‖/‖g‖ for the new

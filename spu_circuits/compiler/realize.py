@@ -98,7 +98,7 @@ def _value(mantissa: float, decade: int) -> float:
     return float(f"{mantissa:.2f}e{decade}")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _decade_values(series: str, decade: int) -> tuple[float, ...]:
     return tuple(_value(m, decade) for m in _series(series))
 
@@ -423,6 +423,8 @@ class _Realizer:
         meta = compiled.meta
         if "system" not in meta:
             raise InputError("realize needs a compiled deck whose sidecar records its system")
+        if meta.get("realization"):
+            raise InputError("this deck is already realised; realise the compiled deck")
         self.topology = meta["topology"]
         self.system = _system_from_meta(meta)
         spec = HardwareSpec(**meta["spec"])
@@ -457,7 +459,7 @@ class _Realizer:
         # capacitors: all equal in these topologies; snapping changes τ (known, systematic)
         c_nom = spec.C_F
         self.c_value = snap(c_nom, options.cap_series)
-        self.tau_s = float(self.meta["tau_s"]) * self.c_value / c_nom
+        self.tau_s = float(self.meta["tau_s"]) * (self.c_value / c_nom)
         self.elements = {el.name: el for el in compiled.netlist.elements}
 
     # ---- assembly ------------------------------------------------------------------------
@@ -781,7 +783,8 @@ def realize(compiled: CompiledCircuit, options: RealizeOptions | None = None
         realization=rec)
     title_tag = f" [realised: {_describe(opt, rz)}]"
     net.title = rz.base.netlist.title + title_tag
-    net.header = list(rz.base.netlist.header) + [
+    net.header = [h for h in rz.base.netlist.header
+                  if not h.startswith("predicted DC deviation")] + [
         f"realised: {_describe(opt, rz)}",
         f"realised A_eff: |A_eff - A|/|A| = {errs['rel_error_A']:.3g}; "
         f"|A_eff^-1 b_eff - A^-1 b|/|A^-1 b| = {errs['rel_error_x']:.3g}",
