@@ -31,5 +31,10 @@ lint: install
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 
+# the paper's experiments and the per-step benchmark (PRESET=quick: minutes; PRESET=full)
+PRESET ?= quick
+experiments: install
+	$(VENV)/bin/tngd experiments --preset $(PRESET) --out validation/experiments
+
 clean:
 	rm -rf $(VENV) out .pytest_cache

@@ -35,9 +35,10 @@ elements, any element line holding ``trnoise(`` and ``.model … filesource`` li
 (``noise_nodes``, scale, τ) where the deck does not already carry the needed kind: the
 statistical check uses the deck's own TRNOISE sources when it has them (so their amplitude is
 validated too) and the pathwise check uses the deck's own noise files when they exist and are
-long enough. A noise step the validator creates is ``noise_step_frac/λ_max`` (0.1: the
-interpolation lowers the fastest mode's variance by ~5 %, which the interpolated-noise theory
-accounts for exactly).
+long enough. A noise step the validator creates is ``noise_step_frac/λ_max`` (0.2: the
+interpolation lowers the fastest mode's stationary variance by 9.5 %, slower modes less, which
+the interpolated-noise theory accounts for exactly; ngspice's cost is ∝ 1/h, and the pathwise
+error at this step is ~1e-4 SD at the decks' reltol = 1e-6).
 
 Sampling plan (all in units of T_s, the slowest relaxation time). Batches last ≥ 10 T_s so
 their means are nearly independent: the batch-means SE of the slowest mode is then ≈ 5 % low
@@ -54,8 +55,9 @@ default    4       5 T_s      10 T_s       10 (B = 40)     20 T_s
 thorough   8       5 T_s      20 T_s       10 (B = 80)     50 T_s
 =========  ======  =========  ===========  ==============  ============
 
-ngspice cost ∝ (simulated time)/h ∝ cond(A): at cond 10 and h = 0.01 τ the default plan
-(420 τ) takes ~6 s at N = 8 dense, ~30 s at N = 32 ideal/dense (one core).
+ngspice cost ∝ (simulated time)/h ∝ cond(A) (≈ 10–20 internal points per noise step at
+reltol = 1e-6, more for larger κ₀): at cond 10 and h = 0.02 τ the default plan (420 τ) takes
+~5 s at N = 8 dense; at cond 4, N = 32 ~15–25 s (one core).
 """
 
 from __future__ import annotations
@@ -186,13 +188,14 @@ class Settings:
     dc_unknown: float = 1e-3
     transient_floor: float = 1e-4
     #: h = noise_step_frac/λ_max(A) when the validator creates noise sources
-    noise_step_frac: float = 0.1
+    noise_step_frac: float = 0.2
     #: κ₀ when neither the deck nor the user gives one
     kappa0: float = 1e-2
     seed: int = 0
 
     def __post_init__(self):
-        if self.chains < 2 or self.batches_per_chain < 1 or self.chains * self.batches_per_chain < 8:
+        if (self.chains < 2 or self.batches_per_chain < 1
+                or self.chains * self.batches_per_chain < 8):
             raise InputError("statistics need ≥ 2 chains and ≥ 8 batches in all")
         for k in ("burn_in", "batch", "sample_dt", "path_duration", "alpha", "noise_step_frac",
                   "kappa0"):

@@ -1,0 +1,169 @@
+"""`spu validate`: check a deck (or a freshly compiled one) against the system it should realise.
+
+    spu validate DECK.cir --report DIR [--matrix A.npy --rhs b.npy] [--backend shared|cli]
+                 [--quick | --thorough] [--allow-unsafe]
+    spu validate --matrix A.npy --rhs b.npy [--topology dense|ideal] [--kappa0 K] --report DIR
+
+Exit status: 0 every check passed, 1 a check failed, 2 bad input (files, options, decks),
+3 ngspice failed.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import click
+import numpy as np
+
+from spu_circuits.cli import _spec as spec_from_options
+from spu_circuits.cli import friendly, spec_options
+from spu_circuits.errors import InputError
+
+SPEC_KEYS = ("R0_ohm", "C_F", "volts_per_unit", "opamp_gain", "r_min_ohm", "r_max_ohm",
+             "prune_rel", "auto_prune")
+
+
+def _echo(msg: str) -> None:
+    click.echo(msg)
+
+
+def _check_safety(deck, allow_unsafe: bool) -> None:
+    try:
+        from spu_circuits.safety import check_deck_safety
+    except ImportError:  # pragma: no cover - module written elsewhere
+        return
+    check_deck_safety(deck.text, deck.path.parent if deck.path else Path.cwd(),
+                      allow_unsafe=allow_unsafe)
+
+
+def _target_system(matrix, rhs, deck):
+    """The system given on the command line; b defaults to the sidecar's (deck mode)."""
+    from spu_circuits.system import LinearSystem, load_system
+
+    system = load_system(matrix, rhs)
+    if rhs is None and deck is not None:
+        has_b = False
+        if str(matrix).endswith(".npz"):
+            with np.load(matrix, allow_pickle=False) as z:
+                has_b = "b" in z.files
+        side = deck.system()
+        if not has_b and side is not None and side.n == system.n:
+            system = LinearSystem.from_arrays(system.A, np.array(side.b), name=system.name)
+    return system
+
+
+@click.command("validate")
+@click.argument("deck_path", metavar="[DECK.cir]", required=False,
+                type=click.Path(dir_okay=False))
+@click.option("--matrix", type=click.Path(dir_okay=False),
+              help="A as .npy (or .npz with A and b): the system to check against, or to "
+                   "compile when no DECK is given.")
+@click.option("--rhs", type=click.Path(dir_okay=False),
+              help="b as .npy (default: the sidecar's b for a DECK, ones when compiling).")
+@click.option("--report", "report_dir", type=click.Path(file_okay=False), required=True,
+              help="Folder for report.json, report.md and the figures.")
+@click.option("--topology", type=click.Choice(["dense", "ideal"]), default="dense",
+              show_default=True, help="Compile mode: the circuit topology.")
+@click.option("--name", default=None, help="Compile mode: deck name (default: matrix stem).")
+@click.option("--kappa0", type=float, default=None,
+              help="Noise level κ₀ (default: the deck's, else 0.01).")
+@click.option("--noise-step", "noise_step", type=float, default=None,
+              help="Noise step in units of τ (default: the deck's, else 0.2/λ_max(A)).")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the pathwise noise files and the surrogate.")
+@click.option("--backend", type=click.Choice(["shared", "cli"]), default="shared",
+              show_default=True)
+@click.option("--quick", is_flag=True, help="Shorter runs (B = 24 batches, 10 τ_slow path).")
+@click.option("--thorough", is_flag=True, help="Longer runs (8 chains, B = 80).")
+@click.option("--checks", "checks", default=None,
+              help="Comma-separated subset of dc,transient,pathwise,statistical,surrogate.")
+@click.option("--timeout", "timeout_s", type=float, default=600.0, show_default=True,
+              help="Seconds before one ngspice run is stopped.")
+@click.option("--no-figures", is_flag=True, help="Skip the PNG figures.")
+@click.option("--allow-unsafe", is_flag=True,
+              help="Run decks with .control blocks, shell/file commands or outside includes.")
+@spec_options
+@click.pass_context
+@friendly
+def validate_cmd(ctx, deck_path, matrix, rhs, report_dir, topology, name, kappa0, noise_step,
+                 seed, backend, quick, thorough, checks, timeout_s, no_figures, allow_unsafe,
+                 **kw):
+    """Check DECK.cir (or the deck compiled from --matrix/--rhs) in ngspice against its
+    target: DC solution, noiseless transient, pathwise agreement with the surrogate on the
+    same noise, and the stationary statistics (mean, covariance, autocovariance) of SPICE
+    and of the surrogate. Exits 1 when a check fails."""
+    from spu_circuits.compiler import compile_system
+    from spu_circuits.compiler.noise import NoiseSpec
+    from spu_circuits.netlist import deck_digest
+    from spu_circuits.simulate import Deck
+    from spu_circuits.system import load_system
+
+    from .checks import Validation, settings_for
+    from .report import summary_table, write_report
+
+    if quick and thorough:
+        raise InputError("choose one of --quick and --thorough")
+    preset = "quick" if quick else "thorough" if thorough else "default"
+    names = None
+    if checks:
+        names = [c.strip() for c in checks.split(",") if c.strip()]
+    settings = settings_for(preset, seed=seed)
+    given_spec = [k for k in SPEC_KEYS
+                  if ctx.get_parameter_source(k) == click.core.ParameterSource.COMMANDLINE]
+    info: dict = {"preset": preset}
+    out = Path(report_dir)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"report path {out} exists and is not a folder")
+    if deck_path is None:
+        if matrix is None:
+            raise InputError("give a DECK.cir to check, or --matrix (and --rhs) to compile one")
+        system = load_system(matrix, rhs, name=name)
+        spec = spec_from_options(kw)
+        lam = np.linalg.eigvalsh(system.A)
+        k0 = kappa0 if kappa0 is not None else settings.kappa0
+        h = noise_step if noise_step is not None else settings.noise_step_frac / lam[-1]
+        compiled = compile_system(system, topology, spec, name=name or system.name,
+                                  noise=NoiseSpec("trnoise", k0, step_tau=h))
+        path = compiled.write(out, name or system.name)
+        _echo(f"compiled {topology} deck {path} (N = {system.n}, κ₀ = {k0:g}, noise step "
+              f"{h:.3g} τ)")
+        deck = Deck.load(path)
+        info.update(deck=str(path), system_source=f"{matrix}" + (f", {rhs}" if rhs else ""))
+        target = None
+    else:
+        if given_spec:
+            raise InputError("hardware options (--" + ", --".join(
+                k for k in given_spec) + ") only apply when compiling (no DECK given)")
+        deck = Deck.load(deck_path, require_sidecar=True, check_digest=False)
+        _check_safety(deck, allow_unsafe)
+        want = (deck.meta or {}).get("deck_sha256")
+        if want and want != deck_digest(deck.text):
+            _echo(f"note: {deck_path} differs from what was compiled (sha256 mismatch); "
+                  "checking it against " + ("the given system" if matrix else
+                                            "the system in its sidecar"))
+        if rhs is not None and matrix is None:
+            raise InputError("--rhs needs --matrix")
+        target = _target_system(matrix, rhs, deck) if matrix is not None else None
+        info.update(deck=str(deck_path),
+                    system_source=(f"{matrix}" + (f", {rhs}" if rhs else ", b from the sidecar")
+                                   if matrix else "the sidecar's system"))
+    t0 = time.monotonic()
+    with Validation(deck, target, settings=settings, backend=backend, kappa0=kappa0,
+                    noise_step=noise_step, log=_echo, timeout_s=timeout_s) as v:
+        info.update(v.describe())
+        p = v.plan
+        _echo(f"validating {info['deck']}: N = {v.n}, λ(A) ∈ [{v.lam_min:.3g}, "
+              f"{v.lam_max:.3g}], κ₀ = {v.kappa0:g}, h = {v.h:.3g} τ; preset {preset}: "
+              f"{p.chains} runs × {p.burn_in + p.chain_duration:.3g} τ")
+        results = v.run(names)
+    info["total_seconds"] = round(time.monotonic() - t0, 2)
+    paths = write_report(out, results, info, figures=not no_figures)
+    _echo("")
+    _echo(summary_table(results))
+    ok = all(r.passed for r in results)
+    _echo(f"\n{'PASS' if ok else 'FAIL'}: {sum(r.passed for r in results)}/{len(results)} "
+          f"checks passed in {info['total_seconds']:.1f} s; report {paths['md']}")
+    if not ok:
+        sys.exit(1)
