@@ -153,21 +153,22 @@ def compile_cmd(matrix, factor, damping, rhs, topology, out_dir, name, series, t
 
     spec = _spec(kw)
     noise = _noise(kw)
+    realizing = bool(series or tolerance or gbw or vsat or compensate or mc_seed is not None)
+    if tiles is not None and tiles < 1:
+        raise InputError(f"--tiles must be ≥ 1, got {tiles}")
+    if block_jacobi and not tiles:
+        raise InputError("--block-jacobi needs --tiles K")
+    if tiles and realizing:
+        raise InputError("--realize and --tiles cannot be combined yet")
     system = _load_input(matrix, factor, damping, rhs, name)
     topology = topology or ("factored" if factor else "dense")
     name = name or system.name
     compiled = compile_system(system, topology, spec, name=name, noise=noise)
-    if block_jacobi and not tiles:
-        raise InputError("--block-jacobi needs --tiles K")
     if tiles:
         from .compiler.tiles import tile_circuit
 
-        if tiles < 1:
-            raise InputError(f"--tiles must be ≥ 1, got {tiles}")
         compiled = tile_circuit(compiled, K=tiles, drop_inter_tile=block_jacobi)
-    if series or tolerance or gbw or vsat or compensate or mc_seed is not None:
-        if tiles:
-            raise InputError("--realize and --tiles cannot be combined yet")
+    if realizing:
         from .compiler.realize import RealizeOptions, parse_frequency, parse_tolerance, realize
 
         opts = RealizeOptions(series=series or "exact",
@@ -197,11 +198,12 @@ def compile_cmd(matrix, factor, damping, rhs, topology, out_dir, name, series, t
                        f" -> {rep['rel_error_x_after']:.3g}")
     tl = m.get("tiles")
     if tl:
-        click.echo(f"  tiles: {tl.get('n_tiles')} of <= {tl.get('K')} cells, "
-                   f"{tl.get('inter_tile_wires')} inter-tile wires, cut fraction "
-                   f"{tl.get('cut_fraction', float('nan')):.3g}"
-                   + (f"; block-Jacobi error {tl['block_jacobi_rel_error']:.3g}"
-                      if tl.get("block_jacobi_rel_error") is not None else ""))
+        bj = tl.get("block_jacobi") or {}
+        click.echo(f"  tiles: {tl['n_tiles']} of <= {tl['K']} cells, "
+                   f"{tl['inter_tile_wires']} inter-tile wires, coupling weight cut "
+                   f"{tl['cut_fraction']:.3g} (contiguous split: {tl['naive_cut_fraction']:.3g})"
+                   + (f"; block-Jacobi costs a relative error of {bj['rel_error']:.3g}"
+                      if bj else ""))
     if write_bom:
         from .bom import bom_rows, write_bom_csv
 

@@ -262,3 +262,5 @@ def train_cmd(
 
 if __name__ == "__main__":  # pragma: no cover
     main()
+from tngd.experiments import experiments_cmd  # noqa: E402
+main.add_command(experiments_cmd, "experiments")

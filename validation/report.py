@@ -105,7 +105,8 @@ def plot_covariance(stat: CheckResult, sur: CheckResult | None, path: Path) -> N
     if sur is not None:
         mats.append(("surrogate", sur.raw["stats"]["cov"]))
     vmax = max(float(np.abs(m).max()) for _, m in mats)
-    fig, axes = plt.subplots(1, len(mats) + 1, figsize=(3.1 * (len(mats) + 1), 3.0))
+    fig, axes = plt.subplots(1, len(mats) + 1, figsize=(3.0 * (len(mats) + 1), 2.9),
+                             layout="constrained")
     for ax, (title, m) in zip(axes, mats, strict=False):
         im = ax.imshow(m, cmap="RdBu_r", vmin=-vmax, vmax=vmax)
         ax.set_title(title, fontsize=9)
@@ -218,6 +219,10 @@ def summary_table(results: list[CheckResult]) -> str:
     return "\n".join(lines)
 
 
+def _cell(v) -> str:
+    return str(v).replace("|", "\\|")
+
+
 def _markdown(results: list[CheckResult], info: dict) -> str:
     ok = all(r.passed for r in results)
     out = ["# SPU validation report", ""]
@@ -244,7 +249,7 @@ def _markdown(results: list[CheckResult], info: dict) -> str:
             thr = r.thresholds.get(key)
             flag = "" if thr is None else (" ✓" if r.metrics[key] <= thr else " ✗")
             out.append(f"| {r.name if k == 0 else ''} | "
-                       f"{('PASS' if r.passed else '**FAIL**') if k == 0 else ''} | {key} | "
+                       f"{('PASS' if r.passed else '**FAIL**') if k == 0 else ''} | {_cell(key)} | "
                        f"{_fmt(r.metrics[key])}{flag} | {'' if thr is None else _fmt(thr)} |")
     out.append("")
     for r in results:
@@ -259,6 +264,28 @@ def _markdown(results: list[CheckResult], info: dict) -> str:
     return "\n".join(out)
 
 
+def dumps_compact(obj, indent: int = 1, _level: int = 0) -> str:
+    """JSON with objects indented and lists of numbers (or of such lists) kept on one line."""
+
+    def flat(x) -> bool:
+        return isinstance(x, list) and all(
+            isinstance(v, int | float | str | bool) or v is None or flat(v) for v in x)
+
+    pad = " " * (indent * (_level + 1))
+    if isinstance(obj, dict):
+        if not obj:
+            return "{}"
+        items = [f"{pad}{json.dumps(str(k), ensure_ascii=False)}: "
+                 f"{dumps_compact(v, indent, _level + 1)}"
+                 for k, v in obj.items()]
+        return "{\n" + ",\n".join(items) + "\n" + " " * (indent * _level) + "}"
+    if isinstance(obj, list) and obj and not flat(obj):
+        items = [pad + dumps_compact(v, indent, _level + 1) for v in obj]
+        return "[\n" + ",\n".join(items) + "\n" + " " * (indent * _level) + "]"
+    return json.dumps(obj, allow_nan=False, ensure_ascii=False,
+                      separators=(",", ":") if flat(obj) else None)
+
+
 def write_report(out_dir: str | Path, results: list[CheckResult], info: dict,
                  figures: bool = True) -> dict[str, Path]:
     """Write report.json, report.md and the figures into out_dir; returns their paths."""
@@ -271,7 +298,7 @@ def write_report(out_dir: str | Path, results: list[CheckResult], info: dict,
     doc = {"passed": all(r.passed for r in results), "info": _jsonable(info),
            "checks": [r.to_dict() for r in results]}
     paths = {"json": out / "report.json", "md": out / "report.md"}
-    atomic_write({paths["json"]: json.dumps(doc, indent=1, allow_nan=False) + "\n",
+    atomic_write({paths["json"]: dumps_compact(doc) + "\n",
                   paths["md"]: _markdown(results, info)})
     for r in results:
         for f in r.figures:

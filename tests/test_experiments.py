@@ -1,0 +1,92 @@
+"""Smoke test of ``tngd experiments`` (tiny preset) and of the benchmark's ratio arithmetic."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tngd.experiments import (
+    run_benchmark,
+    run_mnist,
+    smooth,
+    step_ratios,
+    summarise_mnist,
+    time_interleaved,
+)
+
+
+def test_smoke_preset_writes_results(tmp_path):
+    res = run_mnist("smoke", tmp_path, jobs=1)
+    data = json.loads((tmp_path / "mnist_smoke.json").read_text())
+    assert data["preset"] == "smoke"
+    methods = data["config"]["methods"]
+    assert set(data["summary"]["methods"]) == set(methods)
+    for m in methods:
+        row = data["summary"]["methods"][m]
+        assert row["errors"] == {}
+        assert 0.0 <= row["final_accuracy"]["mean"] <= 1.0
+        assert "iters_to_adam_final_loss" in row and "seconds_to_adam_final_loss" in row
+    assert len(data["runs"]) == len(methods)
+    assert all(len(r["loss"]) == data["config"]["steps"] for r in data["runs"])
+    assert data["summary"]["tsweep_vs_ngd"]["rows"][0]["t"] == 5
+    for f in res["figures"]:
+        assert (tmp_path / f).stat().st_size > 1000
+
+    bench = run_benchmark(tmp_path, "smoke")
+    step = json.loads((tmp_path / "bench_step.json").read_text())
+    main = step["main"]
+    assert main["methods"]["adam"]["ratio_to_adam"] == pytest.approx(1.0)
+    assert main["methods"]["tngd-ou-euler"]["matvecs"] == 500
+    assert "ou_exact_over_adam" in main["acceptance"]
+    scaling = json.loads((tmp_path / "bench_scaling.json").read_text())
+    assert scaling["width"] and scaling["d_z"]
+    assert bench["scaling"]["d_z"][0]["d_z"] == 2
+    for f in ("bench_step.png", "bench_scaling.png"):
+        assert (tmp_path / f).stat().st_size > 1000
+
+
+def test_step_ratios_on_synthetic_timings():
+    timings = {"adam": [1.0, 3.0, 2.0], "slow": [10.0, 50.0, 30.0, 20.0], "fast": [0.5]}
+    r = step_ratios(timings)
+    assert r["adam"]["median_s"] == 2.0 and r["adam"]["ratio_to_adam"] == 1.0
+    assert r["slow"]["median_s"] == 25.0 and r["slow"]["ratio_to_adam"] == 12.5
+    assert r["fast"]["ratio_to_adam"] == 0.25
+    assert r["slow"]["min_s"] == 10.0 and r["slow"]["max_s"] == 50.0 and r["slow"]["n"] == 4
+    with pytest.raises(ValueError):
+        step_ratios({"sgd": [1.0]})
+
+
+def test_time_interleaved_calls_every_method_each_round():
+    calls = []
+    steppers = {n: (lambda k, n=n: calls.append((k, n))) for n in ("a", "b", "c")}
+    times = time_interleaved(steppers, repeats=3, warmup=1)
+    assert {n: len(v) for n, v in times.items()} == {"a": 3, "b": 3, "c": 3}
+    for k in range(4):
+        assert sorted(n for kk, n in calls if kk == k) == ["a", "b", "c"]
+
+
+def test_smooth_and_summary_targets():
+    assert smooth([1, 2, 3, 4], window=2) == [1, 1.5, 2.5, 3.5]
+
+    def run(method, losses, seed=0):
+        steps = [
+            {"step": i + 1, "loss": v, "accuracy": 0.5, "time_s": 0.1 * (i + 1)}
+            for i, v in enumerate(losses)
+        ]
+        return {
+            "method": method,
+            "seed": seed,
+            "steps": steps,
+            "final": {"accuracy": 0.5, "time_s": 0.1 * len(losses)},
+            "error": None,
+        }
+
+    runs = [run("adam", [1.0] * 30), run("ngd", [2.0] * 5 + [0.5] * 25), run("sgd", [3.0] * 30)]
+    s = summarise_mnist(runs, ["adam", "ngd", "sgd"])
+    assert s["adam_final_smoothed_loss"] == pytest.approx(1.0)
+    # the running mean over 20 of ngd first falls to ≤ 1 at step 15: (5·2 + 9·0.5)/14 > 1,
+    # (5·2 + 10·0.5)/15 = 1
+    assert s["methods"]["ngd"]["iters_to_adam_final_loss_per_seed"] == [15]
+    assert s["methods"]["ngd"]["seconds_to_adam_final_loss"]["mean"] == pytest.approx(1.5)
+    assert s["methods"]["sgd"]["reached_adam_final_loss"] == 0
