@@ -28,19 +28,26 @@ def injection_node(i: int) -> str:
     return f"s{i}"
 
 
-def build(sc: Scaled, spec: HardwareSpec, net: Netlist) -> list[str]:
-    """Add the dense op-amp circuit to `net`; returns the output nodes in variable order."""
-    n = sc.A.shape[0]
+def add_integrator_cells(net: Netlist, b: np.ndarray, alpha: float, spec: HardwareSpec
+                         ) -> None:
+    """Per variable i: integrator (s{i}, o{i}, C), inverter p{i} = −o{i} (input n{i}) and
+    bias u{i} = −α v₀ b_i through R₀ into s{i}. Shared with the factored topology."""
     v0, r0, gain = spec.volts_per_unit, spec.R0_ohm, spec.opamp_gain
-    for i in range(n):
+    for i in range(len(b)):
         s, o, p, m, u = f"s{i}", f"o{i}", f"p{i}", f"n{i}", f"u{i}"
         net.add(f"eint{i}", (o, GROUND, GROUND, s), gain)
         net.add(f"c{i}", (s, o), spec.C_F)
         net.add(f"rinv{i}", (o, m), r0)
         net.add(f"rfb{i}", (m, p), r0)
         net.add(f"einv{i}", (p, GROUND, GROUND, m), gain)
-        net.add(f"vb{i}", (u, GROUND), -sc.alpha * v0 * sc.b[i])
+        net.add(f"vb{i}", (u, GROUND), -alpha * v0 * b[i])
         net.add(f"rb{i}", (u, s), r0)
+
+
+def build(sc: Scaled, spec: HardwareSpec, net: Netlist) -> list[str]:
+    """Add the dense op-amp circuit to `net`; returns the output nodes in variable order."""
+    n = sc.A.shape[0]
+    add_integrator_cells(net, sc.b, sc.alpha, spec)
     for i in range(n):
         for j in range(n):
             a = sc.A[i, j]
@@ -50,9 +57,12 @@ def build(sc: Scaled, spec: HardwareSpec, net: Netlist) -> list[str]:
     return [output_node(i) for i in range(n)]
 
 
-def ic_map(sc: Scaled, spec: HardwareSpec) -> dict:
-    """Node voltages for a transient from x₀ (used with `uic`): V = coef·x₀[var] or const."""
-    n, v0, gain = sc.A.shape[0], spec.volts_per_unit, spec.opamp_gain
+def ic_map(sc, spec: HardwareSpec) -> dict:
+    """Node voltages for a transient from x₀ (used with `uic`): V = coef·x₀[var] or const.
+
+    The integrator cells' nodes (also those of the factored topology); other nodes are
+    algebraic and follow at the first step."""
+    n, v0, gain = len(sc.b), spec.volts_per_unit, spec.opamp_gain
     c = 1.0 / (1.0 + 2.0 / gain)
     linear = []
     for i in range(n):

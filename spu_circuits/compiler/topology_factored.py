@@ -20,24 +20,19 @@ from . import topology_dense
 NOISE_SIGN = -1.0
 output_node = topology_dense.output_node
 injection_node = topology_dense.injection_node
+ic_map = topology_dense.ic_map
+add_integrator_cells = topology_dense.add_integrator_cells
 
 
 def build(sc, spec: HardwareSpec, net: Netlist) -> list[str]:
     """Add the factored circuit for `sc` (a ScaledFactored) to `net`; returns output nodes."""
     S, lam, alpha = sc.S, sc.damping, sc.alpha
     r, n = S.shape
-    v0, r0, gain = spec.volts_per_unit, spec.R0_ohm, spec.opamp_gain
+    r0, gain = spec.R0_ohm, spec.opamp_gain
     beta = math.sqrt(alpha)
+    add_integrator_cells(net, sc.b, alpha, spec)
     for i in range(n):
-        s, o, p, m, u = f"s{i}", f"o{i}", f"p{i}", f"n{i}", f"u{i}"
-        net.add(f"eint{i}", (o, GROUND, GROUND, s), gain)
-        net.add(f"c{i}", (s, o), spec.C_F)
-        net.add(f"rinv{i}", (o, m), r0)
-        net.add(f"rfb{i}", (m, p), r0)
-        net.add(f"einv{i}", (p, GROUND, GROUND, m), gain)
-        net.add(f"vb{i}", (u, GROUND), -alpha * v0 * sc.b[i])
-        net.add(f"rb{i}", (u, s), r0)
-        net.add(f"rd{i}", (o, s), r0 / (alpha * lam))
+        net.add(f"rd{i}", (f"o{i}", f"s{i}"), r0 / (alpha * lam))
     for k in range(r):
         t, y, q, mk = f"t{k}", f"y{k}", f"q{k}", f"m{k}"
         net.add(f"etia{k}", (y, GROUND, GROUND, t), gain)
@@ -55,15 +50,3 @@ def build(sc, spec: HardwareSpec, net: Netlist) -> list[str]:
                 src = f"q{k}" if S[k, i] > 0 else f"y{k}"
                 net.add(f"rst{i}_{k}", (src, f"s{i}"), r0 / (beta * abs(S[k, i])))
     return [output_node(i) for i in range(n)]
-
-
-def ic_map(sc, spec: HardwareSpec) -> dict:
-    """Initial node voltages from x₀: the integrators as in `dense`; stage nodes follow."""
-    n, v0, gain = sc.S.shape[1], spec.volts_per_unit, spec.opamp_gain
-    c = 1.0 / (1.0 + 2.0 / gain)
-    linear = []
-    for i in range(n):
-        linear += [[f"o{i}", i, v0], [f"p{i}", i, -c * v0], [f"s{i}", i, -v0 / gain],
-                   [f"n{i}", i, c * v0 / gain]]
-    const = [[f"u{i}", -sc.alpha * v0 * float(sc.b[i])] for i in range(n)]
-    return {"linear": linear, "const": const}
