@@ -170,13 +170,19 @@ def transient(deck: Deck, x0, t_stop_tau: float, dt_tau: float, *,
     tmax = tmax_tau if tmax_tau is not None else default_tmax_tau(deck)
     an = Tran(step_s=dt_tau * tau, stop_s=t_stop_tau * tau, tmax_s=min(tmax, dt_tau) * tau,
               ic=deck.ic_voltages(x0), uic=True)
+    return _run_tran(deck, an, backend, timeout_s)
+
+
+def _run_tran(deck: Deck, an: Tran, backend, timeout_s: float
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """Run a transient; (u (T,) in units of τ, x (T, N)) through the sidecar."""
     be, own = _backend(backend, timeout_s)
     try:
         res = be.run(deck.text, an, cwd=deck.cwd, deck_name=str(deck.path or "<deck>"))
     finally:
         if own:
             be.close()
-    return res.time / tau, res.voltages(deck.outputs) / deck.volts_per_unit
+    return res.time / deck.tau_s, res.voltages(deck.outputs) / deck.volts_per_unit
 
 
 def sample(deck: Deck, *, burn_in_tau: float, duration_tau: float, dt_tau: float,
@@ -203,13 +209,7 @@ def sample(deck: Deck, *, burn_in_tau: float, duration_tau: float, dt_tau: float
     tau = deck.tau_s
     an = Tran(step_s=min(dt_tau, tmax) * tau, stop_s=t_end * tau, tmax_s=tmax * tau,
               ic=deck.ic_voltages(x0), uic=True)
-    be, own = _backend(backend, timeout_s)
-    try:
-        res = be.run(deck.text, an, cwd=deck.cwd, deck_name=str(deck.path or "<deck>"))
-    finally:
-        if own:
-            be.close()
-    u, X = res.time / tau, res.voltages(deck.outputs) / deck.volts_per_unit
+    u, X = _run_tran(deck, an, backend, timeout_s)
     grid = burn_in_tau + dt_tau * np.arange(int(np.floor(duration_tau / dt_tau + 1e-9)) + 1)
     grid = grid[grid <= u[-1] * (1 + 1e-12)]
     return grid, interp_at(u, X, grid)
