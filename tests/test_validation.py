@@ -2,8 +2,9 @@
 
 TRNOISE cannot be seeded (ngspice 39 seeds it from the process), so the statistical checks
 see fresh noise on every run; their thresholds are Bonferroni t-quantiles at a family-wise
-false-alarm probability of 1e-3 per check (calibrated on the surrogate: 0 false alarms in
-100 repetitions each of the default and quick plans). Everything else is seeded.
+false-alarm probability of 1e-3 per check (calibrated on the surrogate: default plan 0 false
+alarms in 200 checks at N = 8; the quick plan is used here only at N = 32, 0 in 80). Everything
+else is seeded.
 """
 
 from __future__ import annotations
@@ -176,11 +177,11 @@ def test_report_files(tmp_path, be):
 
     system = make_system(3, 10.0, seed=3)
     path = write_deck(tmp_path / "deck", system, "dense", 1e-2)
-    v, res = validate(path, be, None, preset="quick")
+    v, res = validate(path, be, None)
     info = v.describe() | {"deck": str(path)}
     paths = write_report(tmp_path / "rep", list(res.values()), info)
     doc = json.loads(paths["json"].read_text())
-    assert doc["passed"] is True
+    assert doc["passed"] is True, [c["details"] for c in doc["checks"] if not c["passed"]]
     assert [c["name"] for c in doc["checks"]] == ["dc", "transient", "pathwise", "statistical",
                                                   "surrogate"]
     assert len(doc["checks"][3]["arrays"]["z_mean"]) == 3
@@ -208,7 +209,7 @@ def test_cli_compile_and_validate(tmp_path):
     np.save(tmp_path / "b.npy", np.array(system.b))
     res = _cli(["validate", "--matrix", str(tmp_path / "A.npy"), "--rhs",
                 str(tmp_path / "b.npy"), "--topology", "ideal", "--kappa0", "0.01",
-                "--report", str(tmp_path / "rep"), "--quick"])
+                "--report", str(tmp_path / "rep")])
     assert res.exit_code == 0, res.output
     assert "PASS: 5/5" in res.output
     assert (tmp_path / "rep" / "report.md").exists()
