@@ -260,7 +260,13 @@ def train_cmd(
     )
 
 
+def _register_experiments() -> None:
+    from tngd.experiments import experiments_cmd
+
+    main.add_command(experiments_cmd, "experiments")
+
+
+_register_experiments()
+
 if __name__ == "__main__":  # pragma: no cover
     main()
-from tngd.experiments import experiments_cmd  # noqa: E402
-main.add_command(experiments_cmd, "experiments")

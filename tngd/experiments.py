@@ -473,10 +473,11 @@ def run_mnist(
         "summary": summary,
         "exact_check": exact_check,
         "wall_s": wall,
+        "runs_wall_s_sum": sum(r["wall_s"] for r in runs + dense),
         "environment": _env(),
         "runs": [_compact(r) for r in runs],
     }
-    (out_dir / f"mnist_{preset}.json").write_text(json.dumps(result, indent=1, default=_json))
+    _write_json(out_dir / f"mnist_{preset}.json", result, compact_key="runs")
     if plots:
         result["figures"] = plot_mnist(runs, summary, out_dir)
     return result
@@ -491,10 +492,20 @@ def _compact(r: dict[str, Any]) -> dict[str, Any]:
         "error": r["error"],
         "final": {k: v for k, v in r["final"].items() if k != "diagnostics"},
         "wall_s": round(r["wall_s"], 2),
-        "loss": [round(x["loss"], 5) for x in st],
-        "time_s": [round(x["time_s"], 4) for x in st],
+        "loss": [round(x["loss"], 4) for x in st],
+        "time_s_every_10": [round(x["time_s"], 2) for x in st[9::10]],
         "accuracy": {x["step"]: x["accuracy"] for x in st if x["accuracy"] is not None},
     }
+
+
+def _write_json(path: Path, obj: dict[str, Any], compact_key: str | None = None) -> None:
+    """JSON with indent 1, except ``obj[compact_key]`` written on one line (small files)."""
+    head = {k: v for k, v in obj.items() if k != compact_key}
+    text = json.dumps(head, indent=1, default=_json)
+    if compact_key is not None and compact_key in obj:
+        tail = json.dumps(obj[compact_key], separators=(",", ":"), default=_json)
+        text = text[: text.rstrip().rfind("}")].rstrip() + f',\n "{compact_key}": {tail}\n}}'
+    path.write_text(text + "\n")
 
 
 def _json(o: Any) -> Any:
