@@ -88,7 +88,7 @@ def plot(results: list[dict], path: Path) -> None:
         ns = [c["N"] for c in rows]
         axes[0].loglog(ns, [1e3 * c["factored"]["seconds_per_noise_step"] for c in rows],
                        "o-", label=f"factored, r = {r}")
-        axes[1].semilogx(ns, [c["speedup_per_step"] for c in rows], "o-", label=f"r = {r}")
+        axes[1].loglog(ns, [c["speedup_per_step"] for c in rows], "o-", label=f"r = {r}")
     rows = [c for c in results if c["r"] == min(c["r"] for c in results)]
     axes[0].loglog([c["N"] for c in rows],
                    [1e3 * c["dense"]["seconds_per_noise_step"] for c in rows], "ks--",
@@ -97,6 +97,7 @@ def plot(results: list[dict], path: Path) -> None:
     axes[0].set_ylabel("ngspice ms per noise step")
     axes[0].legend()
     axes[1].axhline(10, color="gray", ls=":", label="10×")
+    axes[1].set_yscale("log")
     axes[1].set_xlabel("N")
     axes[1].set_ylabel("dense / factored time per step")
     axes[1].legend()
@@ -113,7 +114,13 @@ def main(argv=None) -> None:
     ap.add_argument("--budget", type=float, default=60.0,
                     help="seconds per deck before the run is shortened")
     ap.add_argument("--quick", action="store_true", help="N ≤ 128 only")
+    ap.add_argument("--replot", action="store_true",
+                    help="only redraw the figure from OUT/bench_topologies.json")
     args = ap.parse_args(argv)
+    if args.replot:
+        doc = json.loads((args.out / "bench_topologies.json").read_text())
+        plot(doc["results"], args.out / "bench_topologies.png")
+        return
     cases = [c for c in CASES if not args.quick or c[0] <= 128]
     results = []
     with get_backend("shared", timeout_s=3600) as be:
