@@ -45,3 +45,15 @@ def backend(request, shared_backend, cli_backend):
     if not HAVE_NGSPICE:
         pytest.skip("ngspice is not installed")
     return shared_backend if request.param == "shared" else cli_backend
+
+
+@pytest.fixture(scope="module")
+def backends():
+    """A fresh cli/shared pair per module, apart from the session's: the fault and safety
+    tests kill workers and run hostile decks."""
+    from spu_circuits.backends import get_backend
+
+    bes = {"cli": get_backend("cli", timeout_s=30), "shared": get_backend("shared", timeout_s=30)}
+    yield bes
+    for be in bes.values():
+        be.close()

@@ -55,14 +55,6 @@ def check_good(be) -> None:
     assert res.voltages(["b"])[0] == pytest.approx(0.75, rel=1e-9)
 
 
-@pytest.fixture(scope="module")
-def backends():
-    bes = {"cli": get_backend("cli", timeout_s=30), "shared": get_backend("shared", timeout_s=30)}
-    yield bes
-    for be in bes.values():
-        be.close()
-
-
 @pytest.fixture(params=["cli", "shared"])
 def be(request, backends):
     if not HAVE_NGSPICE:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spu_circuits.backends import Op, Tran, get_backend
+from spu_circuits.backends import Op, Tran
 from spu_circuits.backends.base import Backend
 from spu_circuits.errors import UnsafeDeckError
 from spu_circuits.safety import check_deck_file, check_deck_safety, run_untrusted
@@ -40,14 +40,6 @@ class Spy(Backend):
     def run(self, deck_text, analysis, *, cwd=None, deck_name=None):
         self.calls += 1
         return self.inner.run(deck_text, analysis, cwd=cwd, deck_name=deck_name)
-
-
-@pytest.fixture(scope="module")
-def backends():
-    bes = {"cli": get_backend("cli", timeout_s=30), "shared": get_backend("shared", timeout_s=30)}
-    yield bes
-    for be in bes.values():
-        be.close()
 
 
 @pytest.fixture(params=["cli", "shared"])
