@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,12 +49,17 @@ def validate_matrix(A, *, sym_rtol: float = SYM_RTOL, check_pd: bool = True) -> 
         raise InputError(
             f"A is not symmetric: max |A−Aᵀ| = {asym:.3g} at ({i},{j}), "
             f"relative {asym / scale:.3g} > tolerance {sym_rtol:g}")
-    A = 0.5 * (A + A.T)
+    A = 0.5 * A + 0.5 * A.T  # halves first: no overflow near the float64 limit
     if check_pd:
         try:
             scipy.linalg.cholesky(A, lower=True)
-        except np.linalg.LinAlgError:
-            lam_min = float(np.linalg.eigvalsh(A)[0])
+        except (np.linalg.LinAlgError, ValueError):  # ValueError: overflow inside Cholesky
+            with np.errstate(all="ignore"):
+                w = np.linalg.eigvalsh(A / scale)
+            lam_min = float(w[0]) * scale
+            if not np.isfinite(lam_min):
+                raise InputError("A is too large to factorise in float64 (Cholesky "
+                                 f"overflowed; max |A| = {scale:.3g})") from None
             kind = "singular" if abs(lam_min) <= 1e-14 * scale else "indefinite"
             raise InputError(
                 f"A is not positive definite ({kind}): Cholesky failed, smallest eigenvalue "
@@ -130,7 +134,7 @@ def load_array(path: str | Path, what: str, key: str | None = None) -> np.ndarra
         raise InputError(f"{what}: {path} is a folder, not a .npy/.npz file")
     try:
         data = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+    except Exception as exc:  # noqa: BLE001 - corrupt headers raise SyntaxError, TokenError, …
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InputError(f"{what}: cannot read {path} as .npy/.npz ({msg})") from None
     if isinstance(data, np.lib.npyio.NpzFile):
@@ -145,7 +149,7 @@ def load_array(path: str | Path, what: str, key: str | None = None) -> np.ndarra
                 raise InputError(f"{what}: {path} has no array '{key}' (it has {keys})")
             try:
                 return data[key]
-            except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+            except Exception as exc:  # noqa: BLE001 - a corrupt member, as above
                 raise InputError(f"{what}: cannot read array '{key}' from {path} ({exc})") from None
     return data
 
