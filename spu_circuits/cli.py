@@ -246,10 +246,14 @@ def simulate_cmd(deck_path, analysis, backend, timeout_s, x0_path, t_stop, dt, s
     from .simulate import Deck, solve_op, transient
 
     deck = Deck.load(deck_path)
-    _check_safety(deck, allow_unsafe)
+    from .backends import Op, Tran
+    from .safety import check_untrusted_deck
+
+    check_untrusted_deck(deck, [Op() if analysis == "op" else Tran(step_s=dt, stop_s=t_stop)],
+                         allow_unsafe=allow_unsafe)
     results: dict[str, np.ndarray] = {}
     if deck.meta is None:
-        from .backends import Op, Tran, get_backend
+        from .backends import get_backend
 
         an = Op() if analysis == "op" else Tran(step_s=dt, stop_s=t_stop)
         with get_backend(backend, timeout_s) as be:
@@ -298,15 +302,6 @@ def _load_input(matrix, factor, damping, rhs, name):
     return FactoredSystem.from_arrays(S, damping, b, name=name or Path(factor).stem)
 
 
-def _check_safety(deck, allow_unsafe: bool) -> None:
-    try:
-        from .safety import check_deck_safety
-    except ImportError:  # pragma: no cover - during development
-        return
-    check_deck_safety(deck.text, deck.path.parent if deck.path else Path.cwd(),
-                      allow_unsafe=allow_unsafe)
-
-
 def _load_vec(path: str, n: int, what: str) -> np.ndarray:
     from .system import load_array
 
@@ -336,10 +331,8 @@ def _report_op(deck, x: np.ndarray) -> None:
 
 def _register_plugins() -> None:
     """Commands living in other packages of this project (validation suite)."""
-    try:
-        from validation.cli import validate_cmd
-    except ImportError:  # pragma: no cover - during development
-        return
+    from validation.cli import validate_cmd
+
     main.add_command(validate_cmd, "validate")
 
 

@@ -379,6 +379,31 @@ def check_deck_file(deck_path: str | Path, *, allow_unsafe: bool = False,
     return text, refs
 
 
+def check_prepared(text: str, deck_path: str | Path, analyses, *, allow_unsafe: bool = False,
+                   out_dir: str | Path | None = None) -> None:
+    """Check the exact texts the back-ends will run, prepare_deck(text, analysis) for each
+    analysis: removing analysis cards can splice continuation lines onto others."""
+    if allow_unsafe:
+        return
+    path = Path(deck_path)
+    for analysis in analyses:
+        try:
+            check_deck_safety(prepare_deck(text, analysis), path.parent, out_dir=out_dir)
+        except UnsafeDeckError as exc:
+            raise UnsafeDeckError(f"{path} (as prepared for the run): {exc}") from None
+
+
+def check_untrusted_deck(deck, analyses, *, allow_unsafe: bool = False) -> None:
+    """For the CLIs: check a loaded Deck (simulate.Deck) as written and as prepared for each
+    analysis it will be run with. Raises UnsafeDeckError naming the deck and line."""
+    path = deck.path if deck.path is not None else Path.cwd() / "<deck>"
+    try:
+        check_deck_safety(deck.text, path.parent, allow_unsafe=allow_unsafe)
+    except UnsafeDeckError as exc:
+        raise UnsafeDeckError(f"{path}: {exc}") from None
+    check_prepared(deck.text, path, analyses, allow_unsafe=allow_unsafe)
+
+
 def run_untrusted(deck_path: str | Path, analysis: Analysis, backend: Backend | str = "shared",
                   allow_unsafe: bool = False, *, timeout_s: float = 60.0,
                   out_dir: str | Path | None = None) -> SimResult:
@@ -389,12 +414,7 @@ def run_untrusted(deck_path: str | Path, analysis: Analysis, backend: Backend | 
     """
     path = Path(deck_path)
     text, _refs = check_deck_file(path, allow_unsafe=allow_unsafe, out_dir=out_dir)
-    if not allow_unsafe:
-        # the back-ends run prepare_deck(text): check exactly what ngspice will read, too
-        try:
-            check_deck_safety(prepare_deck(text, analysis), path.parent, out_dir=out_dir)
-        except UnsafeDeckError as exc:
-            raise UnsafeDeckError(f"{path} (as prepared for the run): {exc}") from None
+    check_prepared(text, path, [analysis], allow_unsafe=allow_unsafe, out_dir=out_dir)
     if isinstance(backend, Backend):
         be, own = backend, False
     else:

@@ -438,3 +438,29 @@ def test_messages_are_one_line_with_line_numbers(site):
         check_deck_file(path)
     assert str(ei.value).startswith(f"{path}: line 7:")
     assert os.linesep not in str(ei.value)
+
+
+@pytest.mark.parametrize("command", [["simulate"], ["validate", "--report", "REPORT"]])
+def test_cli_refuses_hostile_deck(tmp_path, command):
+    """`spu simulate` and `spu validate` refuse a deck into which a shell command was inserted:
+    one line naming it, exit 2, nothing runs, no report written."""
+    from click.testing import CliRunner
+
+    from spu_circuits.cli import main
+    from spu_circuits.compiler import compile_system
+    from spu_circuits.system import LinearSystem
+
+    marker = tmp_path / "pwned"
+    deck = compile_system(LinearSystem.from_arrays(np.eye(2)), "ideal").write(tmp_path, "d")
+    lines = deck.read_text().splitlines()
+    lines[-1:] = [".control", f"shell touch {marker}", ".endc", ".end"]
+    deck.write_text("\n".join(lines) + "\n")
+    if command[0] == "simulate":  # simulate refuses an edited deck with its sidecar earlier
+        deck.with_suffix(".json").unlink()
+    n = len(lines) - 3  # line number of .control
+    args = [a.replace("REPORT", str(tmp_path / "rep")) for a in command]
+    r = CliRunner().invoke(main, [args[0], str(deck), *args[1:]])
+    assert r.exit_code == 2, r.output
+    assert f"line {n}: `.control` block" in r.output and "--allow-unsafe" in r.output
+    assert "Traceback" not in r.output
+    assert not marker.exists() and not (tmp_path / "rep").exists()

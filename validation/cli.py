@@ -17,9 +17,11 @@ from pathlib import Path
 import click
 import numpy as np
 
+from spu_circuits.backends import Op, Tran
 from spu_circuits.cli import _spec as spec_from_options
 from spu_circuits.cli import friendly, spec_options
 from spu_circuits.errors import InputError
+from spu_circuits.safety import check_untrusted_deck
 
 SPEC_KEYS = ("R0_ohm", "C_F", "volts_per_unit", "opamp_gain", "r_min_ohm", "r_max_ohm",
              "prune_rel", "auto_prune")
@@ -27,15 +29,6 @@ SPEC_KEYS = ("R0_ohm", "C_F", "volts_per_unit", "opamp_gain", "r_min_ohm", "r_ma
 
 def _echo(msg: str) -> None:
     click.echo(msg)
-
-
-def _check_safety(deck, allow_unsafe: bool) -> None:
-    try:
-        from spu_circuits.safety import check_deck_safety
-    except ImportError:  # pragma: no cover - module written elsewhere
-        return
-    check_deck_safety(deck.text, deck.path.parent if deck.path else Path.cwd(),
-                      allow_unsafe=allow_unsafe)
 
 
 def _target_system(matrix, rhs, deck):
@@ -137,7 +130,9 @@ def validate_cmd(ctx, deck_path, matrix, rhs, report_dir, topology, name, kappa0
             raise InputError("hardware options (--" + ", --".join(
                 k for k in given_spec) + ") only apply when compiling (no DECK given)")
         deck = Deck.load(deck_path, require_sidecar=True, check_digest=False)
-        _check_safety(deck, allow_unsafe)
+        # validate runs .op and transients of this text
+        check_untrusted_deck(deck, [Op(), Tran(step_s=1.0, stop_s=1.0)],
+                             allow_unsafe=allow_unsafe)
         want = (deck.meta or {}).get("deck_sha256")
         if want and want != deck_digest(deck.text):
             _echo(f"note: {deck_path} differs from what was compiled (sha256 mismatch); "
