@@ -29,9 +29,8 @@ def check_netlist(net: Netlist, spec: HardwareSpec | None = None) -> None:
     g.add_node(GROUND)
     g.add_nodes_from(terminals)
     for el in net.elements:
-        a, *rest = el.dc_terminals or (None,)
-        if a is not None:
-            g.add_edge(a, rest[0])
+        if el.dc_terminals:
+            g.add_edge(*el.dc_terminals)
     for comp in nx.connected_components(g):
         if GROUND not in comp:
             node = sorted(comp)[0]
@@ -71,12 +70,9 @@ def _check_source_loops(net: Netlist) -> None:
         if el.kind not in "ve":
             continue
         a, b = el.nodes[:2]
-        if uf[a] == uf[b]:
-            try:
-                loop = nx.shortest_path(g, a, b)
-                names = [g.edges[u, v]["name"] for u, v in zip(loop, loop[1:], strict=False)]
-            except nx.NetworkXNoPath:  # pragma: no cover - union-find says connected
-                names = []
+        if uf[a] == uf[b]:  # a and b already joined by sources: this one closes a loop
+            loop = nx.shortest_path(g, a, b)
+            names = [g.edges[u, v]["name"] for u, v in zip(loop, loop[1:], strict=False)]
             raise GraphCheckError(
                 "loop of voltage sources: " + ", ".join([*names, el.name]))
         uf.union(a, b)

@@ -57,11 +57,7 @@ class Element:
     @property
     def dc_terminals(self) -> tuple[str, ...]:
         """Terminals joined by a DC conducting branch (the output pair for controlled sources)."""
-        if self.kind in "rvl":
-            return self.nodes[:2]
-        if self.kind in "eg":
-            return self.nodes[:2]
-        return ()
+        return self.nodes[:2] if self.kind in "rvleg" else ()
 
     def line(self) -> str:
         parts = [self.name, *self.nodes]

@@ -22,15 +22,6 @@ F64 = torch.float64
 # --------------------------------------------------------------------------- helpers
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small matrices: one torch thread is as fast and robust to a busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _problem(seed: int = 0, r: int = 6, n: int = 15, lam: float = 0.3, scale: float = 1.0):
     gen = torch.Generator().manual_seed(seed)
     S = scale * torch.randn(r, n, dtype=F64, generator=gen)

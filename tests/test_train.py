@@ -17,15 +17,6 @@ from tngd.train import train
 # --------------------------------------------------------------------------- data and models
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small matrices: one torch thread is as fast and robust to a busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_digits_task():
     t = load_digits_task()
     assert t.x_train.shape == (1438, 64) and t.x_test.shape == (359, 64)
