@@ -179,13 +179,13 @@ def compile_cmd(matrix, factor, damping, rhs, topology, out_dir, name, series, t
         compiled = realize(compiled, opts)
         write_bom = True
     deck = compiled.write(out_dir, name)
-    m = compiled.meta
-    counts = ", ".join(f"{v} {k}" for k, v in m["element_counts"].items())
-    click.echo(f"wrote {deck} and {deck.with_suffix('.json').name}: {topology}, N = {m['n']}, "
+    m = compiled.sidecar
+    counts = ", ".join(f"{v} {k}" for k, v in m.element_counts.items())
+    click.echo(f"wrote {deck} and {deck.with_suffix('.json').name}: {topology}, N = {m.n}, "
                f"{counts}")
-    click.echo(f"  tau = {m['tau_s']:.4g} s, scale alpha = {m['matrix_scale']:.4g}, "
-               f"cond(A) = {m['condition_number']:.3g}, predicted DC deviation "
-               f"{m['predicted']['rel_deviation_from_exact']:.2e} ({m['predicted']['cause']})")
+    click.echo(f"  tau = {m.tau_s:.4g} s, scale alpha = {m.matrix_scale:.4g}, "
+               f"cond(A) = {m.condition_number:.3g}, predicted DC deviation "
+               f"{m.predicted.rel_deviation_from_exact:.2e} ({m.predicted.cause})")
     rep = getattr(compiled, "report", None)
     if rep:
         click.echo(f"  realised ({rep['description']}): |A_eff - A|/|A| = "
@@ -196,29 +196,29 @@ def compile_cmd(matrix, factor, damping, rhs, topology, out_dir, name, series, t
             click.echo(f"  compensation: |A_eff - A|/|A| {rep['rel_error_A_before']:.3g} -> "
                        f"{rep['rel_error_A_after']:.3g}; x error {rep['rel_error_x_before']:.3g}"
                        f" -> {rep['rel_error_x_after']:.3g}")
-    tl = m.get("tiles")
+    tl = m.tiles
     if tl:
-        bj = tl.get("block_jacobi") or {}
-        click.echo(f"  tiles: {tl['n_tiles']} of <= {tl['K']} cells, "
-                   f"{tl['inter_tile_wires']} inter-tile wires, coupling weight cut "
-                   f"{tl['cut_fraction']:.3g} (contiguous split: {tl['naive_cut_fraction']:.3g})"
-                   + (f"; block-Jacobi costs a relative error of {bj['rel_error']:.3g}"
-                      if bj else ""))
+        bj = tl.block_jacobi_rel_error
+        click.echo(f"  tiles: {tl.n_tiles} of <= {tl.K} cells, "
+                   f"{tl.inter_tile_wires} inter-tile wires, coupling weight cut "
+                   f"{tl.cut_fraction:.3g} (contiguous split: {tl.naive_cut_fraction:.3g})"
+                   + (f"; block-Jacobi costs a relative error of {bj:.3g}"
+                      if bj is not None else ""))
     if write_bom:
         from .bom import bom_rows, write_bom_csv
 
         bom_path = Path(out_dir) / f"{name}_bom.csv"
         write_bom_csv(bom_path, bom_rows(compiled))
         click.echo(f"  bill of materials: {bom_path}")
-    nz = m["noise"]
-    if nz["kind"] != "none":
-        click.echo(f"  noise: {nz['kind']}, kappa0 = {nz['kappa0']:g}, step NT = "
-                   f"{nz['step_tau']:.4g} tau ({nz['step_rule']})"
-                   + (f", seed {nz['seed']}, files {', '.join(nz['files'])}"
-                      if nz["kind"] == "file" else ""))
-    if m["pruning"]["pairs_dropped"]:
-        click.echo(f"  pruned {m['pruning']['pairs_dropped']} coupling pairs (relative mass "
-                   f"{m['pruning']['dropped_rel_mass']:.3g})")
+    nz = m.noise
+    if nz.kind != "none":
+        click.echo(f"  noise: {nz.kind}, kappa0 = {nz.kappa0:g}, step NT = "
+                   f"{nz.step_tau:.4g} tau ({nz.step_rule})"
+                   + (f", seed {nz.seed}, files {', '.join(nz.files)}"
+                      if nz.kind == "file" else ""))
+    if m.pruning.pairs_dropped:
+        click.echo(f"  pruned {m.pruning.pairs_dropped} coupling pairs (relative mass "
+                   f"{m.pruning.dropped_rel_mass:.3g})")
 
 
 @main.command("simulate")
@@ -252,7 +252,7 @@ def simulate_cmd(deck_path, analysis, backend, timeout_s, x0_path, t_stop, dt, s
     check_untrusted_deck(deck, [Op() if analysis == "op" else Tran(step_s=dt, stop_s=t_stop)],
                          allow_unsafe=allow_unsafe)
     results: dict[str, np.ndarray] = {}
-    if deck.meta is None:
+    if deck.sidecar is None:
         from .backends import get_backend
 
         an = Op() if analysis == "op" else Tran(step_s=dt, stop_s=t_stop)
@@ -322,11 +322,10 @@ def _report_op(deck, x: np.ndarray) -> None:
     for i, (a, r) in enumerate(zip(x, ref, strict=True)):
         click.echo(f"  {i:3d} {a:14.8g} {r:14.8g} {a - r:11.2e}")
     rel = float(np.linalg.norm(x - ref) / max(np.linalg.norm(ref), 1e-300))
-    pred = (deck.meta or {}).get("predicted") or {}
-    dev = pred.get("rel_deviation_from_exact")
+    pred = deck.sidecar.predicted
+    dev = pred.rel_deviation_from_exact if pred is not None else None
     click.echo(f"relative error vs A^-1 b: {rel:.3e}"
-               + (f" (predicted from {pred.get('cause')}: {dev:.3e})" if dev is not None
-                  else ""))
+               + (f" (predicted from {pred.cause}: {dev:.3e})" if dev is not None else ""))
 
 
 def _register_plugins() -> None:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from .bom import bom_rows, write_bom_csv
@@ -90,7 +91,8 @@ def add_monte_carlo(realized: RealizedCircuit, compiled: CompiledCircuit, n_draw
                "median_rel_error_x": mc["median_rel_error_x"],
                "p90_rel_error_x": mc["p90_rel_error_x"],
                "distribution": "delta ~ Normal(0, (tol/3)^2) clipped to +-tol per part"}
-    realized.meta["realization"]["monte_carlo_summary"] = summary
+    rec = replace(realized.sidecar.realization, monte_carlo_summary=summary)
+    realized.sidecar = realized.sidecar.with_(realization=rec)
     realized.report["monte_carlo"] = summary
     return summary
 

@@ -155,5 +155,8 @@ def sidecar_path(deck: str | Path) -> Path:
     return Path(deck).with_suffix(".json")
 
 
-def dumps_sidecar(meta: dict) -> str:
+def dumps_sidecar(meta) -> str:
+    """The sidecar file's text of a Sidecar or of its JSON object (indent 2, no NaN)."""
+    if hasattr(meta, "dumps"):
+        return meta.dumps()
     return json.dumps(meta, indent=2, allow_nan=False) + "\n"

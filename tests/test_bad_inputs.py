@@ -318,6 +318,18 @@ BAD_INPUT_CASES: list[BadInput] = [
              _net(V1, R_LOAD, ("g1", "a 0 a 0", 1.0), spec=SPEC),
              "transconductance 'g1' = 1 S (1/|g| = 1 Ω) lies outside the spec range",
              GraphCheckError),
+    # --- structure (#10): the typed, versioned sidecar
+    BadInput("sidecar-unknown-format", "sidecar of an unknown format version",
+             _sidecar_edit(lambda m: m.update(format="spu-tngd-deck/99")),
+             "unknown sidecar format 'spu-tngd-deck/99'; this version reads spu-tngd-deck/1"),
+    BadInput("sidecar-malformed-record", "sidecar's prediction record is not an object",
+             _sidecar_edit(lambda m: m.update(predicted=[1, 2])), "has a malformed record"),
+    BadInput("sidecar-malformed-system", "sidecar's system record lacks b",
+             _sidecar_edit(lambda m: m["system"].pop("b")),
+             "sidecar's 'system' record is malformed"),
+    BadInput("sidecar-malformed-noise", "legacy noise record without its step",
+             _sidecar_edit(lambda m: m.update(noise={"kind": "trnoise", "kappa0": 0.01})),
+             "sidecar's 'noise' record is malformed"),
 ]
 
 

@@ -14,7 +14,8 @@ import numpy as np
 from .. import __version__
 from ..errors import CompileError, InputError
 from ..graphcheck import check_netlist
-from ..netlist import Netlist, atomic_write, deck_digest, dumps_sidecar
+from ..netlist import Netlist, atomic_write, deck_digest
+from ..sidecar import FORMAT, IcMap, Prediction, Pruning, Sidecar, SystemRecord
 from ..spec import HardwareSpec
 from ..system import FactoredSystem, LinearSystem
 from . import topology_dense, topology_factored, topology_ideal
@@ -34,19 +35,25 @@ MAX_PREDICTED_GAIN_ERROR = 0.1
 
 @dataclass
 class CompiledCircuit:
-    """A compiled netlist and its sidecar metadata (plain JSON-able dict)."""
+    """A compiled netlist, its sidecar (:class:`~spu_circuits.sidecar.Sidecar`) and the extra
+    files (noise samples) written beside it."""
 
     netlist: Netlist
-    meta: dict
+    sidecar: Sidecar
     extra_files: dict[str, bytes] = field(default_factory=dict)
 
     @property
+    def meta(self) -> dict:
+        """The sidecar as the JSON object the file holds (a fresh copy: read-only view)."""
+        return self.sidecar.to_json()
+
+    @property
     def outputs(self) -> list[str]:
-        return list(self.meta["outputs"])
+        return list(self.sidecar.outputs)
 
     @property
     def volts_per_unit(self) -> float:
-        return float(self.meta["volts_per_unit"])
+        return float(self.sidecar.volts_per_unit)
 
     def deck_text(self) -> str:
         return self.netlist.to_text()
@@ -60,9 +67,8 @@ class CompiledCircuit:
             raise InputError(f"output path {out} exists and is not a folder")
         deck = out / f"{name}.cir"
         text = self.deck_text()
-        meta = dict(self.meta, deck_sha256=deck_digest(text))
-        files: dict[Path, str | bytes] = {deck: text,
-                                          deck.with_suffix(".json"): dumps_sidecar(meta)}
+        side = self.sidecar.with_(deck_sha256=deck_digest(text))
+        files: dict[Path, str | bytes] = {deck: text, deck.with_suffix(".json"): side.dumps()}
         for fname, content in self.extra_files.items():
             files[out / fname] = content
         atomic_write(files)
@@ -99,42 +105,37 @@ def compile_system(system: LinearSystem | FactoredSystem, topology: str = "dense
     outputs = mod.build(sc, spec, net)
     net.options = dict(DECK_OPTIONS)
     predicted = (_predicted(system, sc, spec, topology, net, outputs) if predict else
-                 {"x_dc": None, "rel_deviation_from_exact": None, "cause": "not computed"})
+                 Prediction(x_dc=None, rel_deviation_from_exact=None, cause="not computed"))
     net.header = _header(system, sc, spec, topology, outputs, predicted)
     check_netlist(net, spec)
-    meta = {
-        "format": "spu-tngd-deck/1",
-        "generator": f"spu-tngd {__version__}",
-        "name": name,
-        "topology": topology,
-        "n": system.n,
-        "outputs": outputs,
-        "noise_nodes": [mod.injection_node(i) for i in range(system.n)],
-        "ic_map": mod.ic_map(sc, spec),
-        "volts_per_unit": spec.volts_per_unit,
-        "tau_s": sc.tau_s,
-        "tau_device_s": spec.tau_s,
-        "R0_ohm": spec.R0_ohm,
-        "C_F": spec.C_F,
-        "matrix_scale": sc.alpha,
-        "opamp_gain": spec.opamp_gain if topology != "ideal" else None,
-        "element_counts": net.counts(),
-        "system_sha256": system.digest(),
-        "condition_number": system.condition_number(),
-        "pruning": {"threshold_rel": spec.prune_rel, "auto": spec.auto_prune,
-                    "pairs_dropped": sc.pruned,
-                    "dropped_rel_mass": sc.pruned_rel_mass},
-        "predicted": predicted,
-        "options": dict(DECK_OPTIONS),
-        "spec": spec.to_dict(),
-        "noise": {"kind": "none"},
-        "system": ({"S": system.S.tolist(), "damping": system.damping,
-                    "b": system.b.tolist()} if topology == "factored"
-                   else {"A": system.A.tolist(), "b": system.b.tolist()}),
-    }
-    extra = add_noise(net, meta, noise, sc.A, name, mod.NOISE_SIGN)
-    meta["element_counts"] = net.counts()
-    return CompiledCircuit(net, meta, extra)
+    side = Sidecar(
+        format=FORMAT,
+        generator=f"spu-tngd {__version__}",
+        name=name,
+        topology=topology,
+        n=system.n,
+        outputs=tuple(outputs),
+        noise_nodes=tuple(mod.injection_node(i) for i in range(system.n)),
+        ic_map=IcMap.from_json(mod.ic_map(sc, spec)),
+        volts_per_unit=spec.volts_per_unit,
+        tau_s=sc.tau_s,
+        tau_device_s=spec.tau_s,
+        R0_ohm=spec.R0_ohm,
+        C_F=spec.C_F,
+        matrix_scale=sc.alpha,
+        opamp_gain=spec.opamp_gain if topology != "ideal" else None,
+        system_sha256=system.digest(),
+        condition_number=system.condition_number(),
+        pruning=Pruning(threshold_rel=spec.prune_rel, auto=spec.auto_prune,
+                        pairs_dropped=sc.pruned, dropped_rel_mass=sc.pruned_rel_mass),
+        predicted=predicted,
+        options=dict(DECK_OPTIONS),
+        spec=spec,
+        system=SystemRecord.of(system, factored=topology == "factored"),
+    )
+    noise_rec, extra = add_noise(net, side, noise, sc.A, name, mod.NOISE_SIGN)
+    side = side.with_(noise=noise_rec, element_counts=net.counts())
+    return CompiledCircuit(net, side, extra)
 
 
 def _netlist_dc(net: Netlist, outputs: list[str], v0: float) -> np.ndarray:
@@ -146,7 +147,7 @@ def _netlist_dc(net: Netlist, outputs: list[str], v0: float) -> np.ndarray:
 
 
 def _predicted(system, sc, spec: HardwareSpec, topology: str, net: Netlist,
-               outputs: list[str]) -> dict:
+               outputs: list[str]) -> Prediction:
     """What the circuit should return, and how far from A⁻¹b (finite gain, pruning)."""
     x_exact = system.solution()
     cause = []
@@ -166,8 +167,8 @@ def _predicted(system, sc, spec: HardwareSpec, topology: str, net: Netlist,
             f"A's condition number {system.condition_number():.3g} is too large for op-amp "
             f"gain {spec.opamp_gain:g}: the circuit's DC solution would deviate from A⁻¹b by "
             f"{dev:.3g} (relative); raise --gain or precondition the system")
-    return {"x_dc": x_circ.tolist(), "rel_deviation_from_exact": dev,
-            "cause": " and ".join(cause) or "none (ideal elements)"}
+    return Prediction(x_dc=tuple(x_circ.tolist()), rel_deviation_from_exact=dev,
+                      cause=" and ".join(cause) or "none (ideal elements)")
 
 
 def _header(system, sc, spec, topology, outputs, predicted) -> list[str]:
@@ -183,7 +184,7 @@ def _header(system, sc, spec, topology, outputs, predicted) -> list[str]:
         f"couplings: resistor R0/(alpha*|A_ij|); pruned pairs: {sc.pruned} "
         f"(relative mass {sc.pruned_rel_mass:.3g})",
         "predicted DC deviation from A^-1 b: "
-        + (f"{predicted['rel_deviation_from_exact']:.3g} ({predicted['cause']})"
-           if predicted["x_dc"] is not None else "not computed"),
+        + (f"{predicted.rel_deviation_from_exact:.3g} ({predicted.cause})"
+           if predicted.x_dc is not None else "not computed"),
         "sidecar: the .json file beside this deck",
     ]

@@ -34,7 +34,7 @@ from networkx.algorithms.community import kernighan_lin_bisection
 from ..errors import CompileError, InputError
 from ..graphcheck import check_netlist
 from ..netlist import GROUND, Element, Netlist
-from ..spec import HardwareSpec
+from ..sidecar import IcMap, Prediction, Sidecar, Tiling
 from . import CompiledCircuit
 
 #: default cells per board (Normal Computing's SPU)
@@ -311,10 +311,10 @@ def _unflatten_node(node: str) -> str:
     return node.split(".")[-1]
 
 
-def _realised(net: Netlist, topology: str, meta: dict) -> tuple[np.ndarray, np.ndarray]:
+def _realised(net: Netlist, topology: str, side: Sidecar) -> tuple[np.ndarray, np.ndarray]:
     """(A, b) realised by a dense/ideal netlist, read off its element values (x units)."""
-    n, alpha = int(meta["n"]), float(meta["matrix_scale"])
-    r0, v0 = float(meta["R0_ohm"]), float(meta["volts_per_unit"])
+    n, alpha = int(side.n), float(side.matrix_scale)
+    r0, v0 = float(side.R0_ohm), float(side.volts_per_unit)
     A = np.zeros((n, n))
     b = np.zeros(n)
     for el in net.elements:
@@ -343,32 +343,27 @@ def _realised(net: Netlist, topology: str, meta: dict) -> tuple[np.ndarray, np.n
     return A, b
 
 
-def _system_matrix(meta: dict) -> tuple[np.ndarray, np.ndarray]:
-    rec = meta.get("system") or {}
-    if "A" in rec:
-        return np.array(rec["A"], dtype=float), np.array(rec["b"], dtype=float)
-    if "S" in rec:
-        S = np.array(rec["S"], dtype=float)
-        A = S.T @ S + float(rec["damping"]) * np.eye(S.shape[1])
-        return 0.5 * (A + A.T), np.array(rec["b"], dtype=float)
-    raise CompileError("tiles: the compiled circuit's sidecar records no system")
+def _system_matrix(side: Sidecar) -> tuple[np.ndarray, np.ndarray]:
+    if side.system is None:
+        raise CompileError("tiles: the compiled circuit's sidecar records no system")
+    return side.system.matrix()
 
 
 def tile_circuit(compiled: CompiledCircuit, K: int = DEFAULT_K, seed: int = 0,
                  drop_inter_tile: bool = False) -> CompiledCircuit:
     """Rewrite `compiled` as ⌈N/K⌉ tile subcircuits plus a backplane (see the module doc).
 
-    Returns a new CompiledCircuit (deck + sidecar with `meta["tiles"]`); the input is left
+    Returns a new CompiledCircuit (deck + sidecar with its `tiles` record); the input is left
     untouched. drop_inter_tile: block Jacobi, leaving out every inter-tile coupling
     (dense and ideal topologies only).
     """
-    meta0 = compiled.meta
-    topology = meta0.get("topology")
+    side0 = compiled.sidecar
+    topology = side0.topology
     K = _check_k(K)
     if topology not in CELL_NODES:
         raise CompileError(f"tiles: topology {topology!r} is not supported "
                            f"(choose from {sorted(CELL_NODES)})")
-    if "tiles" in meta0:
+    if side0.tiles is not None:
         raise CompileError("tiles: this circuit is already tiled")
     if drop_inter_tile and topology == "factored":
         raise CompileError("tiles: block Jacobi (--block-jacobi) is not supported for the "
@@ -377,13 +372,13 @@ def tile_circuit(compiled: CompiledCircuit, K: int = DEFAULT_K, seed: int = 0,
     net0 = compiled.netlist
     if any(el.kind == "x" for el in net0.elements):
         raise CompileError("tiles: the netlist already holds subcircuit instances")
-    n = int(meta0["n"])
+    n = int(side0.n)
     letters, port_letters = CELL_NODES[topology], PORT_NODES[topology]
-    A_sys, b_sys = _system_matrix(meta0)
+    A_sys, b_sys = _system_matrix(side0)
     if topology == "factored":
         A_part = A_sys
     else:
-        A_part, _ = _realised(net0, topology, meta0)
+        A_part, _ = _realised(net0, topology, side0)
     tiles = partition(A_part, K, seed)
     lab = _labels(tiles, n)
     n_tiles = len(tiles)
@@ -433,8 +428,7 @@ def tile_circuit(compiled: CompiledCircuit, K: int = DEFAULT_K, seed: int = 0,
 
     # ---- structural checks on the flattened circuit ---------------------------------
     flat = flatten(net)
-    spec = HardwareSpec(**meta0["spec"]) if "spec" in meta0 else None
-    check_netlist(flat, spec)
+    check_netlist(flat, side0.spec)
     want = Counter((el.name, el.nodes, el.value, el.spec) for el in net0.elements
                    if el not in dropped)
     got = Counter((_unflatten_name(el.name), tuple(_unflatten_node(x) for x in el.nodes),
@@ -466,16 +460,15 @@ def tile_circuit(compiled: CompiledCircuit, K: int = DEFAULT_K, seed: int = 0,
         "graphcheck": "run on the flattened netlist (X instances expanded)",
         "block_jacobi": None,
     }
-    meta = dict(meta0)
-    predicted = dict(meta0["predicted"])
+    predicted = side0.predicted
     header = list(net0.header)
     if drop_inter_tile:
-        bj, predicted = _block_jacobi(net0, flat, topology, meta0, A_sys, b_sys, lab,
+        bj, predicted = _block_jacobi(net0, flat, topology, side0, A_sys, b_sys, lab,
                                       dropped, predicted)
         report["block_jacobi"] = bj
         header = [h for h in header if not h.startswith("predicted DC deviation")]
         header.append(f"predicted DC deviation from A^-1 b: "
-                      f"{predicted['rel_deviation_from_exact']:.3g} ({predicted['cause']})")
+                      f"{predicted.rel_deviation_from_exact:.3g} ({predicted.cause})")
     header.append(
         f"tiles: {n_tiles} subcircuits of <= {K} cells {report['cells_per_tile']}; "
         f"inter-tile couplings: {len(inter)}{' (dropped: block Jacobi)' if drop_inter_tile else ''}"
@@ -483,11 +476,10 @@ def tile_circuit(compiled: CompiledCircuit, K: int = DEFAULT_K, seed: int = 0,
         f"off-diagonal weight (contiguous: {report['naive_cut_fraction']:.3g})")
     header.append("tile-internal nodes: xtile<t>.<node>; ports o/p/s (ideal: x) per cell")
     net.header = header
-    meta["ic_map"] = _rename_ic(meta0.get("ic_map"), lab, letters, port_set)
-    meta["predicted"] = predicted
-    meta["element_counts"] = flat.counts()
-    meta["tiles"] = report
-    return CompiledCircuit(net, meta, dict(compiled.extra_files))
+    side = side0.with_(ic_map=_rename_ic(side0.ic_map, lab, letters, port_set),
+                       predicted=predicted, element_counts=flat.counts(),
+                       tiles=Tiling.from_json(report))
+    return CompiledCircuit(net, side, dict(compiled.extra_files))
 
 
 def _counts(els) -> dict[str, int]:
@@ -497,7 +489,8 @@ def _counts(els) -> dict[str, int]:
     return dict(sorted(c.items()))
 
 
-def _rename_ic(ic_map: dict | None, lab: np.ndarray, letters, port_set: set[str]):
+def _rename_ic(ic_map: IcMap | None, lab: np.ndarray, letters, port_set: set[str]
+               ) -> IcMap | None:
     if not ic_map:
         return ic_map
 
@@ -507,13 +500,13 @@ def _rename_ic(ic_map: dict | None, lab: np.ndarray, letters, port_set: set[str]
             return node
         return f"xtile{int(lab[c])}.{node}"
 
-    return {"linear": [[name(nd), var, coef] for nd, var, coef in ic_map.get("linear", [])],
-            "const": [[name(nd), val] for nd, val in ic_map.get("const", [])]}
+    return IcMap(tuple((name(nd), var, coef) for nd, var, coef in ic_map.linear),
+                 tuple((name(nd), val) for nd, val in ic_map.const))
 
 
-def _block_jacobi(net0: Netlist, flat: Netlist, topology: str, meta: dict,
+def _block_jacobi(net0: Netlist, flat: Netlist, topology: str, side: Sidecar,
                   A_sys: np.ndarray, b_sys: np.ndarray, lab: np.ndarray,
-                  dropped: list[Element], predicted0: dict) -> tuple[dict, dict]:
+                  dropped: list[Element], predicted0: Prediction) -> tuple[dict, Prediction]:
     """The block-Jacobi report and the sidecar's honest `predicted` record."""
     from . import topology_dense
 
@@ -524,16 +517,16 @@ def _block_jacobi(net0: Netlist, flat: Netlist, topology: str, meta: dict,
     xn = max(float(np.linalg.norm(x)), 1e-300)
     err = float(np.linalg.norm(x_bj - x) / xn)
     # what the deck does: its own element values, cross-tile couplings gone
-    A_r, b_r = _realised(net0, topology, meta)
+    A_r, b_r = _realised(net0, topology, side)
     A_rbj = np.where(same, A_r, 0.0)
     if topology == "dense":
-        spec = HardwareSpec(**meta["spec"])
-        x_dc = topology_dense.finite_gain_dc(A_rbj, b_r, float(meta["matrix_scale"]), spec)
+        side.require("spec", why="cannot predict the block-Jacobi deck's DC solution")
+        x_dc = topology_dense.finite_gain_dc(A_rbj, b_r, float(side.matrix_scale), side.spec)
         cause = "finite op-amp gain"
     else:
         x_dc = np.linalg.solve(A_rbj, b_r)
         cause = "ideal elements"
-    pruned = "pruning of" in predicted0.get("cause", "")
+    pruned = "pruning of" in (predicted0.cause if predicted0 is not None else "")
     cause = (f"block Jacobi: {len(dropped)} inter-tile couplings dropped"
              + (", pruning" if pruned else "") + f" and {cause}")
     bj = {"dropped_couplings": len(dropped),
@@ -543,9 +536,10 @@ def _block_jacobi(net0: Netlist, flat: Netlist, topology: str, meta: dict,
           "rel_error_definition": "||A_bj^-1 b - A^-1 b|| / ||A^-1 b||, A_bj = block "
                                   "diagonal of the sidecar's A over the tiles",
           "x_block_jacobi": x_bj.tolist()}
-    pred = {"x_dc": x_dc.tolist(),
-            "rel_deviation_from_exact": float(np.linalg.norm(x_dc - x) / xn),
-            "rel_deviation_from_block_jacobi":
-                float(np.linalg.norm(x_dc - x_bj) / max(float(np.linalg.norm(x_bj)), 1e-300)),
-            "cause": cause}
+    pred = Prediction(
+        x_dc=tuple(x_dc.tolist()),
+        rel_deviation_from_exact=float(np.linalg.norm(x_dc - x) / xn),
+        rel_deviation_from_block_jacobi=float(np.linalg.norm(x_dc - x_bj)
+                                              / max(float(np.linalg.norm(x_bj)), 1e-300)),
+        cause=cause)
     return bj, pred

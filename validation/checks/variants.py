@@ -12,6 +12,7 @@ from spu_circuits.compiler import TOPOLOGIES
 from spu_circuits.compiler.noise import NoiseSpec, add_noise
 from spu_circuits.errors import InputError
 from spu_circuits.netlist import Netlist
+from spu_circuits.sidecar import NoiseRecord
 from spu_circuits.simulate import Deck
 
 _NOISE_NAME = re.compile(r"^[ia]nz\d+$", re.I)
@@ -53,23 +54,19 @@ def with_noise(deck: Deck, noise: NoiseSpec, A: np.ndarray, workdir: Path | None
     `workdir` (which then is the deck's working folder). The returned deck's sidecar records
     the new noise and drops the digest.
     """
-    meta = dict(deck._need_meta())
+    side = deck.need_sidecar()
     text, _ = strip_noise(deck.text)
     lines = [ln for ln in text.splitlines() if ln.strip().lower() != ".end"]
     path = deck.path
     if noise.kind == "none":
-        meta["noise"] = {"kind": "none"}
+        rec = NoiseRecord(spec=noise)
     else:
-        need = ("n", "tau_s", "matrix_scale", "volts_per_unit", "R0_ohm", "noise_nodes",
-                "topology")
-        missing = [k for k in need if k not in meta]
-        if missing:
-            raise InputError(f"the sidecar lacks {', '.join(missing)}: cannot add noise sources")
-        if meta["topology"] not in TOPOLOGIES:
-            raise InputError(f"unknown topology {meta['topology']!r} in the sidecar")
-        sign = TOPOLOGIES[meta["topology"]].NOISE_SIGN
+        side.require("matrix_scale", "R0_ohm", "noise_nodes", why="cannot add noise sources")
+        if side.topology not in TOPOLOGIES:
+            raise InputError(f"unknown topology {side.topology!r} in the sidecar")
+        sign = TOPOLOGIES[side.topology].NOISE_SIGN
         net = Netlist(title="noise")
-        files = add_noise(net, meta, noise, np.asarray(A, dtype=float), name, sign)
+        rec, files = add_noise(net, side, noise, np.asarray(A, dtype=float), name, sign)
         lines += net.models + [el.line() for el in net.elements]
         if files:
             if workdir is None:
@@ -79,6 +76,5 @@ def with_noise(deck: Deck, noise: NoiseSpec, A: np.ndarray, workdir: Path | None
             for fname, content in files.items():
                 (workdir / fname).write_bytes(content)
             path = workdir / f"{name}.cir"
-    meta.pop("deck_sha256", None)
     lines.append(".end")
-    return Deck("\n".join(lines) + "\n", meta, path)
+    return Deck("\n".join(lines) + "\n", side.with_(noise=rec, deck_sha256=None), path)
