@@ -1,4 +1,8 @@
-"""The `spu` command line: compile systems into decks, simulate decks, validate them.
+"""The `spu` commands of this package: compile systems into decks and simulate decks.
+
+`spu validate` lives in the validation package; the full `spu` command line (these commands
+plus validate) is assembled on top of both, in :mod:`spu_tngd.cli`. `python -m
+spu_circuits.cli` runs the commands of this package alone.
 
 Every expected failure prints one line (`error: ...`, plus ngspice's log lines for simulator
 failures) and exits non-zero; set SPU_DEBUG=1 to see tracebacks.
@@ -6,104 +10,22 @@ failures) and exits non-zero; set SPU_DEBUG=1 to see tracebacks.
 
 from __future__ import annotations
 
-import functools
-import os
-import sys
 from pathlib import Path
 
 import click
 import numpy as np
 
-from .errors import InputError, SimulationError, SpuError
-from .spec import HardwareSpec
+from .cli_common import (
+    friendly,
+    noise_from_options,
+    noise_options,
+    spec_from_options,
+    spec_options,
+)
+from .errors import InputError
 
-
-def _fail(msg: str, code: int = 2) -> None:
-    click.echo(f"error: {msg}", err=True)
-    sys.exit(code)
-
-
-def friendly(fn):
-    """Turn SpuError (and unexpected exceptions) into one-line errors with exit codes."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except SimulationError as exc:
-            _fail(exc.details(), exc.exit_code)
-        except SpuError as exc:
-            _fail(str(exc), exc.exit_code)
-        except KeyboardInterrupt:
-            _fail("interrupted", 130)
-        except Exception as exc:  # noqa: BLE001 - last resort: no traceback for CLI users
-            if os.environ.get("SPU_DEBUG"):
-                raise
-            _fail(f"internal error: {type(exc).__name__}: {exc} (rerun with SPU_DEBUG=1 for "
-                  "the traceback)", 1)
-
-    return wrapper
-
-
-def spec_options(fn):
-    """Hardware-spec options shared by the commands that compile."""
-    opts = [
-        click.option("--r0", "R0_ohm", type=float, default=1e3, show_default=True,
-                     help="Unit resistance R0 (ohm)."),
-        click.option("--cap", "C_F", type=float, default=1e-9, show_default=True,
-                     help="Integrating capacitor C (F); tau = R0*C."),
-        click.option("--v0", "volts_per_unit", type=float, default=1.0, show_default=True,
-                     help="Volts per unit of x."),
-        click.option("--gain", "opamp_gain", type=float, default=1e6, show_default=True,
-                     help="Op-amp open-loop gain (ideal VCVS model)."),
-        click.option("--rmin", "r_min_ohm", type=float, default=100.0, show_default=True,
-                     help="Smallest realisable resistor (ohm)."),
-        click.option("--rmax", "r_max_ohm", type=float, default=10e6, show_default=True,
-                     help="Largest realisable resistor (ohm)."),
-        click.option("--prune", "prune_rel", type=float, default=0.0, show_default=True,
-                     help="Drop couplings below this fraction of max|A|."),
-        click.option("--auto-prune/--no-auto-prune", "auto_prune", default=True,
-                     show_default=True,
-                     help="Drop couplings too weak for the resistor range (else fail)."),
-    ]
-    for opt in reversed(opts):
-        fn = opt(fn)
-    return fn
-
-
-def noise_options(fn):
-    """Noise-source options shared by the commands that compile."""
-    opts = [
-        click.option("--noise", "noise_kind", type=click.Choice(["none", "trnoise", "file"]),
-                     default="none", show_default=True,
-                     help="Noise sources: ngspice TRNOISE, or reproducible seeded noise "
-                          "fed from files beside the deck (XSPICE filesource)."),
-        click.option("--kappa0", type=float, default=0.0, show_default=True,
-                     help="Noise level kappa0: stationary covariance kappa0*A^-1."),
-        click.option("--noise-step", "noise_step", type=float, default=None,
-                     help="Noise step NT in units of tau (default 0.01/lambda_max(A))."),
-        click.option("--noise-duration", "noise_duration", type=float, default=100.0,
-                     show_default=True, help="file noise: length covered, units of tau."),
-        click.option("--seed", type=int, default=0, show_default=True,
-                     help="file noise: random seed."),
-    ]
-    for opt in reversed(opts):
-        fn = opt(fn)
-    return fn
-
-
-def _noise(kw: dict):
-    from .compiler.noise import NoiseSpec
-
-    return NoiseSpec(kind=kw.pop("noise_kind"), kappa0=kw.pop("kappa0"),
-                     step_tau=kw.pop("noise_step"), duration_tau=kw.pop("noise_duration"),
-                     seed=kw.pop("seed"))
-
-
-def _spec(kw: dict) -> HardwareSpec:
-    keys = ("R0_ohm", "C_F", "volts_per_unit", "opamp_gain", "r_min_ohm", "r_max_ohm",
-            "prune_rel", "auto_prune")
-    return HardwareSpec(**{k: kw.pop(k) for k in keys})
+_spec = spec_from_options  # former private names
+_noise = noise_from_options
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -151,8 +73,8 @@ def compile_cmd(matrix, factor, damping, rhs, topology, out_dir, name, series, t
     """Compile A x = b (or (S^T S + damping I) x = b) into OUT/NAME.cir and OUT/NAME.json."""
     from .compiler import compile_system
 
-    spec = _spec(kw)
-    noise = _noise(kw)
+    spec = spec_from_options(kw)
+    noise = noise_from_options(kw)
     realizing = bool(series or tolerance or gbw or vsat or compensate or mc_seed is not None)
     if tiles is not None and tiles < 1:
         raise InputError(f"--tiles must be ≥ 1, got {tiles}")
@@ -327,15 +249,6 @@ def _report_op(deck, x: np.ndarray) -> None:
     click.echo(f"relative error vs A^-1 b: {rel:.3e}"
                + (f" (predicted from {pred.cause}: {dev:.3e})" if dev is not None else ""))
 
-
-def _register_plugins() -> None:
-    """Commands living in other packages of this project (validation suite)."""
-    from validation.cli import validate_cmd
-
-    main.add_command(validate_cmd, "validate")
-
-
-_register_plugins()
 
 if __name__ == "__main__":  # pragma: no cover
     main()

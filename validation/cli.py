@@ -18,13 +18,9 @@ import click
 import numpy as np
 
 from spu_circuits.backends import Op, Tran
-from spu_circuits.cli import _spec as spec_from_options
-from spu_circuits.cli import friendly, spec_options
+from spu_circuits.cli_common import SPEC_KEYS, friendly, spec_from_options, spec_options
 from spu_circuits.errors import InputError
 from spu_circuits.safety import check_untrusted_deck
-
-SPEC_KEYS = ("R0_ohm", "C_F", "volts_per_unit", "opamp_gain", "r_min_ohm", "r_max_ohm",
-             "prune_rel", "auto_prune")
 
 
 def _echo(msg: str) -> None:

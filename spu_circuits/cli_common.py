@@ -1,0 +1,110 @@
+"""What the command lines share: one-line errors with exit codes (`friendly`), and the
+hardware-spec and noise options of the commands that compile (`spec_options`,
+`noise_options`, read back with `spec_from_options` / `noise_from_options`).
+
+Exit codes: 0 success, 1 a check failed (or an internal error), 2 bad input, 3 ngspice failed,
+130 interrupted.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+
+import click
+
+from .errors import SimulationError, SpuError
+from .spec import HardwareSpec
+
+#: the HardwareSpec fields `spec_options` adds, in order
+SPEC_KEYS = ("R0_ohm", "C_F", "volts_per_unit", "opamp_gain", "r_min_ohm", "r_max_ohm",
+             "prune_rel", "auto_prune")
+
+
+def _fail(msg: str, code: int = 2) -> None:
+    click.echo(f"error: {msg}", err=True)
+    sys.exit(code)
+
+
+def friendly(fn):
+    """Turn SpuError (and unexpected exceptions) into one-line errors with exit codes."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except SimulationError as exc:
+            _fail(exc.details(), exc.exit_code)
+        except SpuError as exc:
+            _fail(str(exc), exc.exit_code)
+        except KeyboardInterrupt:
+            _fail("interrupted", 130)
+        except Exception as exc:  # noqa: BLE001 - last resort: no traceback for CLI users
+            if os.environ.get("SPU_DEBUG"):
+                raise
+            _fail(f"internal error: {type(exc).__name__}: {exc} (rerun with SPU_DEBUG=1 for "
+                  "the traceback)", 1)
+
+    return wrapper
+
+
+def spec_options(fn):
+    """Hardware-spec options shared by the commands that compile."""
+    opts = [
+        click.option("--r0", "R0_ohm", type=float, default=1e3, show_default=True,
+                     help="Unit resistance R0 (ohm)."),
+        click.option("--cap", "C_F", type=float, default=1e-9, show_default=True,
+                     help="Integrating capacitor C (F); tau = R0*C."),
+        click.option("--v0", "volts_per_unit", type=float, default=1.0, show_default=True,
+                     help="Volts per unit of x."),
+        click.option("--gain", "opamp_gain", type=float, default=1e6, show_default=True,
+                     help="Op-amp open-loop gain (ideal VCVS model)."),
+        click.option("--rmin", "r_min_ohm", type=float, default=100.0, show_default=True,
+                     help="Smallest realisable resistor (ohm)."),
+        click.option("--rmax", "r_max_ohm", type=float, default=10e6, show_default=True,
+                     help="Largest realisable resistor (ohm)."),
+        click.option("--prune", "prune_rel", type=float, default=0.0, show_default=True,
+                     help="Drop couplings below this fraction of max|A|."),
+        click.option("--auto-prune/--no-auto-prune", "auto_prune", default=True,
+                     show_default=True,
+                     help="Drop couplings too weak for the resistor range (else fail)."),
+    ]
+    for opt in reversed(opts):
+        fn = opt(fn)
+    return fn
+
+
+def noise_options(fn):
+    """Noise-source options shared by the commands that compile."""
+    opts = [
+        click.option("--noise", "noise_kind", type=click.Choice(["none", "trnoise", "file"]),
+                     default="none", show_default=True,
+                     help="Noise sources: ngspice TRNOISE, or reproducible seeded noise "
+                          "fed from files beside the deck (XSPICE filesource)."),
+        click.option("--kappa0", type=float, default=0.0, show_default=True,
+                     help="Noise level kappa0: stationary covariance kappa0*A^-1."),
+        click.option("--noise-step", "noise_step", type=float, default=None,
+                     help="Noise step NT in units of tau (default 0.01/lambda_max(A))."),
+        click.option("--noise-duration", "noise_duration", type=float, default=100.0,
+                     show_default=True, help="file noise: length covered, units of tau."),
+        click.option("--seed", type=int, default=0, show_default=True,
+                     help="file noise: random seed."),
+    ]
+    for opt in reversed(opts):
+        fn = opt(fn)
+    return fn
+
+
+def noise_from_options(kw: dict):
+    """The NoiseSpec of `noise_options`' values (popped from kw)."""
+    from .compiler.noise import NoiseSpec
+
+    return NoiseSpec(kind=kw.pop("noise_kind"), kappa0=kw.pop("kappa0"),
+                     step_tau=kw.pop("noise_step"), duration_tau=kw.pop("noise_duration"),
+                     seed=kw.pop("seed"))
+
+
+def spec_from_options(kw: dict) -> HardwareSpec:
+    """The HardwareSpec of `spec_options`' values (popped from kw)."""
+    return HardwareSpec(**{k: kw.pop(k) for k in SPEC_KEYS})
