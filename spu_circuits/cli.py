@@ -16,6 +16,7 @@ import click
 import numpy as np
 
 from .cli_common import (
+    check_writable,
     friendly,
     noise_from_options,
     noise_options,
@@ -73,6 +74,7 @@ def compile_cmd(matrix, factor, damping, rhs, topology, out_dir, name, series, t
     """Compile A x = b (or (S^T S + damping I) x = b) into OUT/NAME.cir and OUT/NAME.json."""
     from .compiler import compile_system
 
+    check_writable(Path(out_dir), "--out", folder=True)  # before any work
     spec = spec_from_options(kw)
     noise = noise_from_options(kw)
     realizing = bool(series or tolerance or gbw or vsat or compensate or mc_seed is not None)
@@ -152,10 +154,12 @@ def compile_cmd(matrix, factor, damping, rhs, topology, out_dir, name, series, t
               help="Seconds before ngspice is stopped.")
 @click.option("--x0", "x0_path", type=click.Path(dir_okay=False),
               help="Initial state for tran (.npy; default zeros).")
-@click.option("--t-stop", type=float, default=5.0, show_default=True,
-              help="tran: duration in units of tau.")
-@click.option("--dt", type=float, default=0.05, show_default=True,
-              help="tran: output step in units of tau.")
+@click.option("--t-stop", type=float, default=None,
+              help="tran: duration, in units of tau with a sidecar (default 5), in seconds "
+                   "without one (default: the deck's .tran card).")
+@click.option("--dt", type=float, default=None,
+              help="tran: output step, in units of tau with a sidecar (default 0.05), in "
+                   "seconds without one (default: the deck's .tran card).")
 @click.option("--save", "save_path", type=click.Path(dir_okay=False),
               help="Save the results to this .npz.")
 @click.option("--allow-unsafe", is_flag=True,
@@ -171,22 +175,31 @@ def simulate_cmd(deck_path, analysis, backend, timeout_s, x0_path, t_stop, dt, s
     from .backends import Op, Tran
     from .safety import check_untrusted_deck
 
-    check_untrusted_deck(deck, [Op() if analysis == "op" else Tran(step_s=dt, stop_s=t_stop)],
-                         allow_unsafe=allow_unsafe)
+    if save_path:
+        check_writable(Path(save_path), "--save")
+    foreign = deck.sidecar is None
+    if analysis == "tran":
+        if foreign:
+            t_stop, dt = _deck_tran(deck.text, t_stop, dt)
+        else:
+            t_stop, dt = 5.0 if t_stop is None else t_stop, 0.05 if dt is None else dt
+        if not (t_stop > 0 and dt > 0):
+            raise InputError(f"--t-stop and --dt must be positive, got {t_stop:g} and {dt:g}")
+    an = Op() if analysis == "op" else Tran(step_s=dt, stop_s=t_stop)
+    check_untrusted_deck(deck, [an], allow_unsafe=allow_unsafe)
     results: dict[str, np.ndarray] = {}
-    if deck.sidecar is None:
+    if foreign:
         from .backends import get_backend
 
-        an = Op() if analysis == "op" else Tran(step_s=dt, stop_s=t_stop)
         with get_backend(backend, timeout_s) as be:
             res = be.run(deck.text, an, cwd=deck.cwd, deck_name=str(deck.path))
-        click.echo(f"{deck.path}: no sidecar; node voltages (V):")
-        for k, v in res.vectors.items():
-            results[k] = np.asarray(v)
-            if analysis == "op":
+        results = {k: np.asarray(v) for k, v in res.vectors.items()}
+        if analysis == "op":
+            click.echo(f"{deck.path}: no sidecar; node voltages (V):")
+            for k, v in results.items():
                 click.echo(f"  {k:>12s} = {float(v[0]): .10g}")
-        if analysis == "tran":
-            click.echo(f"  {len(res.vectors.get('time', []))} time points")
+        else:
+            _report_waveforms(deck.path, results, t_stop, dt, save_path)
     elif analysis == "op":
         x = solve_op(deck, backend, timeout_s)
         results["x"] = x
@@ -205,6 +218,48 @@ def simulate_cmd(deck_path, analysis, backend, timeout_s, x0_path, t_stop, dt, s
         np.savez(buf, **results)
         atomic_write({Path(save_path): buf.getvalue()})
         click.echo(f"saved {save_path}")
+
+
+#: rows and node columns of the waveform table `spu simulate --analysis tran` prints
+WAVE_ROWS, WAVE_COLS = 11, 8
+
+
+def _deck_tran(text: str, t_stop: float | None, dt: float | None) -> tuple[float, float]:
+    """(stop, step) in seconds for a deck without a sidecar: the options, else the deck's own
+    `.tran tstep tstop` card; InputError when neither gives them."""
+    if t_stop is not None and dt is not None:
+        return t_stop, dt
+    from .spice.lexer import logical_lines, tokens
+    from .spice.numbers import parse_number
+
+    for lineno, line in logical_lines(text)[1]:
+        toks = tokens(line, f"line {lineno}: ")
+        if toks[0] == ".tran" and len(toks) >= 3:
+            step = parse_number(toks[1], f"line {lineno}: .tran step: ")
+            stop = parse_number(toks[2], f"line {lineno}: .tran stop: ")
+            return (stop if t_stop is None else t_stop), (step if dt is None else dt)
+    raise InputError("this deck has no sidecar and no .tran card: give --t-stop and --dt in "
+                     "seconds")
+
+
+def _report_waveforms(path, vectors: dict[str, np.ndarray], t_stop: float, dt: float,
+                      save_path) -> None:
+    """Print the node waveforms of a deck without a sidecar (seconds, volts), subsampled."""
+    t = vectors.get("time")
+    nodes = [k for k in vectors if k != "time"]
+    click.echo(f"{path}: no sidecar, so --t-stop {t_stop:g} and --dt {dt:g} are seconds; "
+               f"{0 if t is None else len(t)} time points, {len(nodes)} vectors (V; A for "
+               "branch currents):")
+    if t is None or len(t) == 0:
+        return
+    shown = nodes[:WAVE_COLS]
+    rows = np.unique(np.linspace(0, len(t) - 1, min(WAVE_ROWS, len(t))).round().astype(int))
+    click.echo("  " + f"{'time (s)':>12s}" + "".join(f" {k[:12]:>12s}" for k in shown))
+    for r in rows:
+        click.echo("  " + f"{t[r]:12.5g}" + "".join(f" {vectors[k][r]:12.5g}" for k in shown))
+    if len(nodes) > len(shown) or len(rows) < len(t):
+        click.echo("  (every point of every vector: " + (f"saved to {save_path})" if save_path
+                                                         else "--save FILE.npz)"))
 
 
 def _load_input(matrix, factor, damping, rhs, name):

@@ -11,10 +11,12 @@ from __future__ import annotations
 import functools
 import os
 import sys
+import tempfile
+from pathlib import Path
 
 import click
 
-from .errors import SimulationError, SpuError
+from .errors import InputError, SimulationError, SpuError
 from .spec import HardwareSpec
 
 #: the HardwareSpec fields `spec_options` adds, in order
@@ -108,3 +110,26 @@ def noise_from_options(kw: dict):
 def spec_from_options(kw: dict) -> HardwareSpec:
     """The HardwareSpec of `spec_options`' values (popped from kw)."""
     return HardwareSpec(**{k: kw.pop(k) for k in SPEC_KEYS})
+
+
+def check_writable(path: Path, option: str, folder: bool = False) -> None:
+    """Before any work: InputError (exit 2) when `path` (a file, or with folder=True a
+    folder) cannot be written: it exists as the other kind, an ancestor is a file, or the
+    folder where it would be created refuses a file (probed with a temporary file)."""
+    path = Path(path)
+    if path.exists() and path.is_dir() != folder:
+        kind = "a folder" if path.is_dir() else "a file"
+        raise InputError(f"{option} {path}: exists and is {kind}")
+    anc = path if path.exists() and folder else path.parent
+    while not anc.exists():
+        anc = anc.parent
+    if not anc.is_dir():
+        raise InputError(f"{option} {path}: {anc} is a file, not a folder")
+    if path.exists() and not folder and not os.access(path, os.W_OK):
+        raise InputError(f"{option} {path}: the file is not writable")
+    try:
+        fd, probe = tempfile.mkstemp(dir=anc, prefix=".spu-write-check-")
+    except OSError as exc:
+        raise InputError(f"{option} {path}: cannot write in {anc} ({exc.strerror})") from None
+    os.close(fd)
+    os.unlink(probe)

@@ -122,8 +122,19 @@ class Netlist:
         return "\n".join(lines) + "\n"
 
 
+def _new_file_mode(path: Path) -> int:
+    """The mode `open(path, "w")` would leave: the existing file's, else 0o666 minus umask."""
+    try:
+        return path.stat().st_mode & 0o777
+    except FileNotFoundError:
+        mask = os.umask(0)
+        os.umask(mask)
+        return 0o666 & ~mask
+
+
 def atomic_write(files: dict[Path, str | bytes]) -> None:
-    """Write several files so that each appears whole or not at all (temp file + rename)."""
+    """Write several files so that each appears whole or not at all (temp file + rename),
+    with the mode a plain write would give (mkstemp's own is 0600)."""
     tmps: list[tuple[str, Path]] = []
     try:
         for path, content in files.items():
@@ -131,6 +142,7 @@ def atomic_write(files: dict[Path, str | bytes]) -> None:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
             tmps.append((tmp, path))
+            os.fchmod(fd, _new_file_mode(path))
             with os.fdopen(fd, "wb") as fh:
                 fh.write(content.encode() if isinstance(content, str) else content)
                 fh.flush()

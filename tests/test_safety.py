@@ -446,7 +446,7 @@ def test_cli_refuses_hostile_deck(tmp_path, command):
     one line naming it, exit 2, nothing runs, no report written."""
     from click.testing import CliRunner
 
-    from spu_circuits.cli import main
+    from spu_tngd.cli import main
     from spu_circuits.compiler import compile_system
     from spu_circuits.system import LinearSystem
 

@@ -18,7 +18,13 @@ import click
 import numpy as np
 
 from spu_circuits.backends import Op, Tran
-from spu_circuits.cli_common import SPEC_KEYS, friendly, spec_from_options, spec_options
+from spu_circuits.cli_common import (
+    SPEC_KEYS,
+    check_writable,
+    friendly,
+    spec_from_options,
+    spec_options,
+)
 from spu_circuits.errors import InputError
 from spu_circuits.safety import check_untrusted_deck
 
@@ -102,8 +108,7 @@ def validate_cmd(ctx, deck_path, matrix, rhs, report_dir, topology, name, kappa0
                   if ctx.get_parameter_source(k) == click.core.ParameterSource.COMMANDLINE]
     info: dict = {"preset": preset}
     out = Path(report_dir)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"report path {out} exists and is not a folder")
+    check_writable(out, "--report", folder=True)  # before any check runs
     if deck_path is None:
         if matrix is None:
             raise InputError("give a DECK.cir to check, or --matrix (and --rhs) to compile one")
