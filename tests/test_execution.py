@@ -75,9 +75,12 @@ def test_local_cluster_survives_a_killed_worker(tmp_path):
 
 def _decks(tmp_path: Path) -> list[Path]:
     decks = []
+    # dense: no noise of its own (the validator draws pathwise noise from the task's seed);
+    # ideal: its own noise files, which travel with the task
     for k, topo in enumerate(("dense", "ideal")):
+        noise = NoiseSpec("file", 0.01, seed=k, duration_tau=30.0) if k else NoiseSpec()
         c = compile_system(make_system(3, 5.0, seed=k), topo, HardwareSpec(), name=f"sw{topo}",
-                           noise=NoiseSpec("file", 0.01, seed=k, duration_tau=30.0))
+                           noise=noise)
         decks.append(c.write(tmp_path, f"sw{topo}"))
     return decks
 
@@ -93,6 +96,10 @@ def test_validation_sweep_identical_serial_and_local_cluster(tmp_path):
     b = summaries_json(local.results, tasks, local.scheduler)
     assert a == b
     assert all(s.passed for s in serial.results)
+    assert tasks[2].files and not tasks[0].files
+    # the seed reaches the noise the validator draws: the dense deck's pathwise figures differ
+    path = [next(c.value for c in s.checks if c.name == "pathwise") for s in serial.results]
+    assert path[0] != path[1] and path[2] == path[3]
 
 
 def _free_port() -> int:
@@ -142,3 +149,34 @@ def test_sweep_through_a_separately_started_scheduler(tmp_path):
                 p.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 p.kill()
+
+
+@needs_ngspice
+def test_validate_sweep_cli(tmp_path):
+    from click.testing import CliRunner
+
+    from spu_circuits.cli import main
+
+    good, _ = _decks(tmp_path)
+    text = good.read_text().splitlines()
+    # a 20 % fault in one coupling resistor of a copy of the deck (its sidecar kept)
+    i = next(k for k, line in enumerate(text) if line.startswith("ra0_1 "))
+    parts = text[i].split()
+    parts[3] = repr(float(parts[3]) * 1.2)
+    text[i] = " ".join(parts)
+    bad = tmp_path / "swbad.cir"
+    bad.write_text("\n".join(text) + "\n")
+    bad.with_suffix(".json").write_text(good.with_suffix(".json").read_text())
+    r = CliRunner().invoke(main, ["validate", "--sweep", str(good), str(bad), "--seeds", "0,1",
+                                  "--checks", "dc", "--scheduler", "serial", "--report",
+                                  str(tmp_path / "rep")])
+    assert r.exit_code == 1, r.output
+    assert "FAIL: 2/4 runs passed" in r.output
+    for f in ("sweep.json", "sweep.md", "sweep.png"):
+        assert (tmp_path / "rep" / f).is_file()
+    r = CliRunner().invoke(main, ["validate", "--sweep", str(good), "--checks", "dc",
+                                  "--scheduler", "serial", "--report", str(tmp_path / "rep2")])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(main, ["validate", str(good), str(bad), "--report",
+                                  str(tmp_path / "rep3")])
+    assert r.exit_code == 2 and "several with --sweep" in r.output

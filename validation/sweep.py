@@ -120,3 +120,105 @@ def summaries_json(summaries: list[ValidateSummary | None], tasks: list[Validate
            "failed_to_run": sum(1 for s in summaries if s is None), "rows": rows}
     del scheduler  # where it ran does not enter the result file (byte-identical anywhere)
     return json.dumps(doc, indent=2, allow_nan=True, sort_keys=False) + "\n"
+
+
+def parse_seeds(text: str) -> tuple[int, ...]:
+    """'0,1,5' or '0-9' (inclusive) or a mix: the seeds of a sweep."""
+    seeds: list[int] = []
+    for part in (p.strip() for p in str(text).split(",")):
+        if not part:
+            continue
+        lo, sep, hi = part.partition("-")
+        try:
+            if sep:
+                a, b = int(lo), int(hi)
+                if b < a:
+                    raise ValueError
+                seeds.extend(range(a, b + 1))
+            else:
+                seeds.append(int(part))
+        except ValueError:
+            raise InputError(f"--seeds {text!r}: give seeds as 0,1,2 or a range 0-9") from None
+    if not seeds:
+        raise InputError(f"--seeds {text!r}: no seed given")
+    if any(s < 0 for s in seeds):
+        raise InputError(f"--seeds {text!r}: seeds must be ≥ 0")
+    return tuple(dict.fromkeys(seeds))
+
+
+def sweep_markdown(summaries: list[ValidateSummary | None], tasks: list[ValidateTask],
+                   failures_text: list[str]) -> str:
+    names = list(dict.fromkeys(c for t in tasks for c in t.checks))
+    lines = ["# Validation sweep", "",
+             f"{len(tasks)} runs; {sum(1 for s in summaries if s and s.passed)} passed every "
+             "check.", "", "| deck | seed | " + " | ".join(names) + " |",
+             "|---|---|" + "---|" * len(names)]
+    for t, s in zip(tasks, summaries, strict=True):
+        cells = []
+        for n in names:
+            c = next((c for c in (s.checks if s else ()) if c.name == n), None)
+            cells.append("not run" if c is None else
+                         f"{'pass' if c.passed else 'FAIL'} ({c.metric} {c.value:.3g})")
+        lines.append(f"| {t.deck_name} | {t.seed} | " + " | ".join(cells) + " |")
+    if failures_text:
+        lines += ["", "## Runs that failed", ""] + [f"- {f}" for f in failures_text]
+    return "\n".join(lines) + "\n"
+
+
+def plot_sweep(summaries: list[ValidateSummary | None], tasks: list[ValidateTask],
+               path: Path) -> None:
+    """Pass/fail grid (rows: deck × seed, columns: checks) as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    names = list(dict.fromkeys(c for t in tasks for c in t.checks))
+    grid = np.full((len(tasks), len(names)), np.nan)
+    for i, s in enumerate(summaries):
+        for c in (s.checks if s else ()):
+            grid[i, names.index(c.name)] = 1.0 if c.passed else 0.0
+    fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(names), 0.8 + 0.28 * len(tasks)))
+    ax.imshow(grid, cmap="RdYlGn", vmin=0, vmax=1, aspect="auto")
+    ax.set_xticks(range(len(names)), names)
+    ax.set_yticks(range(len(tasks)), [f"{t.deck_name} s{t.seed}" for t in tasks], fontsize=7)
+    ax.set_title("validation sweep: green pass, red fail, white not run", fontsize=9)
+    fig.tight_layout()
+    import io
+
+    from spu_circuits.netlist import atomic_write
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, metadata={"Software": None})
+    plt.close(fig)
+    atomic_write({path: buf.getvalue()})
+
+
+def run_validate_sweep(decks: list[str], seeds: str, checks: tuple[str, ...], preset: str,
+                       scheduler: str, report_dir: Path, timeout_s: float,
+                       cache_dir: Path | None, echo) -> bool:
+    """`spu validate --sweep`: every deck × seed; writes sweep.json, sweep.md, sweep.png."""
+    from spu_circuits.execution import parse_scheduler, run_sweep
+    from spu_circuits.netlist import atomic_write
+
+    sched = parse_scheduler(scheduler)
+    seed_list = parse_seeds(seeds)
+    if not decks:
+        raise InputError("--sweep needs one or more DECK.cir files")
+    tasks = [task_for_deck(d, s, checks, preset, timeout_s) for d in decks for s in seed_list]
+    echo(f"validation sweep: {len(decks)} deck(s) × {len(seed_list)} seed(s) = {len(tasks)} "
+         f"runs of {','.join(checks)} on {sched.describe()}")
+    out = run_sweep(validate_task, tasks, scheduler=sched, desc="validate",
+                    cache_dir=cache_dir)
+    fails = [f.describe() for f in out.failures]
+    for f in fails:
+        echo(f"run failed: {f}")
+    report_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write({report_dir / "sweep.json": summaries_json(out.results, tasks, out.scheduler),
+                  report_dir / "sweep.md": sweep_markdown(out.results, tasks, fails)})
+    plot_sweep(out.results, tasks, report_dir / "sweep.png")
+    n_ok = sum(1 for s in out.results if s is not None and s.passed)
+    echo(f"{'PASS' if n_ok == len(tasks) else 'FAIL'}: {n_ok}/{len(tasks)} runs passed every "
+         f"check; report {report_dir / 'sweep.md'}")
+    return n_ok == len(tasks)
