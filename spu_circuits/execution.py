@@ -42,6 +42,9 @@ from .netlist import atomic_write
 #: `allowed-failures` for tasks that kill workers)
 TASK_RETRIES = 2
 
+#: thread-count variables set to 1 in local workers (one single-threaded process per core)
+_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
 _TCP = re.compile(r"^tcp://[A-Za-z0-9_.\-\[\]:]+:\d{1,5}$")
 
 
@@ -220,9 +223,12 @@ def _run_dask(sched: Scheduler, fn, tasks, keys, todo, store, bar) -> None:
                           "distributed.logging.distributed": "error"}):
         try:
             if sched.kind == "local":
+                # one process per core, each single-threaded (BLAS, torch): no
+                # oversubscription
                 cluster = LocalCluster(n_workers=sched.workers or os.cpu_count() or 1,
                                        threads_per_worker=1, processes=True,
-                                       dashboard_address=None, silence_logs=40)
+                                       dashboard_address=None, silence_logs=40,
+                                       env=dict.fromkeys(_THREAD_VARS, "1"))
                 client = Client(cluster)
             else:
                 try:
