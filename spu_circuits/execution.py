@@ -84,6 +84,30 @@ def parse_scheduler(text: str | Scheduler | None) -> Scheduler:
     raise InputError(f"--scheduler {text!r}: use serial, local, local:N or tcp://HOST:PORT")
 
 
+def parse_seeds(text: str) -> tuple[int, ...]:
+    """'0,1,5' or '0-9' (inclusive) or a mix: the seeds of a sweep."""
+    seeds: list[int] = []
+    for part in (p.strip() for p in str(text).split(",")):
+        if not part:
+            continue
+        lo, sep, hi = part.partition("-")
+        try:
+            if sep:
+                a, b = int(lo), int(hi)
+                if b < a:
+                    raise ValueError
+                seeds.extend(range(a, b + 1))
+            else:
+                seeds.append(int(part))
+        except ValueError:
+            raise InputError(f"--seeds {text!r}: give seeds as 0,1,2 or a range 0-9") from None
+    if not seeds:
+        raise InputError(f"--seeds {text!r}: no seed given")
+    if any(s < 0 for s in seeds):
+        raise InputError(f"--seeds {text!r}: seeds must be ≥ 0")
+    return tuple(dict.fromkeys(seeds))
+
+
 @dataclass(frozen=True)
 class TaskFailure:
     """A task that raised: its index in the sweep, the one-line error and its details."""

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from spu_circuits.errors import InputError
-from spu_circuits.execution import require_ngspice
+from spu_circuits.execution import parse_seeds, require_ngspice
 
 #: checks whose numbers are reproducible from the seed (see the module docstring)
 SEEDED_CHECKS = ("dc", "transient", "pathwise")
@@ -120,30 +120,6 @@ def summaries_json(summaries: list[ValidateSummary | None], tasks: list[Validate
            "failed_to_run": sum(1 for s in summaries if s is None), "rows": rows}
     del scheduler  # where it ran does not enter the result file (byte-identical anywhere)
     return json.dumps(doc, indent=2, allow_nan=True, sort_keys=False) + "\n"
-
-
-def parse_seeds(text: str) -> tuple[int, ...]:
-    """'0,1,5' or '0-9' (inclusive) or a mix: the seeds of a sweep."""
-    seeds: list[int] = []
-    for part in (p.strip() for p in str(text).split(",")):
-        if not part:
-            continue
-        lo, sep, hi = part.partition("-")
-        try:
-            if sep:
-                a, b = int(lo), int(hi)
-                if b < a:
-                    raise ValueError
-                seeds.extend(range(a, b + 1))
-            else:
-                seeds.append(int(part))
-        except ValueError:
-            raise InputError(f"--seeds {text!r}: give seeds as 0,1,2 or a range 0-9") from None
-    if not seeds:
-        raise InputError(f"--seeds {text!r}: no seed given")
-    if any(s < 0 for s in seeds):
-        raise InputError(f"--seeds {text!r}: seeds must be ≥ 0")
-    return tuple(dict.fromkeys(seeds))
 
 
 def sweep_markdown(summaries: list[ValidateSummary | None], tasks: list[ValidateTask],
