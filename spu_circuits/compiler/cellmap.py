@@ -10,7 +10,8 @@ Units: node voltages in V, x = V(cell.output)/v₀.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+import functools
+from dataclasses import dataclass, field, fields, replace
 from enum import StrEnum
 
 
@@ -204,14 +205,15 @@ class CellMap:
                        trimmable=tuple(x for x in self.trimmable if x not in gone))
 
     def to_json(self) -> dict:
-        d = asdict(self)
-        d["cells"] = [dict(asdict(c), internal_nodes=list(c.internal_nodes))
-                      for c in self.cells]
-        d["couplings"] = [dict(asdict(c), elements=list(c.elements)) for c in self.couplings]
-        d["stages"] = [dict(asdict(s), internal_nodes=list(s.internal_nodes))
-                       for s in self.stages]
-        d["trimmable"] = list(self.trimmable)
-        return d
+        """Plain JSON-able dict (shallow per dataclass: the fields are str, int or tuples)."""
+        return {
+            "topology": self.topology,
+            "cells": [_plain(c) for c in self.cells],
+            "couplings": [_plain(c) for c in self.couplings],
+            "stages": [_plain(s) for s in self.stages],
+            "roles": dict(self.roles),
+            "trimmable": list(self.trimmable),
+        }
 
     @classmethod
     def from_json(cls, d: dict) -> CellMap:
@@ -226,3 +228,17 @@ class CellMap:
             roles=dict(d.get("roles", {})),
             trimmable=tuple(d.get("trimmable", ())),
         )
+
+
+@functools.cache
+def _field_names(cls) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(cls))
+
+
+def _plain(obj) -> dict:
+    """A flat dataclass as a dict, tuples as lists (what json writes anyway)."""
+    out = {}
+    for name in _field_names(type(obj)):
+        v = getattr(obj, name)
+        out[name] = list(v) if isinstance(v, tuple) else v
+    return out
