@@ -9,8 +9,11 @@ instance), GM (transconductors of the gm-C topology), V (voltage sources: the bi
 instances). Rows group equal parts: designators compressed into ranges ("R1-R8,R12"), the
 value with unit ("1.00 kΩ", "1 nF"), series, tolerance and count; ordered by kind, then
 value, then first designator, so the CSV is deterministic. Op-amp macromodel internals
-(`.subckt` contents) are not parts. For a Monte-Carlo realisation the nominal (ordered)
-values recorded in the sidecar are listed, not the drawn ones.
+(`.subckt` contents) are not parts. Op-amps and noise sources are found by their role in the
+sidecar's cell map (`spu_circuits.compiler.cellmap`); a bare Netlist without one is
+classified by element type (an op-amp: a VCVS with its output to ground). For a Monte-Carlo
+realisation the nominal (ordered) values recorded in the sidecar are listed, not the drawn
+ones.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from .compiler.cellmap import OPAMP_ROLES, Role
 from .errors import InputError
 from .netlist import GROUND, Netlist, atomic_write
 from .sidecar import Sidecar, as_sidecar
@@ -107,19 +111,29 @@ def _source(x) -> tuple[list[tuple[str, str, tuple[str, ...], float | None, str 
     side_path = path.with_suffix(".json")
     side = Sidecar.loads(side_path.read_text(), f"sidecar {side_path}") \
         if side_path.exists() else None
+    roles = _roles(side)
     els: list = []
     seen_inst: set[str] = set()
     for e in parsed.elements:
         if "." in e.name:
-            # flattened subcircuit contents: one part per instance (the op-amp macromodel)
-            inst = e.name.split(".")[1]
-            if inst not in seen_inst:
+            # flattened subcircuit contents: an element of the cell map (tiles) is a part of
+            # its own; otherwise one part per instance (the op-amp macromodel)
+            local, inst = e.name.split(".")[-1], e.name.split(".")[1]
+            if local in roles and inst in roles and roles[inst] == Role.TILE.value:
+                els.append((local, e.kind, e.nodes, e.value,
+                            "trnoise" if getattr(e, "noise", None) is not None else e.model))
+            elif inst not in seen_inst:
                 seen_inst.add(inst)
                 els.append((inst, "x", (), None, None))
             continue
         els.append((e.name, e.kind, e.nodes, e.value,
                     "trnoise" if getattr(e, "noise", None) is not None else e.model))
     return els, side
+
+
+def _roles(side: Sidecar | None) -> dict[str, str]:
+    """Element name → role, from the sidecar's cell map ({} without one)."""
+    return dict(side.cell_map.roles) if side is not None and side.cell_map else {}
 
 
 def _parts(x) -> tuple[list[_Part], dict]:
@@ -131,10 +145,21 @@ def _parts(x) -> tuple[list[_Part], dict]:
     gain = rec.opamp.gain if rec is not None else (side.opamp_gain if side else None)
     gbw = rec.opamp.gbw_hz if rec is not None else None
     digits = {"e12": 2, "e24": 2, "e96": 3, "e192": 3}
+    roles = _roles(side)
     parts: list[_Part] = []
     for name, letter, nodes, value, spec in els:
         v = nominal.get(name, value)
-        if letter == "r":
+        role = roles.get(name)
+        if role == Role.TILE.value:
+            continue                    # a tile instance: its parts are listed one by one
+        if role in OPAMP_ROLES and letter == "e":
+            parts.append(_Part(name, "op-amp", None,
+                               f"A0 {value:g}" if value is not None else "op-amp"))
+        elif role == Role.NOISE.value:
+            parts.append(_Part(name, "noise source", None,
+                               "filesource (sampled noise)" if letter == "a"
+                               else "white-noise current"))
+        elif letter == "r":
             parts.append(_Part(name, "resistor", v,
                                format_value(v, "Ω", digits.get(series, 4))))
         elif letter == "c":

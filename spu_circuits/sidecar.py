@@ -368,7 +368,7 @@ class Tiling:
 # ------------------------------------------------------------------------------ the sidecar
 
 #: optional records: JSON key → Sidecar field (written only when not None, in this order)
-_OPTIONAL_RECORDS = ("realization", "tiles", "cell_map")
+_OPTIONAL_RECORDS = ("cell_map", "realization", "tiles")
 
 
 @dataclass(frozen=True)

@@ -81,14 +81,18 @@ def test_factored_record_and_tiles_round_trip():
 
 def test_cell_map_is_an_optional_record():
     c = compile_system(_system(2), "dense")
-    assert "cell_map" not in c.meta
+    assert c.sidecar.cell_map is not None and c.cell_map.n == 2
+    bare = c.sidecar.with_(cell_map=None)
+    assert "cell_map" not in bare.to_json()  # sidecars written before cell maps
+    assert Sidecar.from_json(bare.to_json()).cell_map is None
     cm = CellMap("dense", (Cell(0, "o0", "s0", "c0", "vb0", inverted="p0"),
                            Cell(1, "o1", "s1", "c1", "vb1", inverted="p1")),
                  couplings=(Coupling("A", 0, 1, -1, ("ra0_1",)),), roles={"c0": "integrator_cap"})
-    side = c.sidecar.with_(cell_map=cm, deck_sha256="x" * 64)
+    side = bare.with_(cell_map=cm, deck_sha256="x" * 64)
     d = side.to_json()
-    assert list(d)[-2:] == ["cell_map", "deck_sha256"]
+    assert list(d)[-3:] == ["system", "cell_map", "deck_sha256"]
     assert Sidecar.from_json(json.loads(side.dumps())).cell_map == cm
+    assert Sidecar.from_json(c.meta).cell_map == c.cell_map
 
 
 def test_unknown_keys_are_kept_and_records_are_frozen():

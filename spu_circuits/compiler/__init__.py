@@ -13,17 +13,25 @@ import numpy as np
 
 from .. import __version__
 from ..errors import CompileError, InputError
-from ..graphcheck import check_netlist
+from ..graphcheck import check_cell_map, check_netlist
 from ..netlist import Netlist, atomic_write, deck_digest
-from ..sidecar import FORMAT, IcMap, Prediction, Pruning, Sidecar, SystemRecord
+from ..sidecar import FORMAT, IcMap, Pruning, Sidecar, SystemRecord
+from ..sidecar import Prediction as PredictionRecord
 from ..spec import HardwareSpec
 from ..system import FactoredSystem, LinearSystem
 from . import topology_dense, topology_factored, topology_ideal
+from .cellmap import CellMap
 from .noise import NoiseSpec, add_noise
-from .scaling import scale, scale_factored
+from .topology import TOPOLOGIES, Topology, register
+from .topology import get as get_topology
 
-TOPOLOGIES = {"dense": topology_dense, "ideal": topology_ideal,
-              "factored": topology_factored}
+#: the built-in topologies, one module each (each defines TOPOLOGY, a `Topology` object)
+TOPOLOGY_MODULES = (topology_dense, topology_ideal, topology_factored)
+for _mod in TOPOLOGY_MODULES:
+    register(_mod.TOPOLOGY)
+
+__all__ = ["TOPOLOGIES", "CompiledCircuit", "Topology", "compile_system", "get_topology",
+           "register"]
 
 #: simulator options every deck carries (tight tolerances: these circuits are linear)
 DECK_OPTIONS = {"reltol": "1e-6", "abstol": "1e-15", "vntol": "1e-12", "chgtol": "1e-20",
@@ -54,6 +62,11 @@ class CompiledCircuit:
     @property
     def volts_per_unit(self) -> float:
         return float(self.sidecar.volts_per_unit)
+
+    @property
+    def cell_map(self) -> CellMap | None:
+        """The deck's cell map (None for a sidecar written before cell maps existed)."""
+        return self.sidecar.cell_map
 
     def deck_text(self) -> str:
         return self.netlist.to_text()
@@ -87,25 +100,18 @@ def compile_system(system: LinearSystem | FactoredSystem, topology: str = "dense
     """
     spec = spec or HardwareSpec()
     noise = noise or NoiseSpec()
-    if topology not in TOPOLOGIES:
-        raise InputError(f"unknown topology {topology!r}; choose from {sorted(TOPOLOGIES)}")
-    mod = TOPOLOGIES[topology]
-    factored = isinstance(system, FactoredSystem)
-    if topology == "factored":
-        if not factored:
-            raise InputError("the factored topology needs F̃ = SᵀS + λI: give the factor S and "
-                             "the damping λ (--factor S.npy --damping λ)")
-        sc = scale_factored(system, spec)
-    else:
-        if factored:
-            system = system.as_linear_system()
-        sc = scale(system, spec)
+    topo = get_topology(topology)
+    sc = topo.scale(system, spec)
+    if not topo.needs_factor and isinstance(system, FactoredSystem):
+        system = system.as_linear_system()
     name = name or system.name
-    net = Netlist(title=f"spu-tngd {name}: {topology} SPU realising A x = b, N = {system.n}")
-    outputs = mod.build(sc, spec, net)
+    net, cell_map = topo.build(sc, spec)
+    net.title = f"spu-tngd {name}: {topology} SPU realising A x = b, N = {system.n}"
+    outputs = cell_map.outputs
     net.options = dict(DECK_OPTIONS)
-    predicted = (_predicted(system, sc, spec, topology, net, outputs) if predict else
-                 Prediction(x_dc=None, rel_deviation_from_exact=None, cause="not computed"))
+    predicted = (_predicted(system, sc, spec, topo, net, cell_map) if predict else
+                 PredictionRecord(x_dc=None, rel_deviation_from_exact=None,
+                                  cause="not computed"))
     net.header = _header(system, sc, spec, topology, outputs, predicted)
     check_netlist(net, spec)
     side = Sidecar(
@@ -115,15 +121,15 @@ def compile_system(system: LinearSystem | FactoredSystem, topology: str = "dense
         topology=topology,
         n=system.n,
         outputs=tuple(outputs),
-        noise_nodes=tuple(mod.injection_node(i) for i in range(system.n)),
-        ic_map=IcMap.from_json(mod.ic_map(sc, spec)),
+        noise_nodes=tuple(cell_map.summing_nodes),
+        ic_map=IcMap.from_json(topo.ic_map(sc, spec)),
         volts_per_unit=spec.volts_per_unit,
         tau_s=sc.tau_s,
         tau_device_s=spec.tau_s,
         R0_ohm=spec.R0_ohm,
         C_F=spec.C_F,
         matrix_scale=sc.alpha,
-        opamp_gain=spec.opamp_gain if topology != "ideal" else None,
+        opamp_gain=spec.opamp_gain if topo.uses_opamps else None,
         system_sha256=system.digest(),
         condition_number=system.condition_number(),
         pruning=Pruning(threshold_rel=spec.prune_rel, auto=spec.auto_prune,
@@ -131,44 +137,35 @@ def compile_system(system: LinearSystem | FactoredSystem, topology: str = "dense
         predicted=predicted,
         options=dict(DECK_OPTIONS),
         spec=spec,
-        system=SystemRecord.of(system, factored=topology == "factored"),
+        system=SystemRecord.of(system, factored=topo.needs_factor),
     )
-    noise_rec, extra = add_noise(net, side, noise, sc.A, name, mod.NOISE_SIGN)
-    side = side.with_(noise=noise_rec, element_counts=net.counts())
+    noise_roles: dict[str, str] = {}
+    noise_rec, extra = add_noise(net, side, noise, sc.A, name, topo.noise_sign,
+                                 roles=noise_roles)
+    cell_map = cell_map.with_roles(noise_roles)
+    check_cell_map(net, cell_map)
+    side = side.with_(noise=noise_rec, element_counts=net.counts(), cell_map=cell_map)
     return CompiledCircuit(net, side, extra)
 
 
-def _netlist_dc(net: Netlist, outputs: list[str], v0: float) -> np.ndarray:
-    """DC solution read off the netlist by the independent parser's nodal analysis."""
-    from ..parser import dc_solution, parse_deck
-
-    volts = dc_solution(parse_deck(net.to_text()))
-    return np.array([volts[o] for o in outputs]) / v0
-
-
-def _predicted(system, sc, spec: HardwareSpec, topology: str, net: Netlist,
-               outputs: list[str]) -> Prediction:
+def _predicted(system, sc, spec: HardwareSpec, topo: Topology, net: Netlist,
+               cell_map: CellMap) -> PredictionRecord:
     """What the circuit should return, and how far from A⁻¹b (finite gain, pruning)."""
     x_exact = system.solution()
     cause = []
     if sc.pruned:
         cause.append(f"pruning of {sc.pruned} couplings")
-    if topology == "dense":
-        cause.append("finite op-amp gain")
-        x_circ = topology_dense.finite_gain_dc(sc.A, sc.b, sc.alpha, spec)
-    elif topology == "factored":
-        cause.append("finite op-amp gain")
-        x_circ = _netlist_dc(net, outputs, spec.volts_per_unit)
-    else:
-        x_circ = np.linalg.solve(sc.A, sc.b)
+    pred = topo.predict_dc(sc, spec, net, cell_map)
+    cause += pred.causes
+    x_circ = np.asarray(pred.x_dc, dtype=float)
     dev = float(np.linalg.norm(x_circ - x_exact) / max(np.linalg.norm(x_exact), 1e-300))
-    if topology != "ideal" and dev > MAX_PREDICTED_GAIN_ERROR:
+    if topo.uses_opamps and dev > MAX_PREDICTED_GAIN_ERROR:
         raise CompileError(
             f"A's condition number {system.condition_number():.3g} is too large for op-amp "
             f"gain {spec.opamp_gain:g}: the circuit's DC solution would deviate from A⁻¹b by "
             f"{dev:.3g} (relative); raise --gain or precondition the system")
-    return Prediction(x_dc=tuple(x_circ.tolist()), rel_deviation_from_exact=dev,
-                      cause=" and ".join(cause) or "none (ideal elements)")
+    return PredictionRecord(x_dc=tuple(x_circ.tolist()), rel_deviation_from_exact=dev,
+                            cause=" and ".join(cause) or "none (ideal elements)")
 
 
 def _header(system, sc, spec, topology, outputs, predicted) -> list[str]:
