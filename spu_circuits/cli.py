@@ -23,6 +23,7 @@ from .cli_common import (
     spec_from_options,
     spec_options,
 )
+from .compiler.topology import TOPOLOGIES
 from .errors import InputError
 
 _spec = spec_from_options  # former private names
@@ -42,7 +43,7 @@ def main() -> None:
               help="S as .npy (r×N), for F = S^T S + damping*I (instead of --matrix).")
 @click.option("--damping", type=float, default=None, help="Damping lambda > 0 with --factor.")
 @click.option("--rhs", type=click.Path(dir_okay=False), help="b as .npy (default: ones).")
-@click.option("--topology", type=click.Choice(["dense", "ideal", "factored"]),
+@click.option("--topology", type=click.Choice(sorted(TOPOLOGIES)),
               default=None, help="Circuit topology [default: factored with --factor, "
               "else dense].")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True,
