@@ -16,6 +16,7 @@ import numpy as np
 
 from .errors import InputError, SimulationError, SpuError
 from .spec import HardwareSpec
+from .timesteps import NOISE_STEP_FRAC
 
 
 def _fail(msg: str, code: int = 2) -> None:
@@ -81,7 +82,8 @@ def noise_options(fn):
         click.option("--kappa0", type=float, default=0.0, show_default=True,
                      help="Noise level kappa0: stationary covariance kappa0*A^-1."),
         click.option("--noise-step", "noise_step", type=float, default=None,
-                     help="Noise step NT in units of tau (default 0.01/lambda_max(A))."),
+                     help="Noise step NT in units of tau "
+                          f"(default {NOISE_STEP_FRAC}/lambda_max(A))."),
         click.option("--noise-duration", "noise_duration", type=float, default=100.0,
                      show_default=True, help="file noise: length covered, units of tau."),
         click.option("--seed", type=int, default=0, show_default=True,

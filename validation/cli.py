@@ -22,6 +22,7 @@ from spu_circuits.cli import _spec as spec_from_options
 from spu_circuits.cli import friendly, spec_options
 from spu_circuits.errors import InputError
 from spu_circuits.safety import check_untrusted_deck
+from spu_circuits.timesteps import VALIDATION_NOISE_STEP_FRAC
 
 SPEC_KEYS = ("R0_ohm", "C_F", "volts_per_unit", "opamp_gain", "r_min_ohm", "r_max_ohm",
              "prune_rel", "auto_prune")
@@ -63,7 +64,8 @@ def _target_system(matrix, rhs, deck):
 @click.option("--kappa0", type=float, default=None,
               help="Noise level κ₀ (default: the deck's, else 0.01).")
 @click.option("--noise-step", "noise_step", type=float, default=None,
-              help="Noise step in units of τ (default: the deck's, else 0.2/λ_max(A)).")
+              help="Noise step in units of τ (default: the deck's, else "
+                   f"{VALIDATION_NOISE_STEP_FRAC}/λ_max(A)).")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of the pathwise noise files and the surrogate.")
 @click.option("--backend", type=click.Choice(["shared", "cli"]), default="shared",

@@ -1,0 +1,201 @@
+"""Exact OU transitions of ``A = λI + SᵀS`` at the cost of a Woodbury solve (Krylov in r-space).
+
+Every matrix function the transition needs is ``f(A) v = f(λ) v + Sᵀ q_f(K) S v`` with
+``K = SSᵀ`` and ``q_f(μ) = (f(λ+μ) − f(λ))/μ`` (:func:`spu_circuits.ou_math.divided_difference`).
+Instead of an eigendecomposition of K (r³ work, several times a Cholesky), ``q_f(K) w`` is
+evaluated by the Lanczos method on the shift-and-invert operator ``M = λ(λI + K)⁻¹`` — the one
+Cholesky factor of λI + K that the Woodbury solve computes anyway (:class:`tngd.gram.GramFactor`).
+M's eigenvalues ξ = λ/(λ+μ) lie in (0, 1] whatever the spread of K, and the OU functions are
+smooth in ξ, so few iterations (each two triangular solves, O(r²)) reach float64 round-off.
+
+:func:`lanczos_function` stops when successive approximations (tested every second step)
+agree to ``tol`` twice in a row, or at an invariant subspace (exact). When it has not converged
+after ``max_iter`` steps the function is evaluated exactly from K's eigendecomposition instead
+(counted in ``fallbacks``), so the result always has the exact law.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.linalg as sla
+import torch
+from torch import Tensor
+
+from spu_circuits import ou_math
+from tngd.gram import GramFactor
+from tngd.ou_base import Generator, OUBase
+
+__all__ = ["KrylovLowRankOU", "LanczosResult", "lanczos_function"]
+
+F64 = torch.float64
+
+
+@dataclass(frozen=True)
+class LanczosResult:
+    """y ≈ f(M) w (float64, (r,)); iterations = operator products; converged: the stopping test
+    was met (or an invariant subspace was found)."""
+
+    y: Tensor
+    iterations: int
+    converged: bool
+
+
+def lanczos_function(
+    matvec: Callable[[Tensor], Tensor],
+    w: Tensor,
+    f_of_eig: Callable[[np.ndarray], np.ndarray],
+    *,
+    tol: float = 1e-13,
+    max_iter: int = 64,
+) -> LanczosResult:
+    """f(M) w for an SPD operator M (``matvec``: (r,) float64 → (r,)) by Lanczos.
+
+    With the Lanczos basis Q_m and tridiagonal T_m = Y diag(θ) Yᵀ: f(M) w ≈ ‖w‖ Q_m Y f(θ) Y[0].
+    Full re-orthogonalisation (m ≤ max_iter vectors). ``f_of_eig`` maps the Ritz values θ
+    (numpy float64) to f(θ).
+    """
+    beta0 = float(torch.linalg.vector_norm(w))
+    r = w.shape[0]
+    if beta0 == 0.0 or r == 0:
+        return LanczosResult(torch.zeros_like(w), 0, True)
+    m_max = max(1, min(int(max_iter), r))
+    Q = torch.empty(m_max, r, dtype=F64, device=w.device)
+    Q[0] = w / beta0
+    alphas: list[float] = []
+    betas: list[float] = []
+    prev: np.ndarray | None = None
+    agreed = 0
+    coef = np.zeros(1)
+    for j in range(m_max):
+        u = matvec(Q[j])
+        a = float(torch.dot(u, Q[j]))
+        alphas.append(a)
+        u = u - a * Q[j]
+        if j > 0:
+            u = u - betas[-1] * Q[j - 1]
+        Qj = Q[: j + 1]
+        u = u - (Qj @ u) @ Qj  # full re-orthogonalisation (the recurrence was the first pass)
+        b = float(torch.linalg.vector_norm(u))
+        m = j + 1
+        invariant = b <= 1e-14 * max(max(abs(x) for x in alphas), 1e-300)
+        last = invariant or m == r or m == m_max
+        if last or m in (1, 2) or m % 2 == 0:  # test every second step (the test costs m²)
+            theta, Y = sla.eigh_tridiagonal(np.array(alphas), np.array(betas))
+            coef = beta0 * (Y @ (f_of_eig(theta) * Y[0]))
+            if prev is not None:
+                err = float(np.linalg.norm(coef - np.pad(prev, (0, m - prev.shape[0]))))
+                scale = float(np.linalg.norm(coef))
+                agreed = agreed + 1 if err <= tol * max(scale, 1e-300) else 0
+            prev = coef
+            if invariant or agreed >= 2 or m == r:
+                return LanczosResult(_combine(Q[:m], coef), m, True)
+            if m == m_max:
+                break
+        betas.append(b)
+        Q[j + 1] = u / b
+    return LanczosResult(_combine(Q[: len(alphas)], coef), len(alphas), False)
+
+
+def _combine(Q: Tensor, coef: np.ndarray) -> Tensor:
+    return torch.as_tensor(coef, dtype=F64, device=Q.device) @ Q
+
+
+class KrylovLowRankOU(OUBase):
+    """Exact OU transitions for ``A = λI + SᵀS`` from one Cholesky of λI + SSᵀ.
+
+    x* = A⁻¹b by Woodbury; a transition of length h is
+    ``x* + e^{−λh} d + Sᵀ q_decay(K) S d (+ noise)`` with d = x − x*, ``q_decay(K) S d`` by
+    :func:`lanczos_function` on ``M = λ(λI+K)⁻¹``; the noise
+    ``√(κ₀(1 − e^{−2Ah})/A) ξ`` the same way, and a stationary sample (h = ∞) exactly as
+    ``x* + √κ₀ A⁻¹(√λ ξ + Sᵀ ζ)`` (ξ ∈ R^N, ζ ∈ R^r standard normal: covariance κ₀A⁻¹).
+
+    Args:
+        S: (r, N); lam: λ > 0; b: (N,); kappa0: κ₀ ≥ 0.
+        factor: a :class:`GramFactor` of (S, λ) to reuse (else built here).
+        tol: Lanczos tolerance (default 1e-13 for float64 S, 1e-7 otherwise).
+        max_iter: Lanczos steps before the exact eigendecomposition takes over (default 64).
+    Counters ``iterations`` (operator products, all calls) and ``fallbacks``.
+    """
+
+    def __init__(
+        self, S: Tensor, lam: float, b: Tensor, kappa0: float, *,
+        factor: GramFactor | None = None, tol: float | None = None, max_iter: int = 64,
+    ) -> None:
+        if S.ndim != 2:
+            raise ValueError("S must be r×N")
+        if not float(kappa0) >= 0:
+            raise ValueError("kappa0 must be ≥ 0")
+        self.factor = factor if factor is not None else GramFactor(S, lam)
+        self.S = S
+        self.lam = float(lam)
+        self.kappa0 = float(kappa0)
+        self.n = S.shape[1]
+        self.b = torch.as_tensor(b).to(dtype=S.dtype, device=S.device).reshape(self.n)
+        self.tol = float(tol) if tol is not None else (1e-13 if S.dtype == F64 else 1e-7)
+        self.max_iter = int(max_iter)
+        self.iterations = 0
+        self.fallbacks = 0
+        self.x_star = self.factor.solve(self.b)
+
+    def _f_lam(self, fn: Callable[[Tensor], Tensor]) -> float:
+        return float(fn(torch.tensor(self.lam, dtype=F64)))
+
+    def q_apply(self, fn: Callable[[Tensor], Tensor], w: Tensor) -> Tensor:
+        """``q_f(K) w`` (float64 (r,)) for f given on A's eigenvalues (float64 tensors)."""
+        lam = self.lam
+
+        def f_of_xi(xi: np.ndarray) -> np.ndarray:
+            mu = torch.as_tensor(lam * (1.0 / xi - 1.0), dtype=F64).clamp_min(0.0)
+            return ou_math.divided_difference(fn, lam, mu).numpy()
+
+        res = lanczos_function(
+            self.factor.shift_invert, w.to(F64), f_of_xi, tol=self.tol, max_iter=self.max_iter
+        )
+        self.iterations += res.iterations
+        if res.converged:
+            return res.y
+        self.fallbacks += 1
+        mu, U = self.factor.eigh()
+        q = ou_math.divided_difference(fn, lam, mu)
+        return U @ (q * (U.T @ w.to(F64)))
+
+    def _apply_rows(self, fn, v: Tensor) -> Tensor:
+        """Sᵀ q_f(K) S v for v (..., N) (row by row)."""
+        flat = v.reshape(-1, self.n)
+        W = flat @ self.S.T  # (m, r)
+        C = torch.stack([self.q_apply(fn, w) for w in W]) if flat.shape[0] else W.to(F64)
+        return (C.to(self.S.dtype) @ self.S).reshape(v.shape)
+
+    def apply_function(self, fn: Callable[[Tensor], Tensor], v: Tensor) -> Tensor:
+        """``f(A) v`` for v of shape (..., N); fn maps a float64 tensor of eigenvalues."""
+        return self._f_lam(fn) * v + self._apply_rows(fn, v)
+
+    def step(self, x: Tensor, h: float, generator: Generator = None) -> Tensor:
+        """One exact transition of length h (h = ∞: a stationary sample)."""
+        if math.isinf(h):
+            return self.stationary_sample(x.shape, generator)
+        d = x - self.x_star
+        e_lam = math.exp(-self.lam * h)
+        out = self.x_star.expand(d.shape).clone()
+        if e_lam > 1e-18:  # else ‖e^{−Ah} d‖ ≤ e^{−λh}‖d‖ is below round-off
+            out = out + e_lam * d + self._apply_rows(lambda a: ou_math.decay(a, h), d)
+        if self.kappa0 > 0:
+            xi = self._randn(x.shape, generator)
+            std = lambda a: ou_math.transition_std(a, h, self.kappa0)  # noqa: E731
+            out = out + self._f_lam(std) * xi + self._apply_rows(std, xi)
+        return out
+
+    def stationary_sample(self, shape, generator: Generator = None) -> Tensor:
+        """x* + √κ₀ A⁻¹(√λ ξ + Sᵀ ζ): exact draws of N(x*, κ₀A⁻¹), shape (..., N)."""
+        out = self.x_star.expand(shape).clone()
+        if self.kappa0 == 0:
+            return out
+        xi = self._randn(shape, generator)
+        zeta = self._randn((*shape[:-1], self.factor.r), generator)
+        u = math.sqrt(self.lam) * xi + zeta @ self.S
+        rows = [self.factor.solve(v) for v in u.reshape(-1, self.n)]
+        return out + math.sqrt(self.kappa0) * torch.stack(rows).reshape(shape)
