@@ -3,10 +3,15 @@
 Every matrix function the transition needs is ``f(A) v = f(λ) v + Sᵀ q_f(K) S v`` with
 ``K = SSᵀ`` and ``q_f(μ) = (f(λ+μ) − f(λ))/μ`` (:func:`spu_circuits.ou_math.divided_difference`).
 Instead of an eigendecomposition of K (r³ work, several times a Cholesky), ``q_f(K) w`` is
-evaluated by the Lanczos method on the shift-and-invert operator ``M = λ(λI + K)⁻¹`` — the one
-Cholesky factor of λI + K that the Woodbury solve computes anyway (:class:`tngd.gram.GramFactor`).
-M's eigenvalues ξ = λ/(λ+μ) lie in (0, 1] whatever the spread of K, and the OU functions are
-smooth in ξ, so few iterations (each two triangular solves, O(r²)) reach float64 round-off.
+evaluated by the Lanczos method in r-space, each step O(r²), on one of two operators:
+
+* K itself (a matrix-vector product): for the decay e^{−Ah} the number of steps grows like
+  sqrt(μ_max h);
+* the shift-and-invert ``M = λ(λI + K)⁻¹`` (two triangular solves with the Cholesky factor of
+  λI + K that the Woodbury solve computes anyway, :class:`tngd.gram.GramFactor`): eigenvalues
+  ξ = λ/(λ+μ) ∈ (0, 1], the steps grow like sqrt(μ_max/λ), independent of h.
+
+The first is taken when λh < 1 (then sqrt(μ_max h) < sqrt(μ_max/λ)), the second otherwise.
 
 :func:`lanczos_function` stops when successive approximations (tested every second step)
 agree to ``tol`` twice in a row, or at an invariant subspace (exact). When it has not converged
@@ -109,7 +114,7 @@ class KrylovLowRankOU(OUBase):
 
     x* = A⁻¹b by Woodbury; a transition of length h is
     ``x* + e^{−λh} d + Sᵀ q_decay(K) S d (+ noise)`` with d = x − x*, ``q_decay(K) S d`` by
-    :func:`lanczos_function` on ``M = λ(λI+K)⁻¹``; the noise
+    :func:`lanczos_function` on K or on ``M = λ(λI+K)⁻¹``; the noise
     ``√(κ₀(1 − e^{−2Ah})/A) ξ`` the same way, and a stationary sample (h = ∞) exactly as
     ``x* + √κ₀ A⁻¹(√λ ξ + Sᵀ ζ)`` (ξ ∈ R^N, ζ ∈ R^r standard normal: covariance κ₀A⁻¹).
 
@@ -144,17 +149,20 @@ class KrylovLowRankOU(OUBase):
     def _f_lam(self, fn: Callable[[Tensor], Tensor]) -> float:
         return float(fn(torch.tensor(self.lam, dtype=F64)))
 
-    def q_apply(self, fn: Callable[[Tensor], Tensor], w: Tensor) -> Tensor:
-        """``q_f(K) w`` (float64 (r,)) for f given on A's eigenvalues (float64 tensors)."""
+    def q_apply(self, fn: Callable[[Tensor], Tensor], w: Tensor, h: float = math.inf) -> Tensor:
+        """``q_f(K) w`` (float64 (r,)) for f given on A's eigenvalues (float64 tensors); h: the
+        time scale of f (picks the Lanczos operator, see the module docstring)."""
         lam = self.lam
+        shift_invert = lam * h >= 1.0
 
-        def f_of_xi(xi: np.ndarray) -> np.ndarray:
-            mu = torch.as_tensor(lam * (1.0 / xi - 1.0), dtype=F64).clamp_min(0.0)
-            return ou_math.divided_difference(fn, lam, mu).numpy()
+        def f_of_eig(theta: np.ndarray) -> np.ndarray:
+            mu = lam * (1.0 / theta - 1.0) if shift_invert else theta
+            mu_t = torch.as_tensor(mu, dtype=F64).clamp_min(0.0)
+            return ou_math.divided_difference(fn, lam, mu_t).numpy()
 
-        res = lanczos_function(
-            self.factor.shift_invert, w.to(F64), f_of_xi, tol=self.tol, max_iter=self.max_iter
-        )
+        K = self.factor.K
+        op = self.factor.shift_invert if shift_invert else (lambda v: K @ v)
+        res = lanczos_function(op, w.to(F64), f_of_eig, tol=self.tol, max_iter=self.max_iter)
         self.iterations += res.iterations
         if res.converged:
             return res.y
@@ -163,16 +171,19 @@ class KrylovLowRankOU(OUBase):
         q = ou_math.divided_difference(fn, lam, mu)
         return U @ (q * (U.T @ w.to(F64)))
 
-    def _apply_rows(self, fn, v: Tensor) -> Tensor:
+    def _apply_rows(self, fn, v: Tensor, h: float = math.inf) -> Tensor:
         """Sᵀ q_f(K) S v for v (..., N) (row by row)."""
         flat = v.reshape(-1, self.n)
         W = flat @ self.S.T  # (m, r)
-        C = torch.stack([self.q_apply(fn, w) for w in W]) if flat.shape[0] else W.to(F64)
+        C = torch.stack([self.q_apply(fn, w, h) for w in W]) if flat.shape[0] else W.to(F64)
         return (C.to(self.S.dtype) @ self.S).reshape(v.shape)
 
-    def apply_function(self, fn: Callable[[Tensor], Tensor], v: Tensor) -> Tensor:
-        """``f(A) v`` for v of shape (..., N); fn maps a float64 tensor of eigenvalues."""
-        return self._f_lam(fn) * v + self._apply_rows(fn, v)
+    def apply_function(
+        self, fn: Callable[[Tensor], Tensor], v: Tensor, h: float = math.inf
+    ) -> Tensor:
+        """``f(A) v`` for v of shape (..., N); fn maps a float64 tensor of eigenvalues; h: its
+        time scale (a hint for the Lanczos operator; any value gives the same result)."""
+        return self._f_lam(fn) * v + self._apply_rows(fn, v, h)
 
     def step(self, x: Tensor, h: float, generator: Generator = None) -> Tensor:
         """One exact transition of length h (h = ∞: a stationary sample)."""
@@ -182,11 +193,11 @@ class KrylovLowRankOU(OUBase):
         e_lam = math.exp(-self.lam * h)
         out = self.x_star.expand(d.shape).clone()
         if e_lam > 1e-18:  # else ‖e^{−Ah} d‖ ≤ e^{−λh}‖d‖ is below round-off
-            out = out + e_lam * d + self._apply_rows(lambda a: ou_math.decay(a, h), d)
+            out = out + e_lam * d + self._apply_rows(lambda a: ou_math.decay(a, h), d, h)
         if self.kappa0 > 0:
             xi = self._randn(x.shape, generator)
             std = lambda a: ou_math.transition_std(a, h, self.kappa0)  # noqa: E731
-            out = out + self._f_lam(std) * xi + self._apply_rows(std, xi)
+            out = out + self._f_lam(std) * xi + self._apply_rows(std, xi, h)
         return out
 
     def stationary_sample(self, shape, generator: Generator = None) -> Tensor:

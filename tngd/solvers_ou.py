@@ -196,6 +196,10 @@ class OUSolverBase(Solver):
         products it cost."""
         return None, 0
 
+    def _reusable(self, setup: Any, problem: LinearProblem) -> bool:
+        """Whether a set-up found in the state (built by this or another solver) fits."""
+        return True
+
     def _evolve(
         self, problem: LinearProblem, setup: Any, x: Tensor, h: float,
         gen: torch.Generator | None,
@@ -214,7 +218,7 @@ class OUSolverBase(Solver):
         if self.t_d > 0:
             if prev is not None:
                 setup = state.decomposition
-                if setup is None:
+                if setup is None or not self._reusable(setup, prev):
                     setup, m = self._setup(prev)
                     matvecs += m
                 x, m = self._evolve(prev, setup, x, self.t_d, gen)
@@ -313,6 +317,13 @@ class OUExactSolver(OUSolverBase):
             m = problem.N if (problem.F is None and problem.S is None) else 0
             return DenseOU(problem.dense(), g, self.kappa0, dtype=problem.dtype), m
         return ou, 0
+
+    _SETUP_TYPES = {"krylov": KrylovLowRankOU, "gram": GramLowRankOU, "lowrank": LowRankOU,
+                    "dense": DenseOU}
+
+    def _reusable(self, setup: Any, problem: LinearProblem) -> bool:
+        return (type(setup) is self._SETUP_TYPES[self.method_for(problem)]
+                and setup.kappa0 == self.kappa0)
 
     def _evolve(self, problem, setup, x, h, gen):
         if isinstance(setup, KrylovLowRankOU):
