@@ -189,13 +189,15 @@ def _quantise(v: float, lsb: float) -> float:
 
 
 def error_budget(deck, *, system=None, t_tau: float | None = None, adc_bits: int | None = 16,
-                 dac_bits: int | None = None, spice: bool = True, backend: str = "shared",
+                 dac_bits: int | None = None, spice: bool = True, spice_terms: bool = True,
+                 backend: str = "shared",
                  timeout_s: float = 120.0) -> Budget:
     """The error budget of a realised deck (`simulate.Deck` with its sidecar).
 
     system: the target (default: the sidecar's); t_tau: the run time in units of τ (default
     3/λ_min(A), the validator's transient horizon); adc_bits: readout ADC (None: none);
-    dac_bits: bias DAC (default: the deck's, if it has one); spice: check with ngspice.
+    dac_bits: bias DAC (default: the deck's, if it has one); spice: check the total with
+    ngspice (.op and a transient to t); spice_terms: also each variant's .op.
     """
     from .compiler import compile_system
     from .compiler.noise import NoiseSpec
@@ -251,7 +253,7 @@ def error_budget(deck, *, system=None, t_tau: float | None = None, adc_bits: int
         dc = _rel(r.x_dc, ref.x_dc, x_star)
         at_t = _rel(r.x_t, ref.x_t, x_star)
         terms.append((name, r, dc, at_t, note))
-        if spice and reference is None:
+        if spice and spice_terms and reference is None:
             spice_runs.append((name, net))
 
     gain = float(base.opamp_gain or meta.get("opamp_gain") or IDEAL_GAIN)
