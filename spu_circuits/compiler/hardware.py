@@ -24,7 +24,7 @@ from .opamps import (
     draw_offsets,
     get_part,
     load_user_model,
-    macromodel_lines,
+    macromodel,
     nominal_offsets,
     subckt_name,
 )
@@ -82,10 +82,17 @@ class OpAmpHardware:
             return self.user.wrapper
         return subckt_name(self.part) if self.part is not None else None
 
-    def model_lines(self, gain: float, gbw_hz: float) -> list[str]:
+    def add_model(self, net: Netlist, gain: float, gbw_hz: float) -> None:
+        """Add the op-amp model to `net` (the vendor file's lines as raw model lines and its
+        3-pin wrapper; or the catalogue macromodel)."""
         if self.user is not None:
-            return self.user.lines()
-        return macromodel_lines(self.part, gain=gain, gbw_hz=gbw_hz)
+            body, wrapper = self.user.parts()
+            net.models += body
+            net.subcircuits.append(wrapper)
+            return
+        sub, models = macromodel(self.part, gain=gain, gbw_hz=gbw_hz)
+        net.models += models
+        net.subcircuits.append(sub)
 
     def offsets(self, names: list[str], draw: bool, opt) -> dict[str, tuple[float, float]]:
         """op-amp element name → (V_os, I_b) (empty without a part or with offsets off)."""

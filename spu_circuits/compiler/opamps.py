@@ -9,11 +9,13 @@ GBW from the command line, no offsets, no rails unless `--vsat`).
 Macromodel (`macromodel_lines`), pins `inp inn out` (non-inverting input, inverting input,
 output), supplies internal:
 
-    ain %vd(inp inn) nd IN       XSPICE limit: unity gain, |v| clipped to SR/(2π·GBW) (slew)
+    ein ndi 0 inp inn 1          the differential input
+    ain ndi nd IN                XSPICE limit: unity gain, |v| clipped to SR/(2π·GBW) (slew)
     gop 0 nop nd 0 gm            gm = A0/r_int into r_int ‖ c_int: A(s) = A0/(1 + s/ω_p)
     arail nop v1 RAIL            XSPICE limit: unity buffer clipped to the swing
                                  [V− + headroom, V+ − headroom]
-    ailim %vd(v1 out) di ILIM    XSPICE limit: di = V(v1) − V(out) clipped to ±I_out,max·r_out
+    eout dv 0 v1 out 1; ailim dv di ILIM
+                                 XSPICE limit: di = V(v1) − V(out) clipped to ±I_out,max·r_out
     gout 0 out di 0 1/r_out      the output: a current (V(v1) − V(out))/r_out into `out`,
                                  at most I_out,max (a Thevenin source v1, r_out, current-limited)
 
@@ -148,12 +150,12 @@ def subckt_name(part: OpAmpPart) -> str:
     return f"spu_{part.name.lower()}"
 
 
-def macromodel_lines(part: OpAmpPart, *, gain: float | None = None,
-                     gbw_hz: float | None = None, swing_V: tuple[float, float] | None = None
-                     ) -> list[str]:
-    """Deck lines of `.subckt spu_<part> inp inn out` (see the module docstring).
+def macromodel(part: OpAmpPart, *, gain: float | None = None, gbw_hz: float | None = None,
+               swing_V: tuple[float, float] | None = None):
+    """(`.subckt spu_<part> inp inn out` as a `Subcircuit`, its `.model` lines); see the
+    module docstring. gain / gbw_hz / swing_V override the part's figures."""
+    from ..netlist import Element, Subcircuit
 
-    gain / gbw_hz / swing_V override the part's figures (e.g. a derated gain)."""
     a0 = float(gain or part.gain)
     gbw = float(gbw_hz or part.gbw_hz)
     lo, hi = swing_V or part.swing_V
@@ -162,26 +164,33 @@ def macromodel_lines(part: OpAmpPart, *, gain: float | None = None,
     c_int = a0 / (2.0 * math.pi * gbw * R_INT_OHM)
     v_clip = part.slew_V_per_s / (2.0 * math.pi * gbw)
     di = part.i_out_A * R_OUT_OHM
-    return [
-        f".subckt {name} inp inn out",
-        f"* {part.name} macromodel: A0 = {a0:g}, GBW = {gbw:g} Hz, slew {part.slew_V_per_s:g} "
+    els = (Element("ein", ("ndi", "0", "inp", "inn"), 1.0),
+           Element("ain", ("ndi", "nd"), None, f"{name}_in"),
+           Element("gop", ("0", "nop", "nd", "0"), gm),
+           Element("rop", ("nop", "0"), R_INT_OHM),
+           Element("cop", ("nop", "0"), c_int),
+           Element("arail", ("nop", "v1"), None, f"{name}_rail"),
+           Element("eout", ("dv", "0", "v1", "out"), 1.0),
+           Element("ailim", ("dv", "di"), None, f"{name}_ilim"),
+           Element("gout", ("0", "out", "di", "0"), 1.0 / R_OUT_OHM))
+    sub = Subcircuit(name, ("inp", "inn", "out"), els, (
+        f"{part.name} macromodel: A0 = {a0:g}, GBW = {gbw:g} Hz, slew {part.slew_V_per_s:g} "
         f"V/s, swing [{lo:g}, {hi:g}] V, output current limit {part.i_out_A:g} A; internal "
-        "model elements (not parts)",
-        f"ain %vd(inp inn) nd {name}_in",
-        f"gop 0 nop nd 0 {fmt(gm)}",
-        f"rop nop 0 {fmt(R_INT_OHM)}",
-        f"cop nop 0 {fmt(c_int)}",
-        f"arail nop v1 {name}_rail",
-        f"ailim %vd(v1 out) di {name}_ilim",
-        f"gout 0 out di 0 {fmt(1.0 / R_OUT_OHM)}",
+        "model elements (not parts)",))
+    models = [
         f".model {name}_in limit(gain=1.0 out_lower_limit={fmt(-v_clip)} "
         f"out_upper_limit={fmt(v_clip)} limit_range={fmt(v_clip * 1e-3)})",
         f".model {name}_rail limit(gain=1.0 out_lower_limit={fmt(lo)} "
         f"out_upper_limit={fmt(hi)} limit_range={fmt((hi - lo) * 5e-4)})",
         f".model {name}_ilim limit(gain=1.0 out_lower_limit={fmt(-di)} "
-        f"out_upper_limit={fmt(di)} limit_range={fmt(di * 1e-3)})",
-        f".ends {name}",
-    ]
+        f"out_upper_limit={fmt(di)} limit_range={fmt(di * 1e-3)})"]
+    return sub, models
+
+
+def macromodel_lines(part: OpAmpPart, **kw) -> list[str]:
+    """The macromodel as deck lines (models, then the `.subckt`)."""
+    sub, models = macromodel(part, **kw)
+    return [*models, *sub.lines()]
 
 
 @dataclass(frozen=True)
@@ -234,17 +243,21 @@ class UserModel:
     def wrapper(self) -> str:
         return f"spu_user_{self.subckt}"
 
-    def lines(self) -> list[str]:
-        """The vendor file's lines and a 3-pin wrapper `spu_user_<name> inp inn out`."""
+    def parts(self):
+        """(the vendor file's lines, the 3-pin wrapper `spu_user_<name> inp inn out` as a
+        `Subcircuit` feeding it ±supply_V)."""
+        from ..netlist import Element, Subcircuit
+
         body = [ln for ln in self.text.splitlines() if ln.strip()
-                and ln.strip().lower() not in (".end",)]
-        return [f"* vendor op-amp model {self.subckt} from {Path(self.path).name} "
-                f"(pins {' '.join(USER_PINS)})", *body,
-                f".subckt {self.wrapper} inp inn out",
-                f"xu inp inn vcc vee out {self.subckt}",
-                f"vcc vcc 0 {fmt(self.supply_V)}",
-                f"vee vee 0 {fmt(-self.supply_V)}",
-                f".ends {self.wrapper}"]
+                and ln.strip().lower() != ".end"]
+        head = [f"* vendor op-amp model {self.subckt} from {Path(self.path).name} "
+                f"(pins {' '.join(USER_PINS)})"]
+        wrapper = Subcircuit(self.wrapper, ("inp", "inn", "out"), (
+            Element("xu", ("inp", "inn", "vcc", "vee", "out"), None, self.subckt),
+            Element("vcc", ("vcc", "0"), self.supply_V),
+            Element("vee", ("vee", "0"), -self.supply_V)),
+            (f"wrapper: {self.subckt} at ±{self.supply_V:g} V",))
+        return head + body, wrapper
 
 
 def load_user_model(spec: str, part: OpAmpPart, supply_V: float | None = None) -> UserModel:
