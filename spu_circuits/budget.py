@@ -133,9 +133,7 @@ def _rel(a: np.ndarray, b: np.ndarray, ref: np.ndarray) -> float:
 
 
 def _copy(net: Netlist, elements: list[Element]) -> Netlist:
-    out = Netlist(title=net.title, header=list(net.header), models=list(net.models),
-                  options=dict(net.options), ic=dict(net.ic), analyses=list(net.analyses),
-                  control=list(net.control))
+    out = net.copy(elements=False)
     for el in elements:
         out.add(el.name, el.nodes, el.value, el.spec)
     return out

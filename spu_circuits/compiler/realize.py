@@ -721,9 +721,8 @@ class _Realizer:
 
 
 def _strip_noise(net: Netlist) -> Netlist:
-    out = Netlist(title=net.title, options=dict(net.options),
-                  models=[m for m in net.models if "filesource" not in m],
-                  analyses=list(net.analyses))
+    out = net.copy(elements=False)
+    out.models = [m for m in net.models if "filesource" not in m]
     for el in net.elements:
         if el.kind == "a" or (el.kind == "i" and el.spec and "trnoise" in el.spec):
             continue
