@@ -76,6 +76,9 @@ def _target_system(matrix, rhs, deck):
 @click.option("--timeout", "timeout_s", type=float, default=600.0, show_default=True,
               help="Seconds before one ngspice run is stopped.")
 @click.option("--no-figures", is_flag=True, help="Skip the PNG figures.")
+@click.option("--max-error", "max_error", type=float, default=None,
+              help="The spec: dc and transient fail when the error vs A^-1 b exceeds this, "
+                   "whatever the deck predicts of itself.")
 @click.option("--allow-unsafe", is_flag=True,
               help="Run decks with .control blocks, shell/file commands or outside includes.")
 @click.option("--sweep", is_flag=True,
@@ -90,8 +93,8 @@ def _target_system(matrix, rhs, deck):
 @click.pass_context
 @friendly
 def validate_cmd(ctx, decks, matrix, rhs, report_dir, topology, name, kappa0, noise_step,
-                 seed, backend, quick, thorough, checks, timeout_s, no_figures, allow_unsafe,
-                 sweep, seeds, scheduler, cache_dir, **kw):
+                 seed, backend, quick, thorough, checks, timeout_s, no_figures, max_error,
+                 allow_unsafe, sweep, seeds, scheduler, cache_dir, **kw):
     """Check DECK.cir (or the deck compiled from --matrix/--rhs) in ngspice against its
     target: DC solution, noiseless transient, pathwise agreement with the surrogate on the
     same noise, and the stationary statistics (mean, covariance, autocovariance) of SPICE
@@ -132,7 +135,9 @@ def validate_cmd(ctx, decks, matrix, rhs, report_dir, topology, name, kappa0, no
     if len(decks) > 1:
         raise InputError("give one DECK.cir (or several with --sweep)")
     deck_path = decks[0] if decks else None
-    settings = settings_for(preset, seed=seed)
+    if max_error is not None and not (np.isfinite(max_error) and max_error > 0):
+        raise InputError(f"--max-error must be a positive number, got {max_error!r}")
+    settings = settings_for(preset, seed=seed, max_error=max_error)
     given_spec = [k for k in SPEC_KEYS
                   if ctx.get_parameter_source(k) == click.core.ParameterSource.COMMANDLINE]
     info: dict = {"preset": preset}
