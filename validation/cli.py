@@ -55,7 +55,7 @@ def _target_system(matrix, rhs, deck):
                    "compile when no DECK is given.")
 @click.option("--rhs", type=click.Path(dir_okay=False),
               help="b as .npy (default: the sidecar's b for a DECK, ones when compiling).")
-@click.option("--report", "report_dir", type=click.Path(file_okay=False), required=True,
+@click.option("--report", "report_dir", type=click.Path(file_okay=False), default=None,
               help="Folder for report.json, report.md and the figures.")
 @click.option("--topology", type=click.Choice(["dense", "ideal"]), default="dense",
               show_default=True, help="Compile mode: the circuit topology.")
@@ -77,12 +77,14 @@ def _target_system(matrix, rhs, deck):
 @click.option("--no-figures", is_flag=True, help="Skip the PNG figures.")
 @click.option("--allow-unsafe", is_flag=True,
               help="Run decks with .control blocks, shell/file commands or outside includes.")
+@click.option("--codes", "codes_path", type=click.Path(dir_okay=False),
+              help="Programmable board: validate DECK.cir as programmed by these codes.")
 @spec_options
 @click.pass_context
 @friendly
 def validate_cmd(ctx, deck_path, matrix, rhs, report_dir, topology, name, kappa0, noise_step,
                  seed, backend, quick, thorough, checks, timeout_s, no_figures, allow_unsafe,
-                 **kw):
+                 codes_path, **kw):
     """Check DECK.cir (or the deck compiled from --matrix/--rhs) in ngspice against its
     target: DC solution, noiseless transient, pathwise agreement with the surrogate on the
     same noise, and the stationary statistics (mean, covariance, autocovariance) of SPICE
@@ -96,6 +98,15 @@ def validate_cmd(ctx, deck_path, matrix, rhs, report_dir, topology, name, kappa0
     from .checks import Validation, settings_for
     from .report import summary_table, write_report
 
+    if codes_path:
+        if deck_path is None:
+            raise InputError("--codes needs the board deck: spu validate BOARD.cir --codes "
+                             "codes.json")
+        from spu_circuits.cli_board import board_validate
+
+        sys.exit(board_validate(deck_path, codes_path, backend, timeout_s, report_dir))
+    if report_dir is None:
+        raise InputError("--report DIR is required (the folder for report.json)")
     if quick and thorough:
         raise InputError("choose one of --quick and --thorough")
     preset = "quick" if quick else "thorough" if thorough else "default"

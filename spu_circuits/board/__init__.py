@@ -90,11 +90,9 @@ def _check_structure(board: Board) -> None:
     from ..errors import GraphCheckError, InputError
     from ..parser import dc_solution, parse_deck
     from .elaborate import elaborate
-    from .topology import param_names
+    from .topology import test_params
 
-    sp = board.spec
-    params = {p: (1.0 if p.startswith("sel_") else 0.0 if p.startswith("bias_")
-                  else float(sp.part.positions // 2)) for p in param_names(sp, board.slots)}
+    params = test_params(board.spec, board.slots)
     try:
         dc_solution(parse_deck(elaborate(board.netlist.to_text(), params, drop_poles=True)))
     except InputError as exc:

@@ -46,11 +46,17 @@ def programmed_deck(deck: Deck, prog: Program) -> Deck:
     layout = check_program(deck, prog)
     meta = dict(deck.meta or {})
     n, v0 = layout.spec.n, layout.spec.v0
-    meta["system"] = {"A": prog.A_q.tolist(), "b": prog.b_q.tolist()}
-    meta["target_system"] = prog.system
+    from .program import _padded
+
+    tgt, A_pad, _ = _padded(prog.target(), layout.spec)
+    # the target, padded to the board (unused cells: x = 0), in system units
+    meta["system"] = ({"S": tgt["S"].tolist(), "damping": float(tgt["damping"][0]),
+                       "b": tgt["b"].tolist()} if "S" in tgt
+                      else {"A": A_pad.tolist(), "b": tgt["b"].tolist()})
+    meta["quantised_system"] = {"A": prog.A_q.tolist(), "b": prog.b_q.tolist()}
     meta["ic_map"] = dict(meta.get("ic_map") or {"linear": []},
                           const=[[f"u{i}", -v0 * float(prog.b_q[i])] for i in range(n)])
-    meta["predicted"] = {"x_dc": prog.x_q.tolist(), "rel_deviation_from_exact": None,
+    meta["predicted"] = {"x_dc": prog.x_q.tolist(), "rel_deviation_from_exact": prog.rel_error,
                          "cause": f"quantisation ({prog.method} codes); see the codes file"}
     meta.pop("deck_sha256", None)
     return Deck(programmed_text(deck.text, prog), meta, deck.path)

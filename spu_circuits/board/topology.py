@@ -268,3 +268,10 @@ def param_names(spec: BoardSpec, slots: list[PartSlot]) -> list[str]:
         if s.sel:
             out.append(s.sel)
     return out
+
+
+def test_params(spec: BoardSpec, slots: list[PartSlot]) -> dict[str, float]:
+    """A mid-scale program (every switch to o, codes at half scale, biases 0): for structural
+    checks and exports that need numbers, not a system."""
+    return {p: (1.0 if p.startswith("sel_") else 0.0 if p.startswith("bias_")
+                else float(spec.part.positions // 2)) for p in param_names(spec, slots)}
