@@ -8,8 +8,15 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from spu_circuits.board import (BoardLayout, BoardSpec, board_circuit, board_effective,
-                                build_board, program, programmed_deck)
+from spu_circuits.board import (
+    BoardLayout,
+    BoardSpec,
+    board_circuit,
+    board_effective,
+    build_board,
+    program,
+    programmed_deck,
+)
 from spu_circuits.board.elaborate import elaborate, evaluate
 from spu_circuits.cli import main
 from spu_circuits.demo import example_system
