@@ -387,8 +387,8 @@ def deck_graph(text: str, meta: dict | None, params: dict[str, float] | None = N
     as in the KiCad export), an edge per connection."""
     import networkx as nx
 
-    from .board.elaborate import elaborate
     from .parser import parse_deck
+    from .spice.params import elaborate
 
     if params is None and (meta or {}).get("board"):
         from .board.program import BoardLayout

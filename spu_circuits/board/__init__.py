@@ -89,7 +89,7 @@ def _check_structure(board: Board) -> None:
     has a DC path; no source loops): GraphCheckError otherwise."""
     from ..errors import GraphCheckError, InputError
     from ..parser import dc_solution, parse_deck
-    from .elaborate import elaborate
+    from ..spice.params import elaborate
     from .topology import test_params
 
     params = test_params(board.spec, board.slots)

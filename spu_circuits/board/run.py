@@ -15,7 +15,7 @@ import numpy as np
 from ..errors import InputError
 from ..netlist import deck_digest
 from ..simulate import Deck
-from .elaborate import elaborate
+from ..spice.params import elaborate
 from .program import BoardLayout, Program
 
 

@@ -1,5 +1,5 @@
-"""Parameter elaboration: a deck with `.param`, `{expressions}` and parameterised subcircuits
-rewritten into a plain deck that the independent parser reads (`spu_circuits.parser`).
+"""Parameter elaboration (extractor front end): a deck with `.param`, `{expressions}` and
+parameterised subcircuits rewritten into a plain deck that the independent parser reads.
 
 ngspice substitutes parameters itself when it runs a board; the extractor cannot, so this
 module does what ngspice's numparam does for the subset the boards use:
