@@ -415,3 +415,28 @@ def deck_graph(text: str, meta: dict | None, params: dict[str, float] | None = N
             g.add_node(("n", name), label=f"n:{name}")
             g.add_edge(("c", comp), ("n", name))
     return g
+
+
+BOM_COLUMNS = ("refs", "value", "mpn", "footprint", "count")
+
+
+def parts_bom_csv(text: str, meta: dict | None) -> str:
+    """Bill of materials from the KiCad components (one row per value, part number and
+    footprint; manufacturer part numbers for op-amps, MDACs, digipots and switches)."""
+    import csv
+    import io
+
+    from .bom import group_refs
+
+    comps, _ = components(text, meta)
+    groups: dict[tuple[str, str, str, str], list[int]] = {}
+    for c in comps:
+        pre = c.ref.rstrip("0123456789")
+        groups.setdefault((pre, c.value, c.mpn, c.footprint), []).append(int(c.ref[len(pre):]))
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(BOM_COLUMNS)
+    for (pre, value, mpn, fp), nums in sorted(groups.items(), key=lambda kv: (kv[0][0],
+                                                                              min(kv[1]))):
+        w.writerow([group_refs(pre, nums), value, mpn, fp, len(nums)])
+    return buf.getvalue()

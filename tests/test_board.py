@@ -146,3 +146,34 @@ def test_cli_program_simulate_validate(tmp_path):
     r = run(main, ["validate", str(deck), "--codes", str(bad)])
     assert r.exit_code == 1, r.output
     assert "FAIL" in r.output
+
+
+def test_example_boards_are_current(tmp_path):
+    """netlists/boards/ holds what `python -m spu_circuits.board.examples` writes today."""
+    from pathlib import Path
+
+    from spu_circuits.board.examples import examples, write_example
+
+    root = Path(__file__).resolve().parents[1] / "netlists" / "boards"
+    name, spec, system = examples()[0]
+    write_example(tmp_path, name, spec, system)
+    for suffix in (".cir", ".json", "_codes.json", "_codes.inc", "_bom.csv", ".net"):
+        assert (tmp_path / f"{name}{suffix}").read_bytes() == \
+            (root / f"{name}{suffix}").read_bytes(), suffix
+
+
+def test_committed_board_programs_run(tmp_path):
+    """Both committed example programs: ngspice .op = extractor and within the prediction."""
+    from pathlib import Path
+
+    from spu_circuits.board import Program
+
+    root = Path(__file__).resolve().parents[1] / "netlists" / "boards"
+    for name in ("spu8_mdac", "digits40_f4"):
+        deck = Deck.load(root / f"{name}.cir")
+        prog = Program.load(root / f"{name}_codes.json")
+        x = solve_op(programmed_deck(deck, prog), "shared")
+        eff = board_effective(deck, prog)
+        assert _rel(x, eff.x_dc) < 1e-6
+        ref = prog.target().solution()
+        assert _rel(x, ref) <= prog.rel_error + _rel(eff.x_dc, prog.x_q) + 1e-9
