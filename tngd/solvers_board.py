@@ -27,8 +27,15 @@ import torch
 from torch import Tensor
 
 from spu_circuits.backends import Backend, get_backend
-from spu_circuits.board import (BoardLayout, BoardSpec, board_circuit, board_effective,
-                                build_board, program, programmed_deck)
+from spu_circuits.board import (
+    BoardLayout,
+    BoardSpec,
+    board_circuit,
+    board_effective,
+    build_board,
+    program,
+    programmed_deck,
+)
 from spu_circuits.simulate import Deck, interp_at, transient
 from spu_circuits.system import FactoredSystem
 from tngd.solvers import LinearProblem, register_solver

@@ -41,9 +41,16 @@ def systems(cond: float, k: int):
 
 def run(out: Path, k: int) -> list[dict]:
     from spu_circuits.backends import get_backend
+    from spu_circuits.board import (
+        BoardLayout,
+        BoardSpec,
+        board_circuit,
+        board_effective,
+        build_board,
+        program,
+        programmed_deck,
+    )
     from spu_circuits.errors import InputError
-    from spu_circuits.board import (BoardLayout, BoardSpec, board_circuit, board_effective,
-                                    build_board, program, programmed_deck)
     from spu_circuits.simulate import Deck, solve_op
 
     rows = []
