@@ -124,12 +124,21 @@ def board_validate(deck_path, codes_path, backend, timeout_s, report_dir=None) -
 @click.argument("deck_path", metavar="DECK.cir", type=click.Path(dir_okay=False))
 @click.option("--out", "out_path", type=click.Path(dir_okay=False), required=True,
               help="NAME.net (KiCad s-expression netlist).")
+@click.option("--bom", "bom_path", type=click.Path(dir_okay=False), default=None,
+              help="Also write the parts list (values, manufacturer part numbers, footprints) "
+                   "as CSV.")
 @friendly
-def kicad_cmd(deck_path, out_path):
+def kicad_cmd(deck_path, out_path, bom_path):
     """Write a KiCad netlist of DECK.cir for Pcbnew (File > Import > Netlist)."""
-    from .kicad import deck_to_kicad
+    from .kicad import deck_to_kicad, parts_bom_csv
     from .netlist import atomic_write
+    from .simulate import Deck
 
     text, summary = deck_to_kicad(Path(deck_path))
-    atomic_write({Path(out_path): text})
-    click.echo(f"wrote {out_path}: {summary}")
+    files = {Path(out_path): text}
+    if bom_path:
+        deck = Deck.load(deck_path)
+        files[Path(bom_path)] = parts_bom_csv(deck.text, deck.meta)
+    atomic_write(files)
+    click.echo(f"wrote {out_path}: {summary}" + (f"; parts list {bom_path}" if bom_path
+                                                  else ""))

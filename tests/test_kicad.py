@@ -22,6 +22,16 @@ def _board(tmp_path, **kw) -> Path:
     return board_circuit(build_board(BoardSpec(**kw)), "bd").write(tmp_path, "bd")
 
 
+def _noisy(tmp_path, kind) -> Path:
+    from spu_circuits.compiler import compile_system
+    from spu_circuits.compiler.noise import NoiseSpec
+    from spu_circuits.demo import example_system
+
+    cc = compile_system(example_system(), "dense", noise=NoiseSpec(kind, 0.01, seed=1,
+                                                                   duration_tau=1.0))
+    return cc.write(tmp_path, "nz")
+
+
 CASES = {
     "dense": lambda tmp: ROOT / "netlists" / "spu8_dense.cir",
     "ideal": lambda tmp: ROOT / "netlists" / "spu8_ideal.cir",
@@ -30,6 +40,8 @@ CASES = {
     "board_dense": lambda tmp: _board(tmp, n=4, range=2.0),
     "board_factored": lambda tmp: _board(tmp, n=5, r=2),
     "board_digipot": lambda tmp: _board(tmp, n=3, coupling="digipot", bits=10),
+    "noise_trnoise": lambda tmp: _noisy(tmp, "trnoise"),
+    "noise_file": lambda tmp: _noisy(tmp, "file"),
 }
 
 
