@@ -26,8 +26,9 @@ from .errors import InputError
 @click.option("--range", "range_", type=float, default=1.0, show_default=True,
               help="Largest |A_ij| and |b_i| (factored: |S_kj|; lambda, |b_i| <= range^2).")
 @click.option("--v0", type=float, default=1.0, show_default=True, help="Volts per unit of x.")
-@click.option("--cap", "C_F", type=float, default=1e-9, show_default=True,
-              help="Integrating capacitor C (F).")
+@click.option("--cap", "C_F", type=float, default=None,
+              help="Integrating capacitor C (F) [default: 1 nF mdac, 100 nF digipot, so that "
+                   "tau stays far above the part's bandwidth].")
 @click.option("--gain", type=float, default=1e6, show_default=True,
               help="Op-amp open-loop gain (VCVS model).")
 @click.option("--rab", "R_ab", type=float, default=20e3, show_default=True,
@@ -45,6 +46,8 @@ def board_cmd(n, r, coupling, bits, bias_bits, range_, v0, C_F, gain, R_ab, seed
 
     if bits is None:
         bits = 12 if coupling == "mdac" else 10
+    if C_F is None:
+        C_F = 1e-9 if coupling == "mdac" else 100e-9
     sp = BoardSpec(n=n, r=r, coupling=coupling, bits=bits, bias_bits=bias_bits, range=range_,
                    v0=v0, C_F=C_F, opamp_gain=gain, seed=seed, R_ab_ohm=R_ab)
     cc = board_circuit(build_board(sp), name)

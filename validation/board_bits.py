@@ -3,7 +3,7 @@
     python -m validation.board_bits [--out validation/board] [--systems 3]
 
 For condition numbers 10, 100, 1000 and bits 8, 10, 12, 14, 16: an 8-cell dense MDAC board
-(range 1, bias DACs 16 bits, op-amp gain 1e6), `--systems` random SPD systems per condition
+(range 1, 20-bit bias DACs, op-amp gain 1e6), `--systems` random SPD systems per condition
 number (`random_spd`, scaled to max|A| = 0.9, b uniform in ±0.5·λ_min so x stays within the
 rails), programmed with `round` and with `optimal` codes; ngspice `.op` (shared back-end) of
 each programmed board gives x. Reported per (cond, bits, method), median over the systems:
@@ -24,6 +24,8 @@ import numpy as np
 CONDS = (10.0, 100.0, 1000.0)
 BITS = (8, 10, 12, 14, 16)
 N = 8
+#: bias DACs (AD5791-class): enough bits that the couplings dominate the error
+BIAS_BITS = 20
 
 
 def systems(cond: float, k: int):
@@ -56,8 +58,9 @@ def run(out: Path, k: int) -> list[dict]:
     rows = []
     with get_backend("shared", 120.0) as be:
         for bits in BITS:
-            path = board_circuit(build_board(BoardSpec(n=N, bits=bits, range=1.0)),
-                                 "b").write(out / "_decks" / f"b{bits}", "b")
+            spec = BoardSpec(n=N, bits=bits, bias_bits=BIAS_BITS, range=1.0)
+            path = board_circuit(build_board(spec), "b").write(out / "_decks" / f"b{bits}",
+                                                               "b")
             deck = Deck.load(path)
             lay = BoardLayout.from_meta(deck.meta)
             for cond in CONDS:
