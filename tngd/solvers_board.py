@@ -36,6 +36,7 @@ from spu_circuits.board import (
     program,
     programmed_deck,
 )
+from spu_circuits.netlist import deck_digest
 from spu_circuits.simulate import Deck, interp_at, transient
 from spu_circuits.system import FactoredSystem
 from tngd.solvers import LinearProblem, register_solver
@@ -129,7 +130,8 @@ class BoardSpiceSolver(_BoardBase):
                          timeout_s=self.timeout_s)
         t_spice = time.perf_counter() - t0
         self.timings.append({"program_s": t_prog, "spice_s": t_spice,
-                             "predicted_rel_error": prog.rel_error})
+                             "predicted_rel_error": prog.rel_error,
+                             "deck_sha256": deck_digest(deck.path.read_text())})
         xh = interp_at(u, X, [h_b])[0] * gamma / sigma ** 2
         return torch.as_tensor(xh, dtype=x.dtype, device=x.device), 0
 
