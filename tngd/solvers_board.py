@@ -9,7 +9,7 @@ transition x(h) = x* + e^{−A_eff h}(x₀ − x*) — the float surrogate of th
 
 Scaling (the controller's job, reported in `info`): F̃ = SᵀS + λI and g are mapped onto the
 board's range by S' = S/σ, λ' = λ/σ², g' = g/γ with σ = max(max|S|, √λ)/range and γ chosen so
-that |g'| ≤ range² and the state stays within half the rails (from max|x₀|, max|F̃⁻¹g|); then
+that |g'| ≤ range² and the solution stays within half the rails (from max|F̃⁻¹g|); then
 x = x'·γ/σ² and the board runs for σ²·h (its time unit is τ of the board). Deterministic
 (κ₀ = 0) only. Timings: `program_s` (code choice) and `spice_s` (ngspice) per solve.
 """
@@ -90,8 +90,7 @@ class _BoardBase(OUSolverBase):
         x0 = x.detach().double().cpu().numpy()
         v_room = 0.5 * self.layout.spec.v_sat / self.layout.spec.v0
         gamma = max(float(np.abs(g).max()) / R ** 2,
-                    sigma ** 2 * max(float(np.abs(x_ref).max()), float(np.abs(x0).max()))
-                    / v_room, 1e-300) * (1 + 1e-9)
+                    sigma ** 2 * float(np.abs(x_ref).max()) / v_room, 1e-300) * (1 + 1e-9)
         t0 = time.perf_counter()
         prog = program(FactoredSystem.from_arrays(S / sigma, lam / sigma ** 2, g / gamma),
                        self.layout, self.method)
@@ -131,6 +130,7 @@ class BoardSpiceSolver(_BoardBase):
         t_spice = time.perf_counter() - t0
         self.timings.append({"program_s": t_prog, "spice_s": t_spice,
                              "predicted_rel_error": prog.rel_error,
+                             "codes_sha256": _codes_digest(prog),
                              "deck_sha256": deck_digest(deck.path.read_text())})
         xh = interp_at(u, X, [h_b])[0] * gamma / sigma ** 2
         return torch.as_tensor(xh, dtype=x.dtype, device=x.device), 0
@@ -155,8 +155,13 @@ class BoardSurrogateSolver(_BoardBase):
         xs = eff.x_dc
         xb = x0 * sigma ** 2 / gamma
         xh = xs + scipy.linalg.expm(-eff.A * h_b) @ (xb - xs)
-        self.timings.append({"program_s": t_prog, "predicted_rel_error": prog.rel_error})
+        self.timings.append({"program_s": t_prog, "predicted_rel_error": prog.rel_error,
+                             "codes_sha256": _codes_digest(prog)})
         return torch.as_tensor(xh * gamma / sigma ** 2, dtype=x.dtype, device=x.device), 0
+
+
+def _codes_digest(prog) -> str:
+    return deck_digest(" ".join(f"{k}={v}" for k, v in prog.params.items()))
 
 
 #: the solvers built through the registry (the training script reads their timings)

@@ -57,6 +57,7 @@ def run(steps: int) -> list[dict]:
             row["predicted_rel_error_median"] = float(
                 np.median([t["predicted_rel_error"] for t in tm]))
             row["board_sha256"] = inst.board_sha256
+            row["codes_sha256"] = [t["codes_sha256"] for t in tm]
             inst.close()
         rows.append(row)
     return rows
@@ -71,10 +72,18 @@ def write(out: Path, rows: list[dict]) -> dict:
     from spu_circuits.netlist import atomic_write
 
     by = {(r["solver"], r["bits"]): r for r in rows}
-    summary = {}
+    summary, same_codes = {}, {}
     for b in BITS:
         a, s = by[("spice-board", b)], by[("board-surrogate", b)]
         summary[b] = float(np.max(np.abs(np.array(a["loss"]) - np.array(s["loss"]))))
+        diff = [k for k, (x, y) in enumerate(zip(a["codes_sha256"], s["codes_sha256"],
+                                                 strict=True)) if x != y]
+        # solves (one per step) until the two runs first programmed different codes
+        k0 = diff[0] if diff else len(a["codes_sha256"])
+        same_codes[b] = {"first_solve_with_different_codes": diff[0] if diff else None,
+                         "max_abs_dloss_while_codes_equal":
+                             float(np.max(np.abs(np.array(a["loss"][:k0 + 1])
+                                                 - np.array(s["loss"][:k0 + 1]))))}
     md = ["| run | final loss | test accuracy | max abs(loss − quantised surrogate) | "
           "programming s/step | ngspice s/step | median predicted x error |",
           "|---|---|---|---|---|---|---|"]
@@ -99,6 +108,7 @@ def write(out: Path, rows: list[dict]) -> dict:
     plt.close(fig)
     shas = {r["board_sha256"] for r in rows if r.get("board_sha256")}
     rec = {"runs": rows, "max_abs_dloss_spice_vs_quantised_surrogate": summary,
+           "codes_agreement": same_codes,
            "board_decks_distinct_per_bits": len(shas)}
     atomic_write({out / "training.json": json.dumps(rec, indent=1) + "\n",
                   out / "training.md": "\n".join(md) + "\n", out / "training.png": buf.getvalue()})
@@ -112,6 +122,7 @@ def main(argv=None) -> None:
     a = ap.parse_args(argv)
     rec = write(a.out, run(a.steps))
     print(json.dumps(rec["max_abs_dloss_spice_vs_quantised_surrogate"]))
+    print(json.dumps(rec["codes_agreement"]))
     print(f"wrote {a.out / 'training.md'}, training.json, training.png")
 
 
