@@ -58,9 +58,26 @@ def main() -> None:
               help="Draw part values within tolerance (Monte Carlo) from this seed.")
 @click.option("--mc-draw", type=int, default=0, show_default=True,
               help="Which Monte-Carlo draw of the seed.")
-@click.option("--gbw", default=None, help="Op-amp gain-bandwidth, e.g. 10MHz (single pole).")
-@click.option("--vsat", type=float, default=None,
-              help="Op-amp rails +-V: choose v0 so outputs stay inside (|x*| + 4 sigma).")
+@click.option("--gbw", default=None, help="Op-amp gain-bandwidth with its unit, e.g. 10MHz "
+              "(single pole; default: the --opamp part's).")
+@click.option("--vsat", default=None,
+              help="Op-amp output swing +-V (e.g. 10V): choose v0 so outputs stay inside "
+                   "(|x*| + 4 sigma at the sizing kappa0; default: the --opamp part's swing).")
+@click.option("--opamp", "opamp", default=None,
+              help="Catalogue op-amp: LT1028, ADA4077, OPA189, OPA192, TL072 or generic "
+                   "(gain, GBW, slew, swing, current limit, V_os, I_b from its datasheet).")
+@click.option("--opamp-model", "opamp_model", default=None,
+              help="Vendor op-amp macromodel FILE:SUBCKT (pins: inp inn vcc vee out), "
+                   "inlined into the deck; needs --opamp for the figures the checks use.")
+@click.option("--size-kappa0", "size_kappa0", type=float, default=None,
+              help="The kappa0 the deck will be run with (v0 and the ERC are sized for it; "
+                   "default: --kappa0 with noise sources, else 0.01, the validator's).")
+@click.option("--dac-bits", "dac_bits", type=int, default=None,
+              help="Bias-DAC resolution in bits over +-vsat (quantises the b settings).")
+@click.option("--package", "package", default="0603", show_default=True,
+              help="Resistor package (sets the power rating the ERC checks).")
+@click.option("--allow-erc", is_flag=True,
+              help="Electrical rule violations (swing, current, power, GBW) become warnings.")
 @click.option("--compensate", is_flag=True,
               help="Pre-compensate finite gain and E-series rounding with trim resistors.")
 @click.option("--bom", "write_bom", is_flag=True,
@@ -71,14 +88,19 @@ def main() -> None:
               help="With --tiles: drop the couplings between tiles.")
 @friendly
 def compile_cmd(matrix, factor, damping, rhs, topology, out_dir, name, series, tolerance,
-                mc_seed, mc_draw, gbw, vsat, compensate, write_bom, tiles, block_jacobi, **kw):
+                mc_seed, mc_draw, gbw, vsat, opamp, opamp_model, size_kappa0, dac_bits,
+                package, allow_erc, compensate, write_bom, tiles, block_jacobi, **kw):
     """Compile A x = b (or (S^T S + damping I) x = b) into OUT/NAME.cir and OUT/NAME.json."""
     from .compiler import compile_system
+    from .units import parse_quantity
 
     check_writable(Path(out_dir), "--out", folder=True)  # before any work
+    cap_given = click.get_current_context().get_parameter_source("C_F") == \
+        click.core.ParameterSource.COMMANDLINE
     spec = spec_from_options(kw)
     noise = noise_from_options(kw)
-    realizing = bool(series or tolerance or gbw or vsat or compensate or mc_seed is not None)
+    realizing = bool(series or tolerance or gbw or vsat or compensate or mc_seed is not None
+                     or opamp or opamp_model or dac_bits is not None)
     if tiles is not None and tiles < 1:
         raise InputError(f"--tiles must be ≥ 1, got {tiles}")
     if block_jacobi and not tiles:
@@ -94,13 +116,19 @@ def compile_cmd(matrix, factor, damping, rhs, topology, out_dir, name, series, t
 
         compiled = tile_circuit(compiled, K=tiles, drop_inter_tile=block_jacobi)
     if realizing:
-        from .compiler.realize import RealizeOptions, parse_frequency, parse_tolerance, realize
+        from .compiler.realize import RealizeOptions, parse_tolerance, realize
 
+        k0 = size_kappa0 if size_kappa0 is not None else (
+            noise.kappa0 if noise.kind != "none" else 0.01)
         opts = RealizeOptions(series=series or "exact",
                               tolerance=parse_tolerance(tolerance) if tolerance else 0.0,
                               mc_seed=mc_seed, mc_draw=mc_draw,
-                              gbw_hz=parse_frequency(gbw) if gbw else None, v_sat=vsat,
-                              compensate=compensate)
+                              gbw_hz=parse_quantity(gbw, "Hz", what="--gbw",
+                                                    require_unit=True) if gbw else None,
+                              v_sat=parse_quantity(vsat, "V", what="--vsat") if vsat else None,
+                              kappa0_swing=k0, compensate=compensate, opamp=opamp,
+                              opamp_model=opamp_model, dac_bits=dac_bits, package=package,
+                              auto_cap=not cap_given, erc="warn" if allow_erc else "error")
         compiled = realize(compiled, opts)
         write_bom = True
     deck = compiled.write(out_dir, name)
@@ -117,6 +145,8 @@ def compile_cmd(matrix, factor, damping, rhs, topology, out_dir, name, series, t
                    f"{rep['rel_error_A']:.3g}, error of A_eff^-1 b_eff vs A^-1 b = "
                    f"{rep['rel_error_x']:.3g}, Johnson-noise kappa0 floor = "
                    f"{rep['kappa0_johnson']:.3g}")
+        for w in rep.get("erc_warnings", []):
+            click.echo(f"  warning: {w}", err=True)
         if "rel_error_A_before" in rep:
             click.echo(f"  compensation: |A_eff - A|/|A| {rep['rel_error_A_before']:.3g} -> "
                        f"{rep['rel_error_A_after']:.3g}; x error {rep['rel_error_x_before']:.3g}"
@@ -165,14 +195,20 @@ def compile_cmd(matrix, factor, damping, rhs, topology, out_dir, name, series, t
               help="Save the results to this .npz.")
 @click.option("--allow-unsafe", is_flag=True,
               help="Run decks with .control blocks, shell/file commands or outside includes.")
+@click.option("--codes", "codes_path", type=click.Path(dir_okay=False),
+              help="Programmable board: run it with these codes (spu program).")
 @friendly
 def simulate_cmd(deck_path, analysis, backend, timeout_s, x0_path, t_stop, dt, save_path,
-                 allow_unsafe):
+                 allow_unsafe, codes_path):
     """Run DECK.cir in ngspice and print x (through the sidecar) or the node voltages."""
     from .netlist import atomic_write
     from .simulate import Deck, solve_op, transient
 
     deck = Deck.load(deck_path)
+    if codes_path:
+        from .cli_board import load_programmed
+
+        deck = load_programmed(deck, codes_path)
     from .backends import Op, Tran
     from .safety import check_untrusted_deck
 
@@ -305,6 +341,23 @@ def _report_op(deck, x: np.ndarray) -> None:
     click.echo(f"relative error vs A^-1 b: {rel:.3e}"
                + (f" (predicted from {pred.cause}: {dev:.3e})" if dev is not None else ""))
 
+
+def _register_plugins() -> None:
+    """The commands of this package that live in their own modules (hardware budget and
+    yield, boards). `spu validate` is added on top, in spu_tngd.cli."""
+    from .cli_hardware import budget_cmd, yield_cmd
+
+    main.add_command(budget_cmd, "budget")
+    main.add_command(yield_cmd, "yield")
+
+    from . import cli_board
+
+    main.add_command(cli_board.board_cmd, "board")
+    main.add_command(cli_board.program_cmd, "program")
+    main.add_command(cli_board.kicad_cmd, "kicad")
+
+
+_register_plugins()
 
 if __name__ == "__main__":  # pragma: no cover
     main()

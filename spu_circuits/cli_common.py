@@ -18,6 +18,7 @@ import click
 
 from .errors import InputError, SimulationError, SpuError
 from .spec import HardwareSpec
+from .timesteps import NOISE_STEP_FRAC
 
 #: the HardwareSpec fields `spec_options` adds, in order
 SPEC_KEYS = ("R0_ohm", "C_F", "volts_per_unit", "opamp_gain", "r_min_ohm", "r_max_ohm",
@@ -54,18 +55,19 @@ def friendly(fn):
 def spec_options(fn):
     """Hardware-spec options shared by the commands that compile."""
     opts = [
-        click.option("--r0", "R0_ohm", type=float, default=1e3, show_default=True,
-                     help="Unit resistance R0 (ohm)."),
-        click.option("--cap", "C_F", type=float, default=1e-9, show_default=True,
-                     help="Integrating capacitor C (F); tau = R0*C."),
-        click.option("--v0", "volts_per_unit", type=float, default=1.0, show_default=True,
-                     help="Volts per unit of x."),
+        click.option("--r0", "R0_ohm", default="1k", show_default=True,
+                     help="Unit resistance R0 (ohm; SI prefixes: 10k, 4.7kohm)."),
+        click.option("--cap", "C_F", default="1nF", show_default=True,
+                     help="Integrating capacitor C (F; 100nF, 1e-7); tau = R0*C. With "
+                          "--realize and an op-amp GBW, an unset C is raised to suit it."),
+        click.option("--v0", "volts_per_unit", default="1V", show_default=True,
+                     help="Volts per unit of x (V)."),
         click.option("--gain", "opamp_gain", type=float, default=1e6, show_default=True,
                      help="Op-amp open-loop gain (ideal VCVS model)."),
-        click.option("--rmin", "r_min_ohm", type=float, default=100.0, show_default=True,
-                     help="Smallest realisable resistor (ohm)."),
-        click.option("--rmax", "r_max_ohm", type=float, default=10e6, show_default=True,
-                     help="Largest realisable resistor (ohm)."),
+        click.option("--rmin", "r_min_ohm", default="100", show_default=True,
+                     help="Smallest realisable resistor (ohm; 100, 1k)."),
+        click.option("--rmax", "r_max_ohm", default="10M", show_default=True,
+                     help="Largest realisable resistor (ohm; 10M = 10 megohm)."),
         click.option("--prune", "prune_rel", type=float, default=0.0, show_default=True,
                      help="Drop couplings below this fraction of max|A|."),
         click.option("--auto-prune/--no-auto-prune", "auto_prune", default=True,
@@ -87,7 +89,8 @@ def noise_options(fn):
         click.option("--kappa0", type=float, default=0.0, show_default=True,
                      help="Noise level kappa0: stationary covariance kappa0*A^-1."),
         click.option("--noise-step", "noise_step", type=float, default=None,
-                     help="Noise step NT in units of tau (default 0.01/lambda_max(A))."),
+                     help="Noise step NT in units of tau "
+                          f"(default {NOISE_STEP_FRAC}/lambda_max(A))."),
         click.option("--noise-duration", "noise_duration", type=float, default=100.0,
                      show_default=True, help="file noise: length covered, units of tau."),
         click.option("--seed", type=int, default=0, show_default=True,
@@ -107,9 +110,22 @@ def noise_from_options(kw: dict):
                      seed=kw.pop("seed"))
 
 
+#: spec options given as physical quantities: (unit, option name)
+_QUANTITIES = {"R0_ohm": ("ohm", "--r0"), "C_F": ("F", "--cap"),
+               "volts_per_unit": ("V", "--v0"), "r_min_ohm": ("ohm", "--rmin"),
+               "r_max_ohm": ("ohm", "--rmax")}
+
+
 def spec_from_options(kw: dict) -> HardwareSpec:
-    """The HardwareSpec of `spec_options`' values (popped from kw)."""
-    return HardwareSpec(**{k: kw.pop(k) for k in SPEC_KEYS})
+    """The HardwareSpec of `spec_options`' values (popped from kw; quantities with SI
+    prefixes and units parsed)."""
+    from .units import parse_quantity
+
+    vals = {k: kw.pop(k) for k in SPEC_KEYS}
+    for k, (unit, opt) in _QUANTITIES.items():
+        if isinstance(vals[k], str):
+            vals[k] = parse_quantity(vals[k], unit, what=opt)
+    return HardwareSpec(**vals)
 
 
 def check_writable(path: Path, option: str, folder: bool = False) -> None:

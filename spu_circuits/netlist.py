@@ -168,9 +168,12 @@ def _new_file_mode(path: Path) -> int:
         return 0o666 & ~mask
 
 
-def atomic_write(files: dict[Path, str | bytes]) -> None:
+def atomic_write(files: dict[Path, str | bytes], *, durable: bool = True) -> None:
     """Write several files so that each appears whole or not at all (temp file + rename),
-    with the mode a plain write would give (mkstemp's own is 0600)."""
+    with the mode a plain write would give (mkstemp's own is 0600).
+
+    durable: fsync each file before the rename (survives a power loss); False skips that
+    (still whole-or-nothing if the process dies), for files written in a loop."""
     tmps: list[tuple[str, Path]] = []
     try:
         for path, content in files.items():
@@ -181,8 +184,9 @@ def atomic_write(files: dict[Path, str | bytes]) -> None:
             os.fchmod(fd, _new_file_mode(path))
             with os.fdopen(fd, "wb") as fh:
                 fh.write(content.encode() if isinstance(content, str) else content)
-                fh.flush()
-                os.fsync(fh.fileno())
+                if durable:
+                    fh.flush()
+                    os.fsync(fh.fileno())
         for tmp, path in tmps:
             os.replace(tmp, path)
         tmps = []

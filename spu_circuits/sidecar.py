@@ -259,17 +259,40 @@ class OpampRecord:
     subckt: str | None = None
     internal_R_ohm: float | None = None
     range_check: str | None = None
+    #: the op-amp part's record (catalogue part, figures, drawn offsets, user model, bias
+    #: DAC), written after the fields above as the realisation pass made it
+    extra: dict = field(default_factory=dict)
+
+    _OPTIONAL = ("subckt", "internal_R_ohm", "range_check")
+
+    @property
+    def part(self) -> str | None:
+        """The catalogue part's name (None: a generic model)."""
+        return self.extra.get("part")
+
+    @property
+    def bias_dac_bits(self) -> int | None:
+        """Bits of the bias DAC the deck was realised with (None: exact bias sources)."""
+        return (self.extra.get("bias_dac") or {}).get("bits")
+
+    @property
+    def figures(self) -> dict | None:
+        """The catalogue part's figures (gain, GBW, noise densities, offsets; SI units)."""
+        return self.extra.get("figures")
 
     def to_json(self) -> dict:
         d: dict[str, Any] = {"model": self.model, "gain": self.gain, "gbw_hz": self.gbw_hz}
-        for k in ("subckt", "internal_R_ohm", "range_check"):
+        for k in self._OPTIONAL:
             if getattr(self, k) is not None:
                 d[k] = getattr(self, k)
+        d.update(self.extra)
         return d
 
     @classmethod
     def from_json(cls, d: dict) -> OpampRecord:
-        return cls(**{f.name: d.get(f.name) for f in fields(cls)})
+        known = ("model", "gain", "gbw_hz", *cls._OPTIONAL)
+        return cls(**{k: d.get(k) for k in known},
+                   extra={k: v for k, v in d.items() if k not in known})
 
 
 @dataclass(frozen=True, eq=False)
@@ -301,18 +324,39 @@ class Realization:
     parts: dict
     extraction: str
     options: dict
+    #: electrical-rule findings the pass accepted (warnings), as records
+    erc: list[dict] | None = None
     #: element name → nominal value (Ω, F, S) before the tolerance draw (Monte-Carlo decks)
     nominal_values: dict[str, float] | None = None
+    #: why the capacitor was changed (a GBW-limited op-amp raised C), when it was
+    capacitor_choice: str | None = None
     #: tolerance spread over many draws (the committed examples)
     monte_carlo_summary: dict | None = None
+    #: keys this version does not know, kept as they are
+    extra: dict = field(default_factory=dict)
+    #: the key order of the record read (so a round trip is byte-identical)
+    key_order: tuple[str, ...] = field(default=(), repr=False)
 
     _ARRAYS = ("A_eff", "b_eff", "x_eff")
+    _OPTIONAL = ("erc", "nominal_values", "capacitor_choice", "monte_carlo_summary")
+
+    @property
+    def kappa0_johnson_full(self) -> list[float] | None:
+        """Johnson-noise κ₀ per variable of every resistor (N,), None when not computed."""
+        return (self.johnson or {}).get("kappa0_full")
+
+    @property
+    def sized_kappa0(self) -> float | None:
+        """The κ₀ the output swing (v₀, ERC) was sized for, None when v₀ was not chosen."""
+        return None if not self.swing else self.swing.get("kappa0")
 
     def to_json(self) -> dict:
         d: dict[str, Any] = {}
         for f in fields(self):
+            if f.name in ("extra", "key_order"):
+                continue
             v = getattr(self, f.name)
-            if f.name in ("nominal_values", "monte_carlo_summary") and v is None:
+            if f.name in self._OPTIONAL and v is None:
                 continue
             if f.name == "opamp":
                 v = v.to_json()
@@ -321,16 +365,28 @@ class Realization:
             elif f.name == "kappa0_deck":
                 v = list(v)
             d[f.name] = v
-        return d
+        d.update(self.extra)
+        return _in_order(d, self.key_order)
 
     @classmethod
     def from_json(cls, d: dict) -> Realization:
-        vals = {f.name: d.get(f.name) for f in fields(cls)}
+        known = {f.name for f in fields(cls)} - {"extra", "key_order"}
+        vals = {k: d.get(k) for k in known}
         vals["opamp"] = OpampRecord.from_json(d.get("opamp") or {"model": "none"})
         for k in cls._ARRAYS:
             vals[k] = np.array(d[k], dtype=float)
         vals["kappa0_deck"] = tuple(d.get("kappa0_deck") or ())
-        return cls(**vals)
+        return cls(**vals, extra={k: v for k, v in d.items() if k not in known},
+                   key_order=tuple(d))
+
+
+def _in_order(d: dict, order: tuple[str, ...]) -> dict:
+    """`d` with the keys of `order` first, in that order, then the others as they are."""
+    if not order:
+        return d
+    out = {k: d[k] for k in order if k in d}
+    out.update((k, v) for k, v in d.items() if k not in out)
+    return out
 
 
 @dataclass(frozen=True)
@@ -410,9 +466,13 @@ class Sidecar:
     realization: Realization | None = field(default=None, compare=False)
     tiles: Tiling | None = None
     cell_map: CellMap | None = None
-    #: keys this version does not know (hand-written sidecars), kept as they are
+    #: keys this version does not know (records of other passes, hand-written keys), kept
+    #: as they are
     extra: dict = field(default_factory=dict)
     deck_sha256: str | None = None
+    #: the key order of the sidecar read (so that reading and writing it back is
+    #: byte-identical); empty for a sidecar built by the compiler (the canonical order)
+    key_order: tuple[str, ...] = field(default=(), compare=False, repr=False)
 
     def with_(self, **changes) -> Sidecar:
         return replace(self, **changes)
@@ -461,7 +521,9 @@ class Sidecar:
         d.update(self.extra)
         if self.deck_sha256 is not None:
             d["deck_sha256"] = self.deck_sha256
-        return d
+        if self.key_order:  # a sidecar read from a file: its keys, in its order
+            d = {k: v for k, v in d.items() if v is not None or k in self.key_order}
+        return _in_order(d, self.key_order)
 
     def dumps(self) -> str:
         """The sidecar file's text (indent 2, no NaN; deterministic)."""
@@ -483,7 +545,7 @@ class Sidecar:
         outs = d["outputs"]
         if not isinstance(outs, list) or len(outs) != d["n"]:
             raise InputError(f"{where}: 'outputs' must list n = {d['n']} node names")
-        known = {f.name for f in fields(cls)} - {"extra"}
+        known = {f.name for f in fields(cls)} - {"extra", "key_order"}
         try:
             from .compiler.cellmap import CellMap
 
@@ -511,6 +573,7 @@ class Sidecar:
                 cell_map=CellMap.from_json(d["cell_map"]) if d.get("cell_map") else None,
                 extra={k: v for k, v in d.items() if k not in known},
                 deck_sha256=d.get("deck_sha256"),
+                key_order=tuple(d),
             )
         except InputError:
             raise

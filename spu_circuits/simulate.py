@@ -16,6 +16,7 @@ from .errors import InputError
 from .netlist import deck_digest, sidecar_path
 from .sidecar import REQUIRED_KEYS, Sidecar
 from .system import FactoredSystem, LinearSystem
+from .timesteps import INTERNAL_STEP_FRAC
 
 SIDECAR_KEYS = REQUIRED_KEYS  # the former name
 
@@ -27,6 +28,10 @@ class Deck:
     text: str
     sidecar: Sidecar | None = None
     path: Path | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.sidecar, dict):  # the sidecar's JSON object (older callers)
+            self.sidecar = Sidecar.from_json(self.sidecar)
 
     @classmethod
     def from_compiled(cls, compiled, path: Path | None = None) -> Deck:
@@ -139,7 +144,7 @@ def solve_op(deck: Deck, backend: Backend | str | None = None, timeout_s: float 
     return res.voltages(deck.outputs) / deck.volts_per_unit
 
 
-def default_tmax_tau(deck: Deck, frac: float = 0.01) -> float:
+def default_tmax_tau(deck: Deck, frac: float = INTERNAL_STEP_FRAC) -> float:
     """Internal step bound in units of τ: frac/λ_max(A) (A from the sidecar; frac if
     unknown), and at most a quarter of the deck's noise step."""
     sysm = deck.system()

@@ -59,4 +59,4 @@ def test_validation_cli_imports_in_a_fresh_interpreter():
 def test_spu_command_line_has_every_command():
     res = _run("from spu_tngd.cli import main\nprint(sorted(main.commands))\n")
     assert res.returncode == 0, res.stderr
-    assert res.stdout.strip() == "['compile', 'simulate', 'validate']"
+    assert {'compile', 'simulate', 'validate'} <= set(eval(res.stdout))  # noqa: S307

@@ -50,6 +50,10 @@ class CompiledCircuit:
     sidecar: Sidecar
     extra_files: dict[str, bytes] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        if isinstance(self.sidecar, dict):  # the sidecar's JSON object (older callers)
+            self.sidecar = Sidecar.from_json(self.sidecar)
+
     @property
     def meta(self) -> dict:
         """The sidecar as the JSON object the file holds (a fresh copy: read-only view)."""
@@ -71,8 +75,9 @@ class CompiledCircuit:
     def deck_text(self) -> str:
         return self.netlist.to_text()
 
-    def write(self, out_dir: str | Path, name: str = "spu") -> Path:
-        """Write `out_dir/name.cir` and `out_dir/name.json` (+ extra files) atomically."""
+    def write(self, out_dir: str | Path, name: str = "spu", *, durable: bool = True) -> Path:
+        """Write `out_dir/name.cir` and `out_dir/name.json` (+ extra files) atomically
+        (durable=False: without fsync, see `atomic_write`)."""
         if not name or "/" in name or name.startswith("."):
             raise InputError(f"invalid deck name {name!r}")
         out = Path(out_dir)
@@ -84,7 +89,7 @@ class CompiledCircuit:
         files: dict[Path, str | bytes] = {deck: text, deck.with_suffix(".json"): side.dumps()}
         for fname, content in self.extra_files.items():
             files[out / fname] = content
-        atomic_write(files)
+        atomic_write(files, durable=durable)
         return deck
 
 
@@ -140,7 +145,9 @@ def compile_system(system: LinearSystem | FactoredSystem, topology: str = "dense
         system=SystemRecord.of(system, factored=topo.needs_factor),
     )
     noise_roles: dict[str, str] = {}
-    noise_rec, extra = add_noise(net, side, noise, sc.A, name, topo.noise_sign,
+    # the dense A (N×N) only when the noise step must come from its fastest mode
+    A_noise = sc.A if noise.kind != "none" and noise.step_tau is None else None
+    noise_rec, extra = add_noise(net, side, noise, A_noise, name, topo.noise_sign,
                                  roles=noise_roles)
     cell_map = cell_map.with_roles(noise_roles)
     check_cell_map(net, cell_map)
