@@ -71,7 +71,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import re
 import shutil
 import tempfile
 import time
@@ -89,6 +88,7 @@ from spu_circuits.compiler.noise import NoiseSpec, add_noise, read_noise_files
 from spu_circuits.errors import InputError
 from spu_circuits.netlist import Netlist, deck_digest
 from spu_circuits.simulate import Deck, interp_at, sample, solve_op, transient
+from spu_circuits.spice.lexer import lex
 from spu_circuits.system import LinearSystem
 
 __all__ = [
@@ -220,34 +220,33 @@ PRESETS = {
 
 # ----------------------------------------------------------------------------- deck variants
 
-_NOISE_NAME = re.compile(r"^[ia]nz\d+$", re.I)
-
-
 def strip_noise(text: str) -> tuple[str, int]:
-    """The deck without noise sources, and how many lines were removed.
+    """The deck without noise sources, and how many physical lines were removed.
 
-    Removed: elements named ``inz<k>``/``anz<k>`` (the compiler's noise sources), any element
-    line containing ``trnoise(``, ``.model`` lines of ``filesource`` models, and the ``+``
-    continuation lines of removed lines.
+    Read as ngspice reads it (spu_circuits.spice.lexer), removed with all their physical
+    lines (`+` continuations): element cards with a ``trnoise(`` function (the compiler's
+    ``inz<k>`` sources), XSPICE instances of a ``filesource`` model (``anz<k>``) and the
+    ``.model`` cards of ``filesource`` models.
     """
-    out, removed, dropping = [], 0, False
-    for k, line in enumerate(text.splitlines()):
-        s = line.strip()
-        low = s.lower()
-        if k > 0 and low.startswith("+") and dropping:
-            removed += 1
-            continue
-        first = low.split()[0] if low else ""
-        drop = k > 0 and bool(first) and (
-            (not first.startswith(("*", ".", "+")) and (_NOISE_NAME.match(first)
-                                                        or "trnoise(" in low.replace(" ", "")))
-            or (first == ".model" and "filesource" in low))
-        dropping = drop
-        if drop:
-            removed += 1
-        else:
-            out.append(line)
-    return "\n".join(out) + "\n", removed
+    cards = [(c, c.text.replace("(", " ( ").split()) for c in lex(text).cards
+             if not c.control and all(src is None for src, _ in c.spans)]
+
+    def is_filesource_model(w: list[str]) -> bool:
+        return w[0] == ".model" and w[2:3] == ["filesource"]
+
+    files = {w[1] for _, w in cards if is_filesource_model(w)}
+    drop: set[int] = set()
+    for c, w in cards:
+        element = not w[0].startswith(".")
+        if is_filesource_model(w) or element and (
+                "trnoise(" in c.text.replace(" ", "") or (w[0][0] == "a" and w[-1] in files)):
+            drop.update(no for _, no in c.spans)
+    drop.discard(1)
+    lines = [ln[:-1] if ln.endswith("\r") else ln for ln in text.split("\n")]
+    if lines and lines[-1] == "":
+        lines.pop()
+    out = [ln for no, ln in enumerate(lines, 1) if no not in drop]
+    return "\n".join(out) + "\n", len(lines) - len(out)
 
 
 def with_noise(deck: Deck, noise: NoiseSpec, A: np.ndarray, workdir: Path | None = None,

@@ -287,6 +287,24 @@ def _first_char(text: str) -> str:
     return ""
 
 
+def physical_lines(text: str) -> list[str]:
+    """The lines ngspice's file reader starts from (`readline`): split at LF only, CR
+    dropped, leading blanks and tabs dropped, blank lines skipped; the title (first line) as
+    written, its first 4999 bytes (the rest is a line of its own). For feeding ngspice the
+    same lines through its shared-library interface."""
+    phys = text.split("\n")
+    if phys and phys[-1] == "":
+        phys.pop()
+    if not phys:
+        return []
+    data = phys[0].encode("utf-8", "surrogateescape")
+    head = [data[:TITLE_BYTES].decode("utf-8", "surrogateescape").removesuffix("\r")]
+    rest = [data[TITLE_BYTES:].decode("utf-8", "surrogateescape")] \
+        if len(data) > TITLE_BYTES - 1 else []
+    body = (ln.replace("\r", "").lstrip(" \t") for ln in rest + phys[1:])
+    return head + [ln for ln in body if ln]
+
+
 # --------------------------------------------------------------------------------------------
 # the reader
 
@@ -426,8 +444,10 @@ class _Reader:
             k += 1
 
     def expand_one(self, lines: list[_Line], k: int, base: Path | None,
-                   stack: tuple[Path, ...]) -> int:
-        """Expand the `.lib` reference at lines[k]; returns how many lines were inserted."""
+                   stack: tuple[Path, ...], sections: tuple[tuple[Path, str], ...] = ()
+                   ) -> int:
+        """Expand the `.lib` reference at lines[k]; returns how many lines were inserted.
+        sections: the (library, section) pairs being expanded (a repeat is a cycle)."""
         ln = lines[k]
         words = _lib_words(ln.text)
         if len(words) < 2:
@@ -444,6 +464,10 @@ class _Reader:
             self.st.libraries[real] = (real.parent, self.read(text, real, 1, real.parent, via,
                                                               (*stack, real)))
         habitat, deck = self.st.libraries[real]
+        key = (real, lower_ascii(section))
+        if key in sections:
+            raise InputError(f"{where(_card(marker, ()))}.lib section {section!r} of {name} "
+                             "includes itself (ngspice 39 crashes on it)")
         start = next((j for j, c in enumerate(deck) if is_directive(c.text, ".lib")
                       and len(_lib_words(c.text)) == 1
                       and lower_ascii(_lib_words(c.text)[0]) == lower_ascii(section)), None)
@@ -453,7 +477,7 @@ class _Reader:
         j = start + 1
         while j < len(deck) and not is_directive(deck[j].text, ".endl"):
             if deck[j].directive is None and is_directive(deck[j].text, ".lib"):
-                j += self.expand_one(deck, j, habitat, (*stack, real))
+                j += self.expand_one(deck, j, habitat, stack, (*sections, key))
             j += 1
         if j >= len(deck):
             marker.error = f".lib section {section!r} of {name} has no .endl (ngspice stops)"
@@ -559,9 +583,9 @@ def lex(text: str, deck_dir: str | Path | None = None, resolver: Resolver | None
             continue
         card = _card(ln, tuple(subckt))
         if control is not None or is_directive(card.text, ".control"):
+            card = replace(card, control=True)
             if control is None:
                 control = card
-            card = replace(card, control=True)
             if is_directive(card.text, ".endc"):
                 control = None
         elif is_directive(card.text, ".subckt"):
@@ -574,6 +598,17 @@ def lex(text: str, deck_dir: str | Path | None = None, resolver: Resolver | None
     return Lexed(title=title, cards=tuple(cards), ended=st.ended,
                  end_spans=tuple(st.end_spans), open_control=control,
                  lines=tuple(text.split("\n")))
+
+
+def lex_included(text: str, found: Path, real: Path, deck_dir: str | Path | None,
+                 resolver: Resolver | None, via: tuple[Span, ...] = (),
+                 stack: tuple[Path, ...] = ()) -> tuple[Card, ...]:
+    """The cards of a file read as an included file (no title line), e.g. to check a file
+    that a deck names in a way ngspice itself does not follow."""
+    base = Path(deck_dir) if deck_dir is not None else None
+    lines = _Reader(_State(resolver, base)).read(text, real, len(stack) + 1, found.parent, via,
+                                                 stack or (real,))
+    return tuple(_card(ln, ()) for ln in lines if not ln.comment())
 
 
 # --------------------------------------------------------------------------------------------

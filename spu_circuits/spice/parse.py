@@ -25,7 +25,7 @@ def parse_deck(text: str) -> ParsedDeck:
     lexed = lex(text)
     if lexed.lines == ("",):
         raise InputError("empty deck: no title line")
-    deck = ParsedDeck(title=lexed.title, ended=lexed.ended)
+    deck = ParsedDeck(title=lexed.title, ended=lexed.ended, lexed=lexed)
     top = Scope()
     stack: list[tuple[SubcktDef, Scope]] = []     # open .subckt definitions
     names: list[set[str]] = [set()]
