@@ -31,6 +31,7 @@ What is *allowed*: element lines, `.model`, `.param`, `.options`, `.save`, `.pri
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
@@ -304,6 +305,7 @@ def _words(text: str) -> set[str]:
     return out
 
 
+@functools.cache
 def _ngspice_sourcepath() -> tuple[Path, ...]:
     """ngspice's default `sourcepath` beyond `.` (its scripts folder, set by spinit)."""
     exe = shutil.which(os.environ.get("SPU_NGSPICE", "ngspice"))
