@@ -14,7 +14,7 @@ from .cards import (
 from .deck import GROUND, ParsedDeck, Scope, SubcktDef
 from .elements import ELEMENT_PARSERS, SUPPORTED, UNSUPPORTED
 from .flatten import MAX_SUBCKT_DEPTH, check_references, flatten
-from .lexer import SPECIAL, is_directive, lex, tokens
+from .lexer import SPECIAL, is_directive, lex, split_word, tokens
 
 
 def parse_deck(text: str) -> ParsedDeck:
@@ -32,7 +32,7 @@ def parse_deck(text: str) -> ParsedDeck:
     scope = top
     for lx in lexed.cards:
         lineno, line = lx.line, lx.text.lower()
-        word = line.split()[0]
+        word = split_word(line)[0]
         if lx.control:
             if is_directive(line, ".control") and stack:
                 raise InputError(f"line {lineno}: .control inside .subckt "
