@@ -443,8 +443,26 @@ BAD_INPUT_CASES: list[BadInput] = [
              lambda tmp: _yield_bad(tmp, 4, -1.0), "--max-error must be a positive number"),
     BadInput("validate-sized-kappa0", "validating at more noise than the deck was sized for",
              lambda tmp: _validate_oversized(tmp), "the deck was sized (v0, ERC) for kappa0"),
-
+    # --- SPICE reader (spice.lexer, through the deck safety check)
+    BadInput("lib-section-cycle", "a .lib section that includes itself (ngspice 39 crashes)",
+             lambda tmp: _lib_cycle(tmp), "includes itself", _unsafe_error()),
+    BadInput("include-unreadable-deck", "an .include whose file is a NUL-holding binary",
+             lambda tmp: _include_binary(tmp), "control character U+0000", _unsafe_error()),
 ]
+
+
+def _lib_cycle(tmp: Path):
+    from spu_circuits.safety import check_deck_safety
+
+    (tmp / "m.lib").write_text("* lib\n.lib a\nr1 a 0 1k\n.lib m.lib a\n.endl\n")
+    return check_deck_safety("t\n.lib m.lib a\nv1 a 0 1\n", tmp)
+
+
+def _include_binary(tmp: Path):
+    from spu_circuits.safety import check_deck_safety
+
+    (tmp / "bin.cir").write_bytes(b"r1 a 0 1k\x00\x01\n")
+    return check_deck_safety("t\n.include bin.cir\nv1 a 0 1\n", tmp)
 
 
 def _params() -> list:

@@ -12,6 +12,7 @@ import numpy as np
 
 from ..errors import InputError, SimulationError
 from ..netlist import fmt
+from ..spice.edit import drop_cards
 from ..spice.lexer import is_directive, lex, tokens
 
 #: dot-commands a back-end replaces with the analysis it is asked to run
@@ -93,17 +94,9 @@ def prepare_deck(text: str, analysis: Analysis) -> str:
     lines are kept as written. The title line is kept; a blank title becomes "untitled" so
     that the CLI and shared mode (PySpice drops blank lines) read the same first line.
     """
-    lexed = lex(text)
-    drop = {no for card in lexed.cards
-            if not card.control and card.word in ANALYSIS_CARDS
-            and all(src is None for src, _ in card.spans)
-            for _, no in card.spans}
-    drop |= {no for src, no in lexed.end_spans if src is None}
-    lines = [ln[:-1] if ln.endswith("\r") else ln for ln in lexed.lines]
-    if lines and lines[-1] == "":
-        lines.pop()
+    lines, _ = drop_cards(lex(text), lambda card: card.word in ANALYSIS_CARDS, ends=True)
     title = lines[0] if lines and lines[0].strip() else "untitled"
-    body = [ln for no, ln in enumerate(lines[1:], 2) if no not in drop]
+    body = lines[1:]
     return "\n".join([title, *body, *analysis.cards(), ".end"]) + "\n"
 
 

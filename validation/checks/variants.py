@@ -13,38 +13,16 @@ from spu_circuits.compiler.noise import NoiseSpec, add_noise
 from spu_circuits.errors import InputError
 from spu_circuits.netlist import Netlist
 from spu_circuits.simulate import Deck
-from spu_circuits.spice.lexer import lex
+from spu_circuits.spice.edit import strip_noise as strip_deck_noise
 
 
 def strip_noise(text: str, noise_elements=()) -> tuple[str, int]:
-    """The deck without noise sources, and how many physical lines were removed.
-
-    Read as ngspice reads it (spu_circuits.spice.lexer), removed with all their physical
-    lines (`+` continuations): the elements `noise_elements` (the cell map's Role.NOISE
-    elements), element cards with a ``trnoise(`` function, XSPICE instances of a
-    ``filesource`` model and the ``.model`` cards of ``filesource`` models.
-    """
-    names = {str(n).lower() for n in noise_elements}
-    cards = [(c, c.text.lower().replace("(", " ( ").split()) for c in lex(text).cards
-             if not c.control and all(src is None for src, _ in c.spans)]
-
-    def is_filesource_model(w: list[str]) -> bool:
-        return w[0] == ".model" and w[2:3] == ["filesource"]
-
-    files = {w[1] for _, w in cards if is_filesource_model(w)}
-    drop: set[int] = set()
-    for c, w in cards:
-        element = not w[0].startswith(".")
-        if is_filesource_model(w) or element and (
-                w[0] in names or "trnoise(" in c.text.lower().replace(" ", "")
-                or (w[0][0] == "a" and w[-1] in files)):
-            drop.update(no for _, no in c.spans)
-    drop.discard(1)
-    lines = [ln[:-1] if ln.endswith("\r") else ln for ln in text.split("\n")]
-    if lines and lines[-1] == "":
-        lines.pop()
-    out = [ln for no, ln in enumerate(lines, 1) if no not in drop]
-    return "\n".join(out) + "\n", len(lines) - len(out)
+    """The deck without noise sources, and how many physical lines were removed: the
+    elements `noise_elements` (the cell map's Role.NOISE elements), element cards with a
+    ``trnoise(`` function, XSPICE instances of ``filesource`` models and those ``.model``
+    cards, each with its continuation lines (read as ngspice reads the deck:
+    spu_circuits.spice.edit.strip_noise)."""
+    return strip_deck_noise(text, noise_elements)
 
 
 def with_noise(deck: Deck, noise: NoiseSpec, A: np.ndarray, workdir: Path | None = None,
