@@ -13,7 +13,9 @@ from spu_circuits.compiler.noise import NoiseSpec, add_noise
 from spu_circuits.errors import InputError
 from spu_circuits.netlist import Netlist
 from spu_circuits.simulate import Deck
+from spu_circuits.spice.edit import drop_cards
 from spu_circuits.spice.edit import strip_noise as strip_deck_noise
+from spu_circuits.spice.lexer import lex
 
 
 def strip_noise(text: str, noise_elements=()) -> tuple[str, int]:
@@ -37,7 +39,7 @@ def with_noise(deck: Deck, noise: NoiseSpec, A: np.ndarray, workdir: Path | None
     meta = dict(deck._need_meta())
     cm = CellMap.from_json(meta["cell_map"]) if meta.get("cell_map") else None
     text, _ = strip_noise(deck.text, cm.elements_with(Role.NOISE) if cm else ())
-    lines = [ln for ln in text.splitlines() if ln.strip().lower() != ".end"]
+    lines, _ = drop_cards(lex(text), lambda card: False, ends=True)     # no `.end` yet
     path = deck.path
     if noise.kind == "none":
         meta["noise"] = {"kind": "none"}
