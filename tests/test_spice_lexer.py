@@ -222,8 +222,8 @@ def test_hostile_corpus_read_alike(site, text):
     check_same_reading(text.format(B=BODY, M=outside / "PWNED", O=outside), deck)
 
 
-def test_hostile_corpus_is_refused_on_the_cards_read(site):
-    """The refusals of the corpus name lines that the lexer reads as (part of) a card."""
+def test_hostile_corpus_is_refused(site):
+    """Every deck of the corpus is still refused when the scanner reads it by the lexer."""
     deck, outside = site
     for text in HOSTILE:
         text = text.format(B=BODY, M=outside / "PWNED", O=outside)
