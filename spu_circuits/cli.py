@@ -16,6 +16,7 @@ import numpy as np
 
 from .errors import InputError, SimulationError, SpuError
 from .spec import HardwareSpec
+from .timesteps import NOISE_STEP_FRAC
 
 
 def _fail(msg: str, code: int = 2) -> None:
@@ -82,7 +83,8 @@ def noise_options(fn):
         click.option("--kappa0", type=float, default=0.0, show_default=True,
                      help="Noise level kappa0: stationary covariance kappa0*A^-1."),
         click.option("--noise-step", "noise_step", type=float, default=None,
-                     help="Noise step NT in units of tau (default 0.01/lambda_max(A))."),
+                     help="Noise step NT in units of tau "
+                          f"(default {NOISE_STEP_FRAC}/lambda_max(A))."),
         click.option("--noise-duration", "noise_duration", type=float, default=100.0,
                      show_default=True, help="file noise: length covered, units of tau."),
         click.option("--seed", type=int, default=0, show_default=True,
@@ -281,14 +283,20 @@ def compile_cmd(matrix, factor, damping, rhs, topology, out_dir, name, series, t
               help="Save the results to this .npz.")
 @click.option("--allow-unsafe", is_flag=True,
               help="Run decks with .control blocks, shell/file commands or outside includes.")
+@click.option("--codes", "codes_path", type=click.Path(dir_okay=False),
+              help="Programmable board: run it with these codes (spu program).")
 @friendly
 def simulate_cmd(deck_path, analysis, backend, timeout_s, x0_path, t_stop, dt, save_path,
-                 allow_unsafe):
+                 allow_unsafe, codes_path):
     """Run DECK.cir in ngspice and print x (through the sidecar) or the node voltages."""
     from .netlist import atomic_write
     from .simulate import Deck, solve_op, transient
 
     deck = Deck.load(deck_path)
+    if codes_path:
+        from .cli_board import load_programmed
+
+        deck = load_programmed(deck, codes_path)
     from .backends import Op, Tran
     from .safety import check_untrusted_deck
 
@@ -382,6 +390,12 @@ def _register_plugins() -> None:
     main.add_command(budget_cmd, "budget")
     main.add_command(calibrate_cmd, "calibrate")
     main.add_command(yield_cmd, "yield")
+
+    from . import cli_board
+
+    main.add_command(cli_board.board_cmd, "board")
+    main.add_command(cli_board.program_cmd, "program")
+    main.add_command(cli_board.kicad_cmd, "kicad")
 
 
 _register_plugins()

@@ -244,6 +244,52 @@ def _validate_oversized(tmp: Path):
 
 
 
+# --- programmable board helpers (#12)
+
+def _bspec(**kw):
+    from spu_circuits.board import BoardSpec
+
+    return BoardSpec(**kw)
+
+
+def _layout(n, r=None, bits=12, rng=2.0):
+    from spu_circuits.board import BoardLayout, board_circuit, build_board
+
+    cc = board_circuit(build_board(_bspec(n=n, r=r, bits=bits, range=rng)), "b")
+    return BoardLayout.from_meta(dict(cc.meta))
+
+
+def _board_sys(n, scale=1.0, b=None):
+    A = np.eye(n) * 2.0 * scale
+    return LinearSystem.from_arrays(A, np.ones(n) if b is None else np.array(b, float))
+
+
+def _prog(n, system, bits=12):
+    from spu_circuits.board import program
+
+    return program(system, _layout(n, bits=bits), "round")
+
+
+def _prog_f(S, lam):
+    from spu_circuits.board import program
+    from spu_circuits.system import FactoredSystem
+
+    lay = _layout(3, r=2, rng=1.0)
+    if S is None:
+        return program(LinearSystem.from_arrays(np.eye(3) * 0.5, np.ones(3) * 0.1), lay)
+    return program(FactoredSystem.from_arrays(S, lam, np.full(3, 0.1)), lay)
+
+
+def _codes_other(tmp):
+    from spu_circuits.board import BoardSpec, board_circuit, build_board, program
+    from spu_circuits.board.program import BoardLayout
+    from spu_circuits.board.run import programmed_deck
+
+    a = board_circuit(build_board(BoardSpec(n=2, range=2.0)), "a").write(tmp / "a", "a")
+    b = board_circuit(build_board(BoardSpec(n=2, range=2.0, seed=1)), "b").write(tmp / "b", "b")
+    prog = program(_board_sys(2), BoardLayout.from_meta(Deck.load(a).meta))
+    return programmed_deck(Deck.load(b), prog)
+
 BAD_INPUT_CASES: list[BadInput] = [
     # --- the matrix A
     BadInput("non-square", "A is 2×3", _sys(np.ones((2, 3))), "A is not square: shape 2×3"),
@@ -399,6 +445,40 @@ BAD_INPUT_CASES: list[BadInput] = [
              _net(V1, R_LOAD, ("g1", "a 0 a 0", 1.0), spec=SPEC),
              "transconductance 'g1' = 1 S (1/|g| = 1 Ω) lies outside the spec range",
              GraphCheckError),
+    # --- programmable board (spu board / spu program, #12)
+    BadInput("board-too-many-vars", "system has more variables than the board has cells",
+             lambda tmp: _prog(8, _board_sys(9)), "the system has 9 variables, the board 8 cells"),
+    BadInput("board-entry-range", "an entry of A beyond the board's --range",
+             lambda tmp: _prog(4, _board_sys(4, scale=3.0)),
+             "A[0,0] = 6 lies outside the board's range ±2"),
+    BadInput("board-rhs-range", "an entry of b beyond the bias range",
+             lambda tmp: _prog(4, _board_sys(4, b=[0, 0, 5.0, 0])),
+             "b[2] = 5 lies outside the board's bias range ±2"),
+    BadInput("board-factor-range", "an entry of S beyond the factored board's range",
+             lambda tmp: _prog_f(np.array([[0.5, 2.5, 0.0]]), 0.1),
+             "S[0,1] = 2.5 lies outside the board's range ±1"),
+    BadInput("board-factor-rows", "S has more rows than the board has stages",
+             lambda tmp: _prog_f(np.full((3, 3), 0.1), 0.1),
+             "S has 3 rows, the board 2 stages"),
+    BadInput("board-damping-range", "damping λ beyond range²",
+             lambda tmp: _prog_f(np.full((1, 3), 0.1), 1.5),
+             "damping λ = 1.5 lies outside the board's range 1"),
+    BadInput("board-kind", "a dense matrix for a factored board",
+             lambda tmp: _prog_f(None, None), "this is a factored board"),
+    BadInput("board-aq-not-pd", "quantised A_q not positive definite (too few bits)",
+             lambda tmp: _prog(2, LinearSystem.from_arrays(
+                 np.array([[2.0, 1.9999], [1.9999, 2.0]]), np.ones(2)), bits=4),
+             "the quantised matrix A_q is not positive definite"),
+    BadInput("board-swing", "solution beyond the op-amp rails",
+             lambda tmp: _prog(2, LinearSystem.from_arrays(np.eye(2) * 0.01,
+                                                           np.ones(2))),
+             "V, beyond the ±10 V rails; use a board with a smaller v0"),
+    BadInput("board-cells", "a dense board beyond 32 cells", lambda tmp: _bspec(n=33),
+             "a dense board has at most 32 cells"),
+    BadInput("board-bits", "MDAC bits outside 4…20", lambda tmp: _bspec(n=2, bits=30),
+             "--bits must lie in 4…20 for an MDAC"),
+    BadInput("board-codes-other-board", "codes written for another board",
+             lambda tmp: _codes_other(tmp), "the codes were written for another board"),
     # --- sweeps (spu_circuits.execution, validation.sweep) -------------------------------
     BadInput("scheduler-unknown", "--scheduler that is none of serial/local/tcp",
              lambda tmp: _parse_scheduler("cluster"), "use serial, local, local:N or tcp://"),
