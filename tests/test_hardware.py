@@ -212,3 +212,20 @@ def test_calibration_cancels_offsets(cli_backend):
     after = np.linalg.norm(solve_op(Deck(deck.text, meta), cli_backend) - ref) / \
         np.linalg.norm(ref)
     assert before > 5e-4 and after * 10 <= before, (before, after)
+
+
+def test_user_opamp_model_runs_in_ngspice(tmp_path, cli_backend):
+    """A vendor-style 5-pin model written for the test (gain 1e6 behind 10 Ω, supplies
+    unused): inlined, wrapped, and the deck's .op matches the catalogue-figure prediction
+    (OPA192: V_os and I_b sources beside each op-amp; the model itself has no offsets)."""
+    lib = tmp_path / "vendor.lib"
+    lib.write_text("* test vendor model\n.subckt myamp inp inn vcc vee out\n"
+                   "e1 mid 0 inp inn 1e6\nr1 mid out 10\nrq vcc vee 1e6\n.ends myamp\n")
+    sysm = example_system()
+    rz = _realise(sysm, HardwareSpec(R0_ohm=1e4), opamp="OPA192", auto_cap=True,
+                  opamp_model=f"{lib}:myamp")
+    text = rz.deck_text()
+    assert ".subckt myamp inp inn vcc vee out" in text and "spu_user_myamp" in text
+    x = solve_op(Deck.from_compiled(rz), cli_backend)
+    ref = sysm.solution()
+    assert np.linalg.norm(x - ref) / np.linalg.norm(ref) < 1e-3
