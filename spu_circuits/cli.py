@@ -385,9 +385,10 @@ def _register_plugins() -> None:
     from validation.cli import validate_cmd
 
     main.add_command(validate_cmd, "validate")
-    from .cli_hardware import budget_cmd, yield_cmd
+    from .cli_hardware import budget_cmd, calibrate_cmd, yield_cmd
 
     main.add_command(budget_cmd, "budget")
+    main.add_command(calibrate_cmd, "calibrate")
     main.add_command(yield_cmd, "yield")
 
     from . import cli_board
