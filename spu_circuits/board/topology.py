@@ -182,7 +182,8 @@ def _cells(net: Netlist, sp: BoardSpec, roles: dict) -> list[Cell]:
                       f"rb{i}": Role.BIAS_RESISTOR})
         cells.append(Cell(index=i, output=o, summing=s, capacitor=f"c{i}", bias=f"vb{i}",
                           inverted=p, integrator=f"eint{i}", inverter=f"einv{i}",
-                          bias_resistor=f"rb{i}"))
+                          bias_resistor=f"rb{i}", inverter_r_in=f"rinv{i}",
+                          inverter_r_fb=f"rfb{i}", internal_nodes=(mi, u)))
     return cells
 
 
@@ -241,7 +242,9 @@ def build_board(sp: BoardSpec) -> Board:
             roles.update({f"etia{k}": Role.STAGE_OPAMP, f"rtf{k}": Role.STAGE_R_FB,
                           f"rqin{k}": Role.INVERTER_R_IN, f"rqfb{k}": Role.INVERTER_R_FB,
                           f"eq{k}": Role.INVERTER_OPAMP})
-            stages.append(Stage(k, t, y, q, f"etia{k}", f"eq{k}", f"rtf{k}"))
+            stages.append(Stage(k, t, y, q, f"etia{k}", f"eq{k}", f"rtf{k}",
+                                inverter_r_in=f"rqin{k}", inverter_r_fb=f"rqfb{k}",
+                                internal_nodes=(mk,)))
         e = iter(errs)
         for k in range(r):
             for j in range(n):
