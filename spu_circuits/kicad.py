@@ -18,9 +18,11 @@ that part), one net per node:
   current into a summing node is brought in from a noise-generator board (a Johnson-noise
   or DAC-driven white-noise current source; see the README) through a header per cell.
 
-Pins carry `pintype`: `passive` for the connections the deck describes, `power_in` for supplies
-and logic ground, `input`/`output` for the SPI bus. The round-trip test reads the file back
-(`read_sexpr`) and compares the graph of its passive pins with the deck's circuit graph.
+Pins carry `pintype`: `passive` for the connections the deck describes (a subcircuit instance's
+ports), `power_in` for supplies and ground pins (an MDAC's IOUT2 and GND, which its model
+references internally), `input`/`output` for the SPI bus and the switch selects. The
+round-trip test reads the file back (`read_sexpr`) and compares the graph of its passive pins
+with the deck's circuit graph.
 Pin numbers of the programmable parts follow their datasheets' package drawings as known here;
 check them against the footprint before fabrication.
 """
@@ -144,7 +146,7 @@ def _num(text: str) -> float | None:
 
 def components(text: str, meta: dict | None) -> tuple[list[Component], dict[str, str]]:
     """Components with their pins, and node → net name."""
-    els, subs = top_level_elements(text)
+    els, _ = top_level_elements(text)
     meta = meta or {}
     outputs = [str(o).lower() for o in meta.get("outputs", [])]
     netname = {o: f"/x{i + 1}" for i, o in enumerate(outputs)}
@@ -194,14 +196,19 @@ def components(text: str, meta: dict | None) -> tuple[list[Component], dict[str,
                        ("2", "", "passive", net(e.nodes[1]))]
         elif k == "e" and e.nodes[1] == "0":
             c = opamp(e, e.nodes[0], e.nodes[3], e.nodes[2])
-        elif k == "x" and e.model == "opamp_sp":
+        elif k == "x" and e.model.startswith("opamp") and len(e.nodes) == 3:
             c = opamp(e, e.nodes[2], e.nodes[1], e.nodes[0])
+        elif k in "vi" and e.name.startswith(("vos_", "iib_")):
+            # an op-amp's input offset / bias current: part of its model, not a part to buy
+            c = Component(ref("M"), "op-amp error model (no part)", "", e.name, "",
+                          "Device:Model")
+            c.pins += [(str(i + 1), "", "passive", net(n)) for i, n in enumerate(e.nodes)]
         elif k == "x" and e.model.startswith("mdac"):
             c = Component(ref("U"), part.get("mpn", "AD5443"),
                           "Package_SO:MSOP-10_3x3mm_P0.5mm", e.name,
                           part.get("mpn", "AD5443YRMZ"), "Analog_DAC:AD5443")
             c.pins += [("1", "IOUT1", "passive", net(e.nodes[1])),
-                       ("2", "IOUT2", "passive", "GND"), ("3", "GND", "passive", "GND"),
+                       ("2", "IOUT2", "power_in", "GND"), ("3", "GND", "power_in", "GND"),
                        ("8", "VDD", "power_in", "+5V"), ("9", "VREF", "passive",
                                                           net(e.nodes[0]))]
             spi(c, "4", "5", "6", "7")
@@ -212,7 +219,7 @@ def components(text: str, meta: dict | None) -> tuple[list[Component], dict[str,
             c.pins += [("3", "A", "passive", net(e.nodes[0])),
                        ("4", "W", "passive", net(e.nodes[1])),
                        ("2", "VSS", "power_in", "-15V"), ("13", "VDD", "power_in", "+15V"),
-                       ("6", "GND", "passive", "GND"), ("7", "VLOGIC", "power_in", "+5V")]
+                       ("6", "GND", "power_in", "GND"), ("7", "VLOGIC", "power_in", "+5V")]
             spi(c, "9", "10", "11", "8")
         elif k == "x" and e.model == "spdt":
             c = Component(ref("U"), sw.get("mpn", "ADG1419"), "Package_SO:MSOP-8_3x3mm_P0.65mm",
@@ -224,12 +231,8 @@ def components(text: str, meta: dict | None) -> tuple[list[Component], dict[str,
                        ("4", "GND", "power_in", "GND"), ("2", "IN", "input",
                                                         f"/SEL_{e.name.upper()}")]
         elif k == "x":
-            body = subs.get(e.model, [])
-            grounded = any(" 0 " in f" {ln} " for ln in body)
             c = Component(ref("U"), e.model, "", e.name, "", "Device:Module")
             c.pins += [(str(i + 1), "", "passive", net(n)) for i, n in enumerate(e.nodes)]
-            if grounded:
-                c.pins.append((str(len(e.nodes) + 1), "GND", "passive", "GND"))
         elif k == "g":
             v = _num(e.value)
             c = Component(ref("U"), f"gm {v:.4g} S" if v is not None else "gm",
@@ -399,6 +402,9 @@ def deck_graph(text: str, meta: dict | None, params: dict[str, float] | None = N
     if "{" in text or ".param" in text.lower():
         text = elaborate(text, params or {})
     parsed = parse_deck(text)
+    # a subcircuit instance connects through its ports only (its models' internal references
+    # to ground are supplies or the part's own ground pins, not netlist connections)
+    ports = {e.name: set(e.nodes) for e in top_level_elements(text)[0] if e.kind == "x"}
     outputs = [str(o).lower() for o in (meta or {}).get("outputs", [])]
     netname = {o: f"/x{i + 1}" for i, o in enumerate(outputs)}
     g = nx.Graph()
@@ -408,8 +414,8 @@ def deck_graph(text: str, meta: dict | None, params: dict[str, float] | None = N
         inst = comp if len(parts) > 2 else None
         nodes = (tuple(n for p in el.ports for n in p.nodes) if el.kind == "a" else el.nodes)
         for n in nodes:
-            if inst is not None and n.startswith(inst + "."):
-                continue  # internal node of the instance
+            if inst is not None and n not in ports.get(inst, ()):
+                continue  # internal node (or internal ground reference) of the instance
             name = "GND" if n == "0" else netname.get(n, f"/{n}")
             g.add_node(("c", comp), label=f"c:{comp}")
             g.add_node(("n", name), label=f"n:{name}")
