@@ -182,6 +182,67 @@ R_LOAD = ("r1", "a 0", 1e3)
 
 # ------------------------------------------------------------------------------------ table
 
+# ---------------------------------------------------------------------- hardware builders
+
+def _erc_error():
+    from spu_circuits.compiler.erc import ErcError
+
+    return ErcError
+
+
+def _unsafe_error():
+    from spu_circuits.errors import UnsafeDeckError
+
+    return UnsafeDeckError
+
+
+def _hw_realise(R0: float = 1e3, **opt):
+    from spu_circuits.compiler.realize import RealizeOptions, realize
+    from spu_circuits.examples import example_system
+
+    return realize(compile_system(example_system(), "dense", HardwareSpec(R0_ohm=R0)),
+                   RealizeOptions(**{"erc": "error", **opt}))
+
+
+def _quantity(text, unit, req):
+    from spu_circuits.units import parse_quantity
+
+    return parse_quantity(text, unit, what="--option", require_unit=req)
+
+
+def _user_model(tmp: Path, text: str):
+    from spu_circuits.compiler.opamps import get_part, load_user_model
+
+    (tmp / "m.lib").write_text(text)
+    return load_user_model(f"{tmp / 'm.lib'}:opx" if "bad" not in text else
+                           f"{tmp / 'm.lib'}:bad", get_part("TL072"))
+
+
+def _budget_plain(tmp: Path):
+    from spu_circuits.budget import error_budget
+
+    path = compile_system(LinearSystem.from_arrays(GOOD_A, np.ones(2)), "dense").write(tmp, "p")
+    return error_budget(Deck.load(path), spice=False)
+
+
+def _yield_bad(tmp: Path, draws: int, max_error: float):
+    from spu_circuits.board_yield import run_yield
+
+    path = compile_system(LinearSystem.from_arrays(GOOD_A, np.ones(2)), "dense").write(tmp, "p")
+    return run_yield(Deck.load(path), draws=draws, max_error=max_error, seed=0,
+                     report_dir=tmp / "y", scheduler="serial")
+
+
+def _validate_oversized(tmp: Path):
+    from spu_circuits.compiler.realize import RealizeOptions, realize
+    from validation.checks import Validation
+
+    rz = realize(compile_system(LinearSystem.from_arrays(GOOD_A, np.ones(2)), "dense"),
+                 RealizeOptions(v_sat=10.0, kappa0_swing=0.001))
+    path = rz.write(tmp, "s")
+    return Validation(Deck.load(path), kappa0=0.01)
+
+
 
 # --- programmable board helpers (#12)
 
@@ -450,6 +511,42 @@ BAD_INPUT_CASES: list[BadInput] = [
              lambda tmp: _parse_seeds("0-x"), "give seeds as 0,1,2 or a range 0-9"),
     BadInput("sweep-no-sidecar", "a deck without sidecar in a validation sweep",
              lambda tmp: _sweep_task_without_sidecar(tmp), "a sweep needs the sidecar"),
+    # --- hardware: op-amps, ERC, units, budget, yield (issue 11) --------------------------
+    BadInput("erc-gbw", "circuit too fast for the op-amp's GBW (C = 1 nF at 10 MHz)",
+             lambda tmp: _hw_realise(gbw_hz=1e7, opamp_gain=1e5, v_sat=10.0, R0=1e4),
+             "ERC gbw: the fastest mode", _erc_error()),
+    BadInput("erc-current", "an op-amp must drive more than its output current limit",
+             lambda tmp: _hw_realise(opamp="TL072", auto_cap=True),
+             "ERC current: op-amp eint", _erc_error()),
+    BadInput("erc-power", "a resistor dissipates more than its package rating",
+             lambda tmp: _hw_realise(gbw_hz=1e7, opamp_gain=1e5, v_sat=10.0, auto_cap=True),
+             "ERC power: resistor", _erc_error()),
+    BadInput("erc-swing", "--vsat beyond the op-amp's own output swing",
+             lambda tmp: _hw_realise(opamp="OPA192", v_sat=44.0, auto_cap=True, R0=1e5),
+             "ERC swing: op-amp", _erc_error()),
+    BadInput("units-bare-gbw", "--gbw 10 (no unit)",
+             lambda tmp: _quantity("10", "Hz", True), "has no unit: write e.g. 10MHz"),
+    BadInput("units-bad-suffix", "--cap 100nX (unknown unit)",
+             lambda tmp: _quantity("100nX", "F", False), "unknown prefix or unit 'nX'"),
+    BadInput("opamp-unknown", "--opamp of a part not in the catalogue",
+             lambda tmp: _hw_realise(opamp="NE5532"), "unknown op-amp 'NE5532'"),
+    BadInput("opamp-model-pins", "--opamp-model whose .subckt has 3 pins, not 5",
+             lambda tmp: _user_model(tmp, ".subckt bad inp inn out\nr1 inp out 1k\n.ends\n"),
+             "has 3 pins; the pin order is inp inn vcc vee out"),
+    BadInput("opamp-model-missing", "--opamp-model FILE:SUBCKT naming no subcircuit",
+             lambda tmp: _user_model(tmp, "* empty\n"), "defines no .subckt opx"),
+    BadInput("opamp-model-unsafe", "--opamp-model file with a .control block",
+             lambda tmp: _user_model(tmp, ".control\nshell ls\n.endc\n"), ".control",
+             _unsafe_error()),
+    BadInput("budget-not-realised", "spu budget on a deck that was not realised",
+             lambda tmp: _budget_plain(tmp), "not a realised deck"),
+    BadInput("yield-draws", "spu yield --draws 0", lambda tmp: _yield_bad(tmp, 0, 1e-2),
+             "--draws must be a positive integer"),
+    BadInput("yield-max-error", "spu yield --max-error -1",
+             lambda tmp: _yield_bad(tmp, 4, -1.0), "--max-error must be a positive number"),
+    BadInput("validate-sized-kappa0", "validating at more noise than the deck was sized for",
+             lambda tmp: _validate_oversized(tmp), "the deck was sized (v0, ERC) for kappa0"),
+
 ]
 
 

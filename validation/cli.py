@@ -22,6 +22,7 @@ from spu_circuits.cli import _spec as spec_from_options
 from spu_circuits.cli import friendly, spec_options
 from spu_circuits.errors import InputError
 from spu_circuits.safety import check_untrusted_deck
+from spu_circuits.timesteps import VALIDATION_NOISE_STEP_FRAC
 
 SPEC_KEYS = ("R0_ohm", "C_F", "volts_per_unit", "opamp_gain", "r_min_ohm", "r_max_ohm",
              "prune_rel", "auto_prune")
@@ -62,7 +63,8 @@ def _target_system(matrix, rhs, deck):
 @click.option("--kappa0", type=float, default=None,
               help="Noise level κ₀ (default: the deck's, else 0.01).")
 @click.option("--noise-step", "noise_step", type=float, default=None,
-              help="Noise step in units of τ (default: the deck's, else 0.2/λ_max(A)).")
+              help="Noise step in units of τ (default: the deck's, else "
+                   f"{VALIDATION_NOISE_STEP_FRAC}/λ_max(A)).")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of the pathwise noise files and the surrogate.")
 @click.option("--backend", type=click.Choice(["shared", "cli"]), default="shared",
@@ -74,6 +76,9 @@ def _target_system(matrix, rhs, deck):
 @click.option("--timeout", "timeout_s", type=float, default=600.0, show_default=True,
               help="Seconds before one ngspice run is stopped.")
 @click.option("--no-figures", is_flag=True, help="Skip the PNG figures.")
+@click.option("--max-error", "max_error", type=float, default=None,
+              help="The spec: dc and transient fail when the error vs A^-1 b exceeds this, "
+                   "whatever the deck predicts of itself.")
 @click.option("--allow-unsafe", is_flag=True,
               help="Run decks with .control blocks, shell/file commands or outside includes.")
 @click.option("--codes", "codes_path", type=click.Path(dir_okay=False),
@@ -90,8 +95,8 @@ def _target_system(matrix, rhs, deck):
 @click.pass_context
 @friendly
 def validate_cmd(ctx, decks, matrix, rhs, report_dir, topology, name, kappa0, noise_step,
-                 seed, backend, quick, thorough, checks, timeout_s, no_figures, allow_unsafe,
-                 sweep, seeds, scheduler, cache_dir, codes_path, **kw):
+                 seed, backend, quick, thorough, checks, timeout_s, no_figures, max_error,
+                 allow_unsafe, sweep, seeds, scheduler, cache_dir, codes_path, **kw):
     """Check DECK.cir (or the deck compiled from --matrix/--rhs) in ngspice against its
     target: DC solution, noiseless transient, pathwise agreement with the surrogate on the
     same noise, and the stationary statistics (mean, covariance, autocovariance) of SPICE
@@ -141,7 +146,9 @@ def validate_cmd(ctx, decks, matrix, rhs, report_dir, topology, name, kappa0, no
     if len(decks) > 1:
         raise InputError("give one DECK.cir (or several with --sweep)")
     deck_path = decks[0] if decks else None
-    settings = settings_for(preset, seed=seed)
+    if max_error is not None and not (np.isfinite(max_error) and max_error > 0):
+        raise InputError(f"--max-error must be a positive number, got {max_error!r}")
+    settings = settings_for(preset, seed=seed, max_error=max_error)
     given_spec = [k for k in SPEC_KEYS
                   if ctx.get_parameter_source(k) == click.core.ParameterSource.COMMANDLINE]
     info: dict = {"preset": preset}
