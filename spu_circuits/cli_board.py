@@ -50,6 +50,8 @@ def _load_input(*args):
                    "tau stays far above the part's bandwidth].")
 @click.option("--gain", type=float, default=1e6, show_default=True,
               help="Op-amp open-loop gain (VCVS model).")
+@click.option("--opamp", default=None,
+              help="Catalogue op-amp (e.g. OPA192, TL072): its DC gain and part number.")
 @click.option("--rab", "R_ab", type=float, default=20e3, show_default=True,
               help="digipot end-to-end resistance (20k, 50k or 100k ohm).")
 @click.option("--seed", type=int, default=0, show_default=True,
@@ -57,8 +59,8 @@ def _load_input(*args):
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True)
 @click.option("--name", default="board", show_default=True)
 @friendly
-def board_cmd(n, r, coupling, bits, bias_bits, range_, v0, C_F, gain, R_ab, seed, out_dir,
-              name):
+def board_cmd(n, r, coupling, bits, bias_bits, range_, v0, C_F, gain, opamp, R_ab, seed,
+              out_dir, name):
     """Write a programmable board OUT/NAME.cir + sidecar (depends on N, r and the parts
     only, never on a system)."""
     from .board import BoardSpec, board_circuit, build_board
@@ -68,7 +70,7 @@ def board_cmd(n, r, coupling, bits, bias_bits, range_, v0, C_F, gain, R_ab, seed
     if C_F is None:
         C_F = 1e-9 if coupling == "mdac" else 100e-9
     sp = BoardSpec(n=n, r=r, coupling=coupling, bits=bits, bias_bits=bias_bits, range=range_,
-                   v0=v0, C_F=C_F, opamp_gain=gain, seed=seed, R_ab_ohm=R_ab)
+                   v0=v0, C_F=C_F, opamp_gain=gain, seed=seed, R_ab_ohm=R_ab, opamp=opamp)
     cc = board_circuit(build_board(sp), name)
     deck = cc.write(out_dir, name)
     b = cc.meta["board"]

@@ -10,8 +10,9 @@ that part), one net per node:
   for node 0, `/<node>` for every other node; power nets `+15V`, `-15V` (op-amp supplies) and
   `+5V` (logic supply of programmable parts), and the SPI bus `/SPI_SCLK`, `/SPI_SYNC`,
   `/SPI_SDI` daisy-chained through the parts' SDO pins (`/SPI_D<k>`), last to `/SPI_SDO`;
-- R: 0603 resistors; C: 0805 capacitors; U: op-amps (VCVS to ground or `opamp_sp` instances)
-  in SOIC-8 (OPA192-class part number), MDACs (AD5443, MSOP-10), digipots (AD5293, TSSOP-14),
+- R: 0603 resistors; C: 0805 capacitors; U: op-amps (VCVS to ground, `opamp_sp` or catalogue
+  `spu_<part>` instances) in SOIC-8 with the catalogue part's number (OPA192 for the ideal and
+  generic models), MDACs (AD5443, MSOP-10), digipots (AD5293, TSSOP-14),
   sign switches (ADG1419, MSOP-8), transconductors of the gm-C reference (generic 4-pin);
 - J: sources become connectors (2-pin headers): the bias DAC voltages (`vb*`: a DAC channel
   off the board), DC current sources, and the noise sources — a TRNOISE or filesource
@@ -43,7 +44,10 @@ FOOTPRINTS = {
     "J": "Connector_PinHeader_2.54mm:PinHeader_1x02_P2.54mm_Vertical",
     "gm": "Package_SO:SOIC-8_3.9x4.9mm_P1.27mm",
 }
-OPAMP_MPN = "OPA192IDR"
+#: orderable part numbers (SOIC-8, single) of the catalogue's op-amps
+#: (spu_circuits.compiler.opamps); VCVS and generic single-pole op-amps are listed as OPA192
+OPAMP_MPNS = {"OPA192": "OPA192IDR", "OPA189": "OPA189IDR", "TL072": "TL072CDR",
+              "ADA4077": "ADA4077-1BRZ", "LT1028": "LT1028ACS8#PBF"}
 _NS = uuid.UUID("6c1f0e5e-3b7e-4d0a-9a51-5b0a2f1c7e11")
 
 
@@ -178,8 +182,10 @@ def components(text: str, meta: dict | None) -> tuple[list[Component], dict[str,
         c.pins.append((sync, "SYNC", "input", "/SPI_SYNC"))
 
     def opamp(e: TopElement, out: str, inn: str, inp: str) -> Component:
-        c = Component(ref("U"), "OPA192", FOOTPRINTS["opamp"], e.name, OPAMP_MPN,
-                      "Amplifier_Operational:OPA192xD")
+        name = (e.model[4:].upper() if e.model.startswith("spu_")
+                else board.get("opamp") or "OPA192")
+        c = Component(ref("U"), name, FOOTPRINTS["opamp"], e.name,
+                      OPAMP_MPNS.get(name, name), f"Amplifier_Operational:{name}")
         c.pins += [("1", "OUT", "passive", net(out)), ("2", "-", "passive", net(inn)),
                    ("3", "+", "passive", net(inp)), ("4", "V-", "power_in", "-15V"),
                    ("7", "V+", "power_in", "+15V")]
@@ -196,7 +202,7 @@ def components(text: str, meta: dict | None) -> tuple[list[Component], dict[str,
                        ("2", "", "passive", net(e.nodes[1]))]
         elif k == "e" and e.nodes[1] == "0":
             c = opamp(e, e.nodes[0], e.nodes[3], e.nodes[2])
-        elif k == "x" and e.model.startswith("opamp") and len(e.nodes) == 3:
+        elif k == "x" and e.model.startswith(("opamp", "spu_")) and len(e.nodes) == 3:
             c = opamp(e, e.nodes[2], e.nodes[1], e.nodes[0])
         elif k in "vi" and e.name.startswith(("vos_", "iib_")):
             # an op-amp's input offset / bias current: part of its model, not a part to buy

@@ -42,7 +42,9 @@ class BoardSpec:
     bits; bias_bits: bias DAC bits (signed, ±(2^(B−1) − 1) codes); range: largest |A_ij|,
     |b_i| (dense) or |S_kj| (factored) accepted; v0: volts per unit of x; C_F: integrating
     capacitor; opamp_gain: op-amp open-loop gain (VCVS model); v_sat: output rails ±V;
-    seed: draws the parts' fixed errors (INL, tolerance); R_ab_ohm: digipot end-to-end.
+    seed: draws the parts' fixed errors (INL, tolerance); R_ab_ohm: digipot end-to-end;
+    opamp: a catalogue op-amp (`compiler.opamps`) whose DC gain A0 the board's op-amps take
+    (None: `opamp_gain`); its GBW, offsets and rails are not modelled on the board.
     """
 
     n: int
@@ -57,8 +59,15 @@ class BoardSpec:
     v_sat: float = 10.0
     seed: int = 0
     R_ab_ohm: float = 20e3
+    opamp: str | None = None
 
     def __post_init__(self):
+        if self.opamp is not None:
+            from ..compiler.opamps import get_part
+
+            part = get_part(self.opamp)
+            object.__setattr__(self, "opamp", part.name)
+            object.__setattr__(self, "opamp_gain", float(part.gain))
         if not (isinstance(self.n, int) and self.n >= 1):
             raise InputError(f"--cells must be a positive integer, got {self.n!r}")
         if self.r is None and self.n > MAX_DENSE_CELLS:
