@@ -205,7 +205,7 @@ def simulate_cmd(deck_path, analysis, backend, timeout_s, x0_path, t_stop, dt, s
     from .simulate import Deck, solve_op, transient
 
     deck = Deck.load(deck_path)
-    if codes_path:
+    if codes_path or (deck.sidecar is not None and deck.sidecar.board is not None):
         from .cli_board import load_programmed
 
         deck = load_programmed(deck, codes_path)
@@ -266,14 +266,14 @@ def _deck_tran(text: str, t_stop: float | None, dt: float | None) -> tuple[float
     `.tran tstep tstop` card; InputError when neither gives them."""
     if t_stop is not None and dt is not None:
         return t_stop, dt
-    from .spice.lexer import logical_lines, tokens
+    from .spice.lexer import lex
     from .spice.numbers import parse_number
 
-    for lineno, line in logical_lines(text)[1]:
-        toks = tokens(line, f"line {lineno}: ")
-        if toks[0] == ".tran" and len(toks) >= 3:
-            step = parse_number(toks[1], f"line {lineno}: .tran step: ")
-            stop = parse_number(toks[2], f"line {lineno}: .tran stop: ")
+    for card in lex(text).cards:
+        toks = card.text.split()
+        if not card.control and card.word == ".tran" and len(toks) >= 3:
+            step = parse_number(toks[1], f"line {card.line}: .tran step: ")
+            stop = parse_number(toks[2], f"line {card.line}: .tran stop: ")
             return (stop if t_stop is None else t_stop), (step if dt is None else dt)
     raise InputError("this deck has no sidecar and no .tran card: give --t-stop and --dt in "
                      "seconds")
@@ -343,11 +343,12 @@ def _report_op(deck, x: np.ndarray) -> None:
 
 
 def _register_plugins() -> None:
-    """The commands of this package that live in their own modules (hardware budget and
-    yield, boards). `spu validate` is added on top, in spu_tngd.cli."""
-    from .cli_hardware import budget_cmd, yield_cmd
+    """The commands of this package that live in their own modules (hardware budget,
+    calibration and yield, boards). `spu validate` is added on top, in spu_tngd.cli."""
+    from .cli_hardware import budget_cmd, calibrate_cmd, yield_cmd
 
     main.add_command(budget_cmd, "budget")
+    main.add_command(calibrate_cmd, "calibrate")
     main.add_command(yield_cmd, "yield")
 
     from . import cli_board

@@ -341,6 +341,11 @@ class Realization:
     _OPTIONAL = ("erc", "nominal_values", "capacitor_choice", "monte_carlo_summary")
 
     @property
+    def v_sat(self) -> float | None:
+        """The op-amp rails ±V the swing was sized for (V), None when not sized."""
+        return None if not self.swing else self.swing.get("v_sat")
+
+    @property
     def kappa0_johnson_full(self) -> list[float] | None:
         """Johnson-noise κ₀ per variable of every resistor (N,), None when not computed."""
         return (self.johnson or {}).get("kappa0_full")
@@ -475,7 +480,20 @@ class Sidecar:
     key_order: tuple[str, ...] = field(default=(), compare=False, repr=False)
 
     def with_(self, **changes) -> Sidecar:
+        """A copy with some fields changed; `calibration=` sets that record."""
+        if "calibration" in changes:
+            changes["extra"] = {**self.extra, "calibration": changes.pop("calibration")}
         return replace(self, **changes)
+
+    @property
+    def board(self) -> dict | None:
+        """A programmable board's record (spu board: parts, slots, units), None otherwise."""
+        return self.extra.get("board")
+
+    @property
+    def calibration(self) -> dict | None:
+        """`spu calibrate`'s record (bias trims per DAC in V, probe, ADC), None without one."""
+        return self.extra.get("calibration")
 
     # ---- views ---------------------------------------------------------------------------
     def require(self, *names: str, why: str) -> None:

@@ -15,6 +15,7 @@ from .backends import Backend, Op, Tran, get_backend
 from .errors import InputError
 from .netlist import deck_digest, sidecar_path
 from .sidecar import REQUIRED_KEYS, Sidecar
+from .spice.lexer import lex
 from .system import FactoredSystem, LinearSystem
 from .timesteps import INTERNAL_STEP_FRAC
 
@@ -72,9 +73,9 @@ class Deck:
         """InputError when the sidecar does not describe this deck."""
         side = self.need_sidecar()
         outs = side.outputs
-        tokens = {t.lower() for ln in self.text.splitlines()
-                  if ln.strip() and not ln.lstrip().startswith(("*", "."))
-                  for t in ln.split()[1:]}
+        tokens = {t.lower() for card in lex(self.text).cards
+                  if not card.control and not card.word.startswith(".")
+                  for t in card.text.split()[1:]}
         absent = [o for o in outs if str(o).lower() not in tokens]
         if absent:
             raise InputError(
@@ -97,6 +98,11 @@ class Deck:
         """True when the deck text differs from the one its sidecar's digest records."""
         want = self.sidecar.deck_sha256 if self.sidecar is not None else None
         return bool(want) and want != deck_digest(self.text)
+
+    @property
+    def calibration(self) -> dict | None:
+        """The sidecar's calibration record (None without a sidecar or calibration)."""
+        return self.sidecar.calibration if self.sidecar is not None else None
 
     @property
     def outputs(self) -> list[str]:
@@ -135,9 +141,12 @@ def _backend(backend: Backend | str | None, timeout_s: float) -> tuple[Backend, 
 def solve_op(deck: Deck, backend: Backend | str | None = None, timeout_s: float = 60.0
              ) -> np.ndarray:
     """DC operating point read back as x (N,)."""
+    from .calibrate import apply_calibration
+
     be, own = _backend(backend, timeout_s)
     try:
-        res = be.run(deck.text, Op(), cwd=deck.cwd, deck_name=str(deck.path or "<deck>"))
+        res = be.run(apply_calibration(deck.text, deck.calibration), Op(), cwd=deck.cwd,
+                     deck_name=str(deck.path or "<deck>"))
     finally:
         if own:
             be.close()
@@ -169,9 +178,12 @@ def transient(deck: Deck, x0, t_stop_tau: float, dt_tau: float, *,
 def _run_tran(deck: Deck, an: Tran, backend, timeout_s: float
               ) -> tuple[np.ndarray, np.ndarray]:
     """Run a transient; (u (T,) in units of τ, x (T, N)) through the sidecar."""
+    from .calibrate import apply_calibration
+
     be, own = _backend(backend, timeout_s)
     try:
-        res = be.run(deck.text, an, cwd=deck.cwd, deck_name=str(deck.path or "<deck>"))
+        res = be.run(apply_calibration(deck.text, deck.calibration), an, cwd=deck.cwd,
+                     deck_name=str(deck.path or "<deck>"))
     finally:
         if own:
             be.close()
