@@ -144,9 +144,12 @@ def _backend(backend: Backend | str | None, timeout_s: float) -> tuple[Backend, 
 def solve_op(deck: Deck, backend: Backend | str | None = None, timeout_s: float = 60.0
              ) -> np.ndarray:
     """DC operating point read back as x (N,)."""
+    from .calibrate import apply_calibration
+
     be, own = _backend(backend, timeout_s)
     try:
-        res = be.run(deck.text, Op(), cwd=deck.cwd, deck_name=str(deck.path or "<deck>"))
+        res = be.run(apply_calibration(deck.text, deck.meta), Op(), cwd=deck.cwd,
+                     deck_name=str(deck.path or "<deck>"))
     finally:
         if own:
             be.close()
@@ -178,9 +181,12 @@ def transient(deck: Deck, x0, t_stop_tau: float, dt_tau: float, *,
 def _run_tran(deck: Deck, an: Tran, backend, timeout_s: float
               ) -> tuple[np.ndarray, np.ndarray]:
     """Run a transient; (u (T,) in units of τ, x (T, N)) through the sidecar."""
+    from .calibrate import apply_calibration
+
     be, own = _backend(backend, timeout_s)
     try:
-        res = be.run(deck.text, an, cwd=deck.cwd, deck_name=str(deck.path or "<deck>"))
+        res = be.run(apply_calibration(deck.text, deck.meta), an, cwd=deck.cwd,
+                     deck_name=str(deck.path or "<deck>"))
     finally:
         if own:
             be.close()

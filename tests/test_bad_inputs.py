@@ -280,6 +280,25 @@ def _prog_f(S, lam):
     return program(FactoredSystem.from_arrays(S, lam, np.full(3, 0.1)), lay)
 
 
+def _board_without_codes(tmp):
+    from spu_circuits.board import BoardSpec, board_circuit, build_board
+    from spu_circuits.board.run import load_programmed
+
+    a = board_circuit(build_board(BoardSpec(n=2, range=2.0)), "a").write(tmp / "a", "a")
+    return load_programmed(Deck.load(a), None)
+
+
+def _codes_for_plain_deck(tmp):
+    from spu_circuits.board import BoardSpec, board_circuit, build_board, program
+    from spu_circuits.board.program import BoardLayout
+    from spu_circuits.board.run import programmed_deck
+
+    a = board_circuit(build_board(BoardSpec(n=2, range=2.0)), "a").write(tmp / "a", "a")
+    prog = program(_board_sys(2), BoardLayout.from_meta(Deck.load(a).meta))
+    plain = compile_system(_board_sys(2), "dense").write(tmp / "p", "p")
+    return programmed_deck(Deck.load(plain), prog)
+
+
 def _codes_other(tmp):
     from spu_circuits.board import BoardSpec, board_circuit, build_board, program
     from spu_circuits.board.program import BoardLayout
@@ -479,6 +498,10 @@ BAD_INPUT_CASES: list[BadInput] = [
              "--bits must lie in 4…20 for an MDAC"),
     BadInput("board-codes-other-board", "codes written for another board",
              lambda tmp: _codes_other(tmp), "the codes were written for another board"),
+    BadInput("board-no-codes", "a board simulated without its codes",
+             lambda tmp: _board_without_codes(tmp), "is a programmable board: give its codes"),
+    BadInput("board-codes-not-board", "codes given for a deck that is not a board",
+             lambda tmp: _codes_for_plain_deck(tmp), "is not a programmable board"),
     # --- sweeps (spu_circuits.execution, validation.sweep) -------------------------------
     BadInput("scheduler-unknown", "--scheduler that is none of serial/local/tcp",
              lambda tmp: _parse_scheduler("cluster"), "use serial, local, local:N or tcp://"),
