@@ -108,7 +108,6 @@ def curvature_from_outputs(
     if isinstance(targets, Tensor):
         targets = targets.to(outputs.device)
     spec = param_spec(params)
-    b = outputs.shape[0]
     zd = outputs.detach().requires_grad_(True)
     with torch.enable_grad():
         value = loss_obj.value(zd, targets)
