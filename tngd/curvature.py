@@ -374,11 +374,11 @@ def compute_curvature(
             return functional_call(model, spec.unflatten(th), (xb,)).reshape(-1)
 
         _, vjp_fn = vjp(f, theta)
-        (gi,) = vjp_fn(gzi.reshape(-1))
-        if Fi is None:
-            return gi, gi.new_zeros(0, gi.shape[0])
-        (si,) = vmap(vjp_fn)(sample_cotangents(Fi))
-        return gi, si
+        cot = gzi.reshape(1, -1)
+        if Fi is not None:  # one vmapped VJP for the gradient and S's rows together
+            cot = torch.cat([cot, sample_cotangents(Fi)], dim=0)
+        (out,) = vmap(vjp_fn)(cot)
+        return out[0], out[1:]
 
     try:
         gi, si = vmap(per_sample, in_dims=(0, 0, None if F is None else 0),
