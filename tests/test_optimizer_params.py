@@ -237,3 +237,21 @@ def test_step_on_cuda():
     assert loss.device.type == "cuda" and opt.device_state.device.type == "cuda"
     assert all(p.device.type == "cuda" and p.grad.device.type == "cuda" for p in m.parameters())
     assert _rel(_theta(m).cpu(), _theta(ref)) < 1e-9
+
+
+def test_per_sample_fast_path_of_the_param_api():
+    """step(targets=y, model=m, inputs=x) (vmap over samples) == step(m(x), y) (graph)."""
+    a, b = _model(), _model()
+    for m in (a, b):
+        m[0].bias.requires_grad_(False)
+    oa = TNGD([a[2].weight, a[0].weight], lr=0.1, t=3.0)  # any order, a subset
+    ob = TNGD([b[2].weight, b[0].weight], lr=0.1, t=3.0)
+    for x, y in _batches(2):
+        la = oa.step(a(x), y)
+        lb = ob.step(targets=y, model=b, inputs=x)
+        assert abs(float(la) - float(lb)) < 1e-12
+    assert _rel(_theta(b), _theta(a)) < 1e-11
+    assert _rel(b[2].weight.grad, a[2].weight.grad) < 1e-11
+    with pytest.raises(InputError, match="not parameters of the model"):
+        TNGD([torch.nn.Parameter(torch.zeros(2, dtype=F64))]).step(
+            targets=y, model=b, inputs=x)

@@ -50,6 +50,7 @@ from torch import Tensor, nn
 
 from spu_circuits.errors import InputError
 from tngd.curvature import (
+    ParamSpec,
     _leaves,
     _prepare,
     compute_curvature,
@@ -361,15 +362,22 @@ class TNGD(torch.optim.Optimizer):
 
     # ------------------------------------------------------------------ the step
 
-    def step(self, outputs: Any = None, targets: Any = None) -> Any:  # type: ignore[override]
+    def step(self, outputs: Any = None, targets: Any = None, *,  # type: ignore[override]
+             model: nn.Module | None = None, inputs: Any = None) -> Any:
         """One TNGD iteration.
 
         Parameter API: ``step(outputs, targets)`` (outputs with their graph) or
         ``step(closure)`` (closure() -> (outputs, targets)); returns the loss (0-d tensor).
-        Model API: ``step(x, y)``; returns the loss (float). Both: before the update.
+        The per-sample fast path for models that do not couple samples:
+        ``step(targets=y, model=model, inputs=x)`` (S by vmap over samples, no graph needed).
+        Model API: ``step(x, y)``; returns the loss (float). All: the loss before the update.
         """
         if self.model is not None:
             return self._step_model(outputs, targets)
+        if model is not None:
+            if outputs is not None:
+                raise InputError("give either outputs or model= and inputs=, not both")
+            return self._step_params(None, targets, model=model, inputs=inputs)
         if callable(outputs) and targets is None and not isinstance(outputs, Tensor):
             with torch.enable_grad():
                 got = outputs()
@@ -396,7 +404,8 @@ class TNGD(torch.optim.Optimizer):
 
         return vec(lams), vec(lrs)
 
-    def _step_params(self, outputs: Tensor, targets: Any) -> Tensor:
+    def _step_params(self, outputs: Tensor | None, targets: Any, *,
+                     model: nn.Module | None = None, inputs: Any = None) -> Tensor:
         st = self._tngd
         k = st["step"]
         pairs = self._params()
@@ -406,15 +415,30 @@ class TNGD(torch.optim.Optimizer):
         ref = params[0]
         lam, lr = self._lam(k, pairs, ref)
         N = sum(p.numel() for p in params)
+        theta = torch.cat([p.detach().reshape(-1) for p in params])
+        spec = None
+        if model is not None:  # per-sample path: θ = the optimizer's tensors, by name
+            names = {id(p): n for n, p in model.named_parameters()}
+            missing = [i for i, p in enumerate(params) if id(p) not in names]
+            if missing:
+                raise InputError(f"{len(missing)} of TNGD's parameters are not parameters of "
+                                 "the model given to step(model=...)")
+            spec = ParamSpec(tuple(names[id(p)] for p in params), tuple(p.shape for p in params))
+            with torch.no_grad():
+                _, _, xc = _prepare(model, theta, inputs, spec)
+                outputs = torch.func.functional_call(model, spec.unflatten(theta), (xc,))
         if isinstance(outputs, Tensor) and outputs.ndim >= 1:
             r = (self.loss.rows(outputs.shape) if self.fisher == "ggn"
                  else int(outputs.shape[0]))
             self._check_size(N, r, ref)
-        theta = torch.cat([p.detach().reshape(-1) for p in params])
         diag = self._diag(k, lam, lr, st)
         t0 = time.perf_counter()
-        curv = curvature_from_outputs(outputs, targets, params, self.loss, self.fisher,
-                                      chunk_size=self.chunk_size)
+        if model is not None:
+            curv = compute_curvature(model, theta, inputs, targets, self.loss, self.fisher,
+                                     spec=spec, chunk_size=self.chunk_size)
+        else:
+            curv = curvature_from_outputs(outputs, targets, params, self.loss, self.fisher,
+                                          chunk_size=self.chunk_size)
         diag["curvature_time_s"] = time.perf_counter() - t0
         o = 0
         for p in params:  # .grad holds the plain gradient g
