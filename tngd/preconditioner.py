@@ -137,7 +137,7 @@ class TNGDPreconditioner:
             p.grad = x[o:o + p.numel()].view_as(p).clone()
             o += p.numel()
         self.device_state = x
-        self.solver_state = result.info.get("state")
+        self.solver_state = result.state
         self.last_diagnostics = {
             "step": self.steps, "damping": lam, "loss": float(curv.loss),
             "grad_source": "param.grad" if own else "loss", "curvature_time_s": t1 - t0,
@@ -149,16 +149,15 @@ class TNGDPreconditioner:
         return curv.loss
 
     def state_dict(self) -> dict[str, Any]:
-        """Step count, device state and the solver's generator state."""
-        rng = self.solver.get_rng_state() if hasattr(self.solver, "get_rng_state") else None
+        """Step count, device state, the solver's state (delay) and its generator state."""
         return copy.deepcopy({"steps": self.steps, "device_state": self.device_state,
-                              "solver_rng_state": rng})
+                              "solver_state": self.solver.save_state(self.solver_state),
+                              "solver_rng_state": self.solver.get_rng_state()})
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.steps = int(state["steps"])
         ds = state.get("device_state")
         ref = self.params[0]
         self.device_state = None if ds is None else ds.to(dtype=ref.dtype, device=ref.device)
-        self.solver_state = None
-        if state.get("solver_rng_state") is not None and hasattr(self.solver, "set_rng_state"):
-            self.solver.set_rng_state(state["solver_rng_state"])
+        self.solver_state = self.solver.load_state(state.get("solver_state"), like=ref)
+        self.solver.set_rng_state(state.get("solver_rng_state"))

@@ -13,16 +13,23 @@ import numpy as np
 
 from .. import __version__
 from ..errors import CompileError, InputError
-from ..graphcheck import check_netlist
+from ..graphcheck import check_cell_map, check_netlist
 from ..netlist import Netlist, atomic_write, deck_digest, dumps_sidecar
 from ..spec import HardwareSpec
 from ..system import FactoredSystem, LinearSystem
 from . import topology_dense, topology_factored, topology_ideal
+from .cellmap import CellMap
 from .noise import NoiseSpec, add_noise
-from .scaling import scale, scale_factored
+from .topology import TOPOLOGIES, Topology, register
+from .topology import get as get_topology
 
-TOPOLOGIES = {"dense": topology_dense, "ideal": topology_ideal,
-              "factored": topology_factored}
+#: the built-in topologies, one module each (each defines TOPOLOGY, a `Topology` object)
+TOPOLOGY_MODULES = (topology_dense, topology_ideal, topology_factored)
+for _mod in TOPOLOGY_MODULES:
+    register(_mod.TOPOLOGY)
+
+__all__ = ["TOPOLOGIES", "CompiledCircuit", "Topology", "compile_system", "get_topology",
+           "register"]
 
 #: simulator options every deck carries (tight tolerances: these circuits are linear)
 DECK_OPTIONS = {"reltol": "1e-6", "abstol": "1e-15", "vntol": "1e-12", "chgtol": "1e-20",
@@ -48,11 +55,18 @@ class CompiledCircuit:
     def volts_per_unit(self) -> float:
         return float(self.meta["volts_per_unit"])
 
+    @property
+    def cell_map(self) -> CellMap | None:
+        """The deck's cell map (None for a sidecar written before cell maps existed)."""
+        rec = self.meta.get("cell_map")
+        return CellMap.from_json(rec) if rec else None
+
     def deck_text(self) -> str:
         return self.netlist.to_text()
 
-    def write(self, out_dir: str | Path, name: str = "spu") -> Path:
-        """Write `out_dir/name.cir` and `out_dir/name.json` (+ extra files) atomically."""
+    def write(self, out_dir: str | Path, name: str = "spu", *, durable: bool = True) -> Path:
+        """Write `out_dir/name.cir` and `out_dir/name.json` (+ extra files) atomically
+        (durable=False: without fsync, see `atomic_write`)."""
         if not name or "/" in name or name.startswith("."):
             raise InputError(f"invalid deck name {name!r}")
         out = Path(out_dir)
@@ -65,7 +79,7 @@ class CompiledCircuit:
                                           deck.with_suffix(".json"): dumps_sidecar(meta)}
         for fname, content in self.extra_files.items():
             files[out / fname] = content
-        atomic_write(files)
+        atomic_write(files, durable=durable)
         return deck
 
 
@@ -81,24 +95,16 @@ def compile_system(system: LinearSystem | FactoredSystem, topology: str = "dense
     """
     spec = spec or HardwareSpec()
     noise = noise or NoiseSpec()
-    if topology not in TOPOLOGIES:
-        raise InputError(f"unknown topology {topology!r}; choose from {sorted(TOPOLOGIES)}")
-    mod = TOPOLOGIES[topology]
-    factored = isinstance(system, FactoredSystem)
-    if topology == "factored":
-        if not factored:
-            raise InputError("the factored topology needs F̃ = SᵀS + λI: give the factor S and "
-                             "the damping λ (--factor S.npy --damping λ)")
-        sc = scale_factored(system, spec)
-    else:
-        if factored:
-            system = system.as_linear_system()
-        sc = scale(system, spec)
+    topo = get_topology(topology)
+    sc = topo.scale(system, spec)
+    if not topo.needs_factor and isinstance(system, FactoredSystem):
+        system = system.as_linear_system()
     name = name or system.name
-    net = Netlist(title=f"spu-tngd {name}: {topology} SPU realising A x = b, N = {system.n}")
-    outputs = mod.build(sc, spec, net)
+    net, cell_map = topo.build(sc, spec)
+    net.title = f"spu-tngd {name}: {topology} SPU realising A x = b, N = {system.n}"
+    outputs = cell_map.outputs
     net.options = dict(DECK_OPTIONS)
-    predicted = (_predicted(system, sc, spec, topology, net, outputs) if predict else
+    predicted = (_predicted(system, sc, spec, topo, net, cell_map) if predict else
                  {"x_dc": None, "rel_deviation_from_exact": None, "cause": "not computed"})
     net.header = _header(system, sc, spec, topology, outputs, predicted)
     check_netlist(net, spec)
@@ -109,15 +115,15 @@ def compile_system(system: LinearSystem | FactoredSystem, topology: str = "dense
         "topology": topology,
         "n": system.n,
         "outputs": outputs,
-        "noise_nodes": [mod.injection_node(i) for i in range(system.n)],
-        "ic_map": mod.ic_map(sc, spec),
+        "noise_nodes": cell_map.summing_nodes,
+        "ic_map": topo.ic_map(sc, spec),
         "volts_per_unit": spec.volts_per_unit,
         "tau_s": sc.tau_s,
         "tau_device_s": spec.tau_s,
         "R0_ohm": spec.R0_ohm,
         "C_F": spec.C_F,
         "matrix_scale": sc.alpha,
-        "opamp_gain": spec.opamp_gain if topology != "ideal" else None,
+        "opamp_gain": spec.opamp_gain if topo.uses_opamps else None,
         "element_counts": net.counts(),
         "system_sha256": system.digest(),
         "condition_number": system.condition_number(),
@@ -129,39 +135,32 @@ def compile_system(system: LinearSystem | FactoredSystem, topology: str = "dense
         "spec": spec.to_dict(),
         "noise": {"kind": "none"},
         "system": ({"S": system.S.tolist(), "damping": system.damping,
-                    "b": system.b.tolist()} if topology == "factored"
+                    "b": system.b.tolist()} if topo.needs_factor
                    else {"A": system.A.tolist(), "b": system.b.tolist()}),
     }
-    extra = add_noise(net, meta, noise, sc.A, name, mod.NOISE_SIGN)
+    noise_roles: dict[str, str] = {}
+    # the dense A (N×N) only when the noise step must come from its fastest mode
+    A_noise = sc.A if noise.kind != "none" and noise.step_tau is None else None
+    extra = add_noise(net, meta, noise, A_noise, name, topo.noise_sign, roles=noise_roles)
     meta["element_counts"] = net.counts()
+    cell_map = cell_map.with_roles(noise_roles)
+    check_cell_map(net, cell_map)
+    meta["cell_map"] = cell_map.to_json()
     return CompiledCircuit(net, meta, extra)
 
 
-def _netlist_dc(net: Netlist, outputs: list[str], v0: float) -> np.ndarray:
-    """DC solution read off the netlist by the independent parser's nodal analysis."""
-    from ..parser import dc_solution, parse_deck
-
-    volts = dc_solution(parse_deck(net.to_text()))
-    return np.array([volts[o] for o in outputs]) / v0
-
-
-def _predicted(system, sc, spec: HardwareSpec, topology: str, net: Netlist,
-               outputs: list[str]) -> dict:
+def _predicted(system, sc, spec: HardwareSpec, topo: Topology, net: Netlist,
+               cell_map: CellMap) -> dict:
     """What the circuit should return, and how far from A⁻¹b (finite gain, pruning)."""
     x_exact = system.solution()
     cause = []
     if sc.pruned:
         cause.append(f"pruning of {sc.pruned} couplings")
-    if topology == "dense":
-        cause.append("finite op-amp gain")
-        x_circ = topology_dense.finite_gain_dc(sc.A, sc.b, sc.alpha, spec)
-    elif topology == "factored":
-        cause.append("finite op-amp gain")
-        x_circ = _netlist_dc(net, outputs, spec.volts_per_unit)
-    else:
-        x_circ = np.linalg.solve(sc.A, sc.b)
+    pred = topo.predict_dc(sc, spec, net, cell_map)
+    cause += pred.causes
+    x_circ = np.asarray(pred.x_dc, dtype=float)
     dev = float(np.linalg.norm(x_circ - x_exact) / max(np.linalg.norm(x_exact), 1e-300))
-    if topology != "ideal" and dev > MAX_PREDICTED_GAIN_ERROR:
+    if topo.uses_opamps and dev > MAX_PREDICTED_GAIN_ERROR:
         raise CompileError(
             f"A's condition number {system.condition_number():.3g} is too large for op-amp "
             f"gain {spec.opamp_gain:g}: the circuit's DC solution would deviate from A⁻¹b by "

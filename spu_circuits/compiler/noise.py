@@ -23,13 +23,14 @@ import numpy as np
 
 from ..errors import InputError
 from ..netlist import GROUND, Netlist, fmt
+from ..timesteps import NOISE_STEP_FRAC
+from .cellmap import Role
 
 #: columns per filesource instance (longer lines are misread by ngspice 39)
 FILE_COLUMNS = 16
-#: NT = DEFAULT_STEP_FRAC / λ_max(A) when no step is given. The linear interpolation lowers
-#: the stationary variance of the fastest mode by ≈ 2.5 % at this step; the validation suite
-#: compares against the exact covariance for interpolated noise (spu_circuits.theory).
-DEFAULT_STEP_FRAC = 0.05
+#: NT = DEFAULT_STEP_FRAC / λ_max(A) when no step is given
+#: (:data:`spu_circuits.timesteps.NOISE_STEP_FRAC`, where the reason is given).
+DEFAULT_STEP_FRAC = NOISE_STEP_FRAC
 #: refuse to write noise files holding more samples than this (≈ 16 bytes each)
 MAX_FILE_SAMPLES = 20_000_000
 
@@ -77,13 +78,19 @@ def file_names(name: str, n: int) -> list[str]:
     return [f"{name.lower()}_noise{k}.txt" for k in range(math.ceil(n / FILE_COLUMNS))]
 
 
-def add_noise(net: Netlist, meta: dict, noise: NoiseSpec, A: np.ndarray, name: str,
-              sign: float) -> dict[str, bytes]:
+def add_noise(net: Netlist, meta: dict, noise: NoiseSpec, A: np.ndarray | None, name: str,
+              sign: float, *, roles: dict[str, str] | None = None) -> dict[str, bytes]:
     """Add the noise sources to `net`, record them in `meta["noise"]`; returns files to write.
+
+    A (N×N) is read only when the noise step must come from its fastest mode (may be None
+    otherwise).
 
     sign: +1 when a current into the injection node pushes x up (ideal), −1 when it pushes
     x down (dense integrators); the file realisation compensates so that forcing is +s·z.
+    roles: when given, each added element's name is recorded there with Role.NOISE (for
+    the cell map).
     """
+    roles = {} if roles is None else roles
     if noise.kind == "none":
         meta["noise"] = {"kind": "none"}
         return {}
@@ -101,7 +108,9 @@ def add_noise(net: Netlist, meta: dict, noise: NoiseSpec, A: np.ndarray, name: s
     files: dict[str, bytes] = {}
     if noise.kind == "trnoise":
         for i, node in enumerate(nodes):
-            net.add(f"inz{i}", (GROUND, node), None, f"dc 0 trnoise({fmt(na)} {fmt(nt_s)} 0 0)")
+            el = net.add(f"inz{i}", (GROUND, node), None,
+                         f"dc 0 trnoise({fmt(na)} {fmt(nt_s)} 0 0)")
+            roles[el.name] = Role.NOISE.value
         rec["reproducible"] = False
     else:
         k_steps = int(math.ceil(noise.duration_tau / h)) + 2
@@ -119,7 +128,8 @@ def add_noise(net: Netlist, meta: dict, noise: NoiseSpec, A: np.ndarray, name: s
             cols = range(k * FILE_COLUMNS, min(n, (k + 1) * FILE_COLUMNS))
             ports = " ".join(f"%i({nodes[i]})" for i in cols)
             model = f"noisesrc{k}"
-            net.add(f"anz{k}", (), None, f"[{ports}] {model}")
+            el = net.add(f"anz{k}", (), None, f"[{ports}] {model}")
+            roles[el.name] = Role.NOISE.value
             ones = " ".join(fmt(scale) for _ in cols)
             zeros = " ".join("0" for _ in cols)
             net.models.append(

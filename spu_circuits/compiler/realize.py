@@ -49,16 +49,17 @@ import bisect
 import functools
 import math
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
 from ..errors import InputError
-from ..graphcheck import check_netlist
-from ..netlist import GROUND, Element, Netlist, fmt
+from ..graphcheck import check_cell_map, check_netlist
+from ..netlist import GROUND, Element, Netlist, Subcircuit, fmt
 from ..spec import HardwareSpec
 from ..system import FactoredSystem, LinearSystem
 from . import CompiledCircuit, compile_system
+from .cellmap import OPAMP_ROLES, CellMap, Role
 from .noise import NoiseSpec
 from .scaling import scale, scale_factored
 
@@ -238,6 +239,23 @@ class RealizeOptions:
     temperature_K: float = 300.0
     compensate: bool = False
     trim: str = "all"
+    #: catalogue op-amp (`opamps.CATALOGUE`; None: the generic single-pole model); with a
+    #: part, gain/GBW/v_sat default to its figures and each op-amp carries V_os and I_b
+    opamp: str | None = None
+    #: a user's vendor macromodel `FILE:SUBCKT` (pins inp inn vcc vee out), run by ngspice;
+    #: the extractor, ERC and budget use the `opamp` part's figures (default generic)
+    opamp_model: str | None = None
+    #: include the part's V_os and I_b (False: a part without input errors)
+    offsets: bool = True
+    #: raise C (to an E12 value) until the fastest mode is GBW/`erc.GBW_FACTOR` or slower
+    auto_cap: bool = False
+    #: bias-DAC resolution (bits over ±v_sat; None: exact settings)
+    dac_bits: int | None = None
+    #: electrical rule checks (`erc`): 'warn' records violations (the API default), 'error'
+    #: raises the first as ErcError (the CLI's default; `--allow-erc` selects 'warn')
+    erc: str = "warn"
+    #: resistor package (`erc.RESISTOR_PACKAGES`: sets the power rating)
+    package: str = "0603"
 
     def __post_init__(self):
         if self.series != "exact":
@@ -260,6 +278,21 @@ class RealizeOptions:
             raise InputError(f"realize: temperature must be ≥ 0 K, got {self.temperature_K!r}")
         if self.trim not in ("all", "diagonal", "none"):
             raise InputError(f"realize: trim must be all, diagonal or none, got {self.trim!r}")
+        if self.opamp is not None and self.opamp != "generic":
+            from .opamps import get_part
+
+            get_part(self.opamp)
+        from .erc import RESISTOR_PACKAGES
+
+        if self.erc not in ("warn", "error"):
+            raise InputError(f"realize: erc must be warn or error, got {self.erc!r}")
+        if self.package not in RESISTOR_PACKAGES:
+            raise InputError(f"realize: unknown resistor package {self.package!r}; choose "
+                             f"from {', '.join(RESISTOR_PACKAGES)}")
+        if self.dac_bits is not None and not (isinstance(self.dac_bits, int)
+                                              and 2 <= self.dac_bits <= 32):
+            raise InputError(f"realize: DAC bits must be an integer in [2, 32], "
+                             f"got {self.dac_bits!r}")
 
     @property
     def cap_series(self) -> str:
@@ -278,25 +311,19 @@ class RealizedCircuit(CompiledCircuit):
 
 
 def opamp_subckt(gain: float, gbw_hz: float, name: str = OPAMP_SUBCKT,
-                 r_int: float = OPAMP_R_INT) -> list[str]:
-    """Deck lines of the single-pole op-amp `name inp inn out`: A(s) = A0/(1 + s/ω_p),
-    ω_p = 2π·GBW/A0. gm = A0/r_int into r_int ‖ C (C = A0/(2π·GBW·r_int)), unity buffer."""
+                 r_int: float = OPAMP_R_INT) -> Subcircuit:
+    """The single-pole op-amp `name inp inn out`: A(s) = A0/(1 + s/ω_p), ω_p = 2π·GBW/A0.
+    gm = A0/r_int into r_int ‖ C (C = A0/(2π·GBW·r_int)), unity buffer."""
     gm = gain / r_int
     cap = gain / (2.0 * math.pi * gbw_hz * r_int)
-    return [
-        f".subckt {name} inp inn out",
-        f"* single-pole op-amp: A0 = {gain:g}, GBW = {gbw_hz:g} Hz, pole at "
-        f"{gbw_hz / gain:g} Hz; internal model elements (not parts)",
-        f"gop 0 nop inp inn {fmt(gm)}",
-        f"rop nop 0 {fmt(r_int)}",
-        f"cop nop 0 {fmt(cap)}",
-        "eop out 0 nop 0 1.0",
-        f".ends {name}",
-    ]
-
-
-def _is_opamp(el: Element) -> bool:
-    return el.kind == "e" and el.nodes[1] == GROUND
+    return Subcircuit(
+        name, ("inp", "inn", "out"),
+        (Element("gop", ("0", "nop", "inp", "inn"), gm),
+         Element("rop", ("nop", "0"), r_int),
+         Element("cop", ("nop", "0"), cap),
+         Element("eop", ("out", "0", "nop", "0"), 1.0)),
+        (f"single-pole op-amp: A0 = {gain:g}, GBW = {gbw_hz:g} Hz, pole at "
+         f"{gbw_hz / gain:g} Hz; internal model elements (not parts)",))
 
 
 # ------------------------------------------------------------------------------ output swing
@@ -430,6 +457,7 @@ class _Realizer:
         spec = HardwareSpec(**meta["spec"])
         noise = _noise_from_meta(meta)
         self.swing = None
+        self.cap_note: str | None = None
         changes = {}
         if options.opamp_gain is not None and self.topology != "ideal":
             changes["opamp_gain"] = float(options.opamp_gain)
@@ -444,6 +472,17 @@ class _Realizer:
                           "peak_per_unit": output_swing(self.system, k0, self.topology, spec,
                                                         n_sigma=options.n_sigma)}
             changes["volts_per_unit"] = v0
+        if options.auto_cap and options.gbw_hz is not None and self.topology != "ideal":
+            from .erc import capacitor_for_gbw
+
+            c_need = capacitor_for_gbw(self.system, spec.with_(**changes), options.gbw_hz,
+                                       self.topology)
+            if c_need > spec.C_F:
+                self.cap_note = (
+                    f"GBW: C raised from {spec.C_F:.3g} F to {c_need:.3g} F so that the fastest "
+                    f"mode sits ≥ 300× below the op-amp GBW {options.gbw_hz:.3g} Hz (give --cap "
+                    "to choose C yourself; the ERC then checks it)")
+                changes["C_F"] = c_need
         if changes and any(getattr(spec, k) != v for k, v in changes.items()):
             spec = spec.with_(**changes)
             compiled = compile_system(self.system, self.topology, spec, name=meta["name"],
@@ -461,6 +500,19 @@ class _Realizer:
         self.c_value = snap(c_nom, options.cap_series)
         self.tau_s = float(self.meta["tau_s"]) * (self.c_value / c_nom)
         self.elements = {el.name: el for el in compiled.netlist.elements}
+        cm = compiled.cell_map
+        if cm is None:
+            raise InputError("realize needs a sidecar with a cell map (recompile the deck "
+                             "with this version)")
+        self.cell_map = cm
+        self.opamps = set(cm.elements_with(Role.INTEGRATOR_OPAMP)
+                          + cm.elements_with(Role.INVERTER_OPAMP)
+                          + cm.elements_with(Role.STAGE_OPAMP))
+        from .hardware import OpAmpHardware
+
+        self.opamp_names = [el.name for el in compiled.netlist.elements
+                            if el.name in self.opamps]
+        self.hardware = OpAmpHardware.from_options(options, self.swing)
 
     # ---- assembly ------------------------------------------------------------------------
     def nominal_plan(self) -> _Plan:
@@ -476,12 +528,11 @@ class _Realizer:
                 for n, t in plan.r_target.items()}
 
     def assemble(self, plan: _Plan, parts: dict[str, Parts], *, draw: bool, poles: bool,
-                 exact_caps: bool = False) -> Netlist:
-        """The realised netlist. draw: apply the Monte-Carlo draw; poles: GBW macromodels."""
+                 exact_caps: bool = False, offsets: bool = True) -> Netlist:
+        """The realised netlist. draw: apply the Monte-Carlo draw; poles: GBW macromodels;
+        offsets: the op-amps' V_os and I_b (off while compensating: they are not known)."""
         base = self.base.netlist
-        net = Netlist(title=base.title, header=list(base.header), models=list(base.models),
-                      options=dict(base.options), ic=dict(base.ic),
-                      analyses=list(base.analyses), control=list(base.control))
+        net = base.copy(elements=False)
         opt = self.opt
         rng = None
         if draw and opt.mc_seed is not None and opt.tolerance > 0:
@@ -495,8 +546,15 @@ class _Realizer:
             return v * (1.0 + d)
 
         use_poles = poles and opt.gbw_hz is not None and self.topology != "ideal"
+        hw = self.hardware
+        sub = OPAMP_SUBCKT
         if use_poles:
-            net.models += opamp_subckt(self.gain, opt.gbw_hz)
+            if hw.part:
+                hw.add_model(net, self.gain, opt.gbw_hz)
+            else:
+                net.subcircuits.append(opamp_subckt(self.gain, opt.gbw_hz))
+            sub = hw.subckt or sub
+        offs = hw.offsets(self.opamp_names, draw, opt) if offsets else {}
         for el in base.elements:
             k = el.kind
             if k == "r":
@@ -516,10 +574,16 @@ class _Realizer:
             elif k == "g" and el.value is not None:
                 net.add(el.name, el.nodes, tol(el.value), el.spec)
             elif k == "v" and el.value is not None:
-                net.add(el.name, el.nodes, plan.v_value.get(el.name, el.value), el.spec)
-            elif use_poles and _is_opamp(el):
+                net.add(el.name, el.nodes, hw.dac(plan.v_value.get(el.name, el.value)),
+                        el.spec)
+            elif el.name in self.opamps and (use_poles or el.name in offs):
                 out, _, cp, cm = el.nodes
-                net.add("x" + el.name, (cp, cm, out), None, OPAMP_SUBCKT)
+                if el.name in offs:
+                    cp = hw.add_offsets(net, el.name, cp, cm, offs[el.name])
+                if use_poles:
+                    net.add("x" + el.name, (cp, cm, out), None, sub)
+                else:
+                    net.add(el.name, (out, GROUND, cp, cm), el.value, el.spec)
             else:
                 net.add(el.name, el.nodes, el.value, el.spec)
         return net
@@ -544,69 +608,79 @@ class _Realizer:
     def compensate(self) -> tuple[_Plan, dict]:
         """Continuous correction of the targets (exact values), then trims and bias rescale."""
         plan = self.nominal_plan()
-        n = self.A.shape[0]
         hist = []
         for _ in range(COMP_ITERS):
             net = self.assemble(plan, self.parts(plan, "exact"), draw=False, poles=False,
-                                exact_caps=True)
+                                exact_caps=True, offsets=False)
             ex, es = self.extract(net)
             hist.append(self.errors(es)["rel_error_A"])
             self._correct(plan, ex, es)
         plan.trimmed = self._trim_set()
         # the bias DACs: b_eff = b after snapping (a DAC setting is a free, exact value)
         for _ in range(2):
-            net = self.assemble(plan, self.parts(plan), draw=False, poles=False)
+            net = self.assemble(plan, self.parts(plan), draw=False, poles=False, offsets=False)
             _, es = self.extract(net)
-            for i in range(n):
-                name = f"vb{i}"
+            for cell in self.cell_map.cells:
+                i, name = cell.index, cell.bias
                 if name in plan.v_value and es.b[i] != 0 and self.b[i] != 0:
                     plan.v_value[name] *= self.b[i] / es.b[i]
         return plan, {"continuous_iterations": COMP_ITERS,
                       "continuous_rel_error_A": hist}
 
     def _trim_set(self) -> set[str]:
-        names = [el.name for el in self.base.netlist.elements if el.kind == "r"]
+        cm = self.cell_map
+        trimmable = set(cm.trimmable)
+        names = [el.name for el in self.base.netlist.elements
+                 if el.kind == "r" and el.name in trimmable]
         if self.opt.trim == "all":
             return set(names)
         if self.opt.trim == "none":
             return set()
-        diag = re.compile(r"^(ra(\d+)_\2|rd\d+|rtf\d+|rqfb\d+|rfb\d+)$")
-        return {n for n in names if diag.match(n)}
+        diag = {cp.elements[0] for cp in cm.couplings
+                if (cp.kind == "A" and cp.row == cp.col) or cp.kind == "damping"}
+        diag |= {c.inverter_r_fb for c in cm.cells} | {s.feedback for s in cm.stages}
+        diag |= {s.inverter_r_fb for s in cm.stages}
+        return {n for n in names if n in diag}
 
     def _correct(self, plan: _Plan, ex, es) -> None:
+        """One continuous correction of the resistor targets, from the cell map: each 'A'
+        coupling by A_ij/A_eff,ij; with stages (factored), the inverter and stage feedback
+        resistors by their measured gains and the damping resistors additively."""
         A, Ae = self.A, es.A
-        if self.topology == "dense":
-            for name, t in plan.r_target.items():
-                m = re.fullmatch(r"ra(\d+)_(\d+)", name)
-                if m:
-                    i, j = int(m.group(1)), int(m.group(2))
-                    if A[i, j] != 0 and Ae[i, j] * A[i, j] > 0:
-                        plan.r_target[name] = t * float(np.clip(Ae[i, j] / A[i, j], 0.5, 2.0))
-        elif self.topology == "factored":
-            nidx = {nd: k for k, nd in enumerate(ex.nodes)}
-            G = ex.node_gain
-            n = A.shape[0]
-            alpha, r0 = float(self.meta["matrix_scale"]), self.spec.R0_ohm
-            for i in range(n):
-                # inverter p_i = −o_i: rescale its feedback resistor
-                gp, go = G[nidx[f"p{i}"], i], G[nidx[f"o{i}"], i]
-                if gp != 0:
-                    plan.r_target[f"rfb{i}"] *= float(np.clip(-go / gp, 0.5, 2.0))
-                # damping: the diagonal, additively (A_ii = R0·g/α per conductance g)
-                g = 1.0 / plan.r_target[f"rd{i}"] + (A[i, i] - Ae[i, i]) * alpha / r0
-                if g > 0:
-                    plan.r_target[f"rd{i}"] = 1.0 / g
-            S = np.asarray(self.meta["system"]["S"], dtype=float)
-            beta_v0 = math.sqrt(alpha) * float(self.meta["volts_per_unit"])
-            for k in range(S.shape[0]):
-                want = -beta_v0 * S[k]
-                gy, gq = G[nidx[f"y{k}"]], G[nidx[f"q{k}"]]
-                if want @ want > 0 and f"rtf{k}" in plan.r_target:
-                    s = float(gy @ want / (want @ want))
-                    plan.r_target[f"rtf{k}"] /= float(np.clip(s, 0.5, 2.0))
-                if gy @ gy > 0:
-                    s = float(-(gq @ gy) / (gy @ gy))
-                    plan.r_target[f"rqfb{k}"] /= float(np.clip(s, 0.5, 2.0))
+        cm = self.cell_map
+        if not cm.stages:
+            for cp in cm.couplings_of("A"):
+                name, i, j = cp.elements[0], cp.row, cp.col
+                if name in plan.r_target and A[i, j] != 0 and Ae[i, j] * A[i, j] > 0:
+                    plan.r_target[name] *= float(np.clip(Ae[i, j] / A[i, j], 0.5, 2.0))
+            return
+        nidx = {nd: k for k, nd in enumerate(ex.nodes)}
+        G = ex.node_gain
+        alpha, r0 = float(self.meta["matrix_scale"]), self.spec.R0_ohm
+        for cell in cm.cells:
+            i = cell.index
+            # inverter p_i = −o_i: rescale its feedback resistor
+            gp, go = G[nidx[cell.inverted], i], G[nidx[cell.output], i]
+            if gp != 0:
+                plan.r_target[cell.inverter_r_fb] *= float(np.clip(-go / gp, 0.5, 2.0))
+        for cp in cm.couplings_of("damping"):
+            # damping: the diagonal, additively (A_ii = R0·g/α per conductance g)
+            i, name = cp.row, cp.elements[0]
+            g = 1.0 / plan.r_target[name] + (A[i, i] - Ae[i, i]) * alpha / r0
+            if g > 0:
+                plan.r_target[name] = 1.0 / g
+        S = np.asarray(self.meta["system"]["S"], dtype=float)
+        beta_v0 = math.sqrt(alpha) * float(self.meta["volts_per_unit"])
+        for st in cm.stages:
+            k = st.index
+            want = -beta_v0 * S[k]
+            gy, gq = G[nidx[st.output]], G[nidx[st.inverted]]
+            if want @ want > 0 and st.feedback in plan.r_target:
+                s = float(gy @ want / (want @ want))
+                plan.r_target[st.feedback] /= float(np.clip(s, 0.5, 2.0))
+            if gy @ gy > 0:
+                s = float(-(gq @ gy) / (gy @ gy))
+                plan.r_target[st.inverter_r_fb] /= float(np.clip(s, 0.5, 2.0))
 
     # ---- noise and stability -------------------------------------------------------------
     def johnson(self, net: Netlist, parts: dict[str, Parts]) -> dict:
@@ -621,11 +695,10 @@ class _Realizer:
                        kappa0_max=0.0, note="no resistors (gm-C): transconductor noise "
                        "is not modelled")
             return rec
-        nodes = meta["noise_nodes"]
         per = []
-        for i in range(n):
+        for cell in self.cell_map.cells:
             rs = [parts[el.name].value for el in self.base.netlist.elements
-                  if el.kind == "r" and nodes[i] in el.nodes]
+                  if el.kind == "r" and cell.summing in el.nodes]
             per.append(johnson_kappa0(rs, temperature_K=T, R0_ohm=r0, alpha=alpha, v0=v0,
                                       tau_s=self.tau_s))
         full = johnson_full(net, meta, T, self.tau_s) if T > 0 else np.zeros(n)
@@ -648,9 +721,8 @@ class _Realizer:
 
 
 def _strip_noise(net: Netlist) -> Netlist:
-    out = Netlist(title=net.title, options=dict(net.options),
-                  models=[m for m in net.models if "filesource" not in m],
-                  analyses=list(net.analyses))
+    out = net.copy(elements=False)
+    out.models = [m for m in net.models if "filesource" not in m]
     for el in net.elements:
         if el.kind == "a" or (el.kind == "i" and el.spec and "trnoise" in el.spec):
             continue
@@ -704,7 +776,9 @@ def realize(compiled: CompiledCircuit, options: RealizeOptions | None = None
     """Realise `compiled` with real parts (see the module docstring); returns the realised
     deck, its sidecar (with `realization`: A_eff, b_eff, errors, Johnson κ₀, ...) and a report.
     """
-    opt = options or RealizeOptions()
+    from .hardware import resolve_options
+
+    opt = resolve_options(options or RealizeOptions())
     rz = _Realizer(compiled, opt)
     meta0 = rz.meta
     # baseline: the compiled deck itself (finite gain, exact values)
@@ -733,13 +807,16 @@ def realize(compiled: CompiledCircuit, options: RealizeOptions | None = None
     check_netlist(qs, rz.spec.with_(r_min_ohm=lo / widen, r_max_ohm=hi * widen))
     ex, es = rz.extract(qs)
     errs = rz.errors(es)
+    from .erc import enforce, realised_deck_erc
+
+    erc = enforce(realised_deck_erc(rz, qs, ex, es), opt.erc != "error")
     # the deck's own noise sources (if any), as κ₀ per variable
     k_deck = [float(v) for v in es.kappa0]
     john = rz.johnson(qs, parts)
     op_nodes = {}
     if opt.gbw_hz is not None and rz.topology != "ideal":
         op_nodes = {f"x{el.name}.nop": el.nodes[0] for el in rz.base.netlist.elements
-                    if _is_opamp(el)}
+                    if el.name in rz.opamps}
     stab = rz.stability(net) if op_nodes else None
     n_parts = {"resistors": sum(1 for e in net.elements if e.kind == "r"),
                "trims": sum(1 for p in parts.values() if p.kind != "single"),
@@ -750,12 +827,14 @@ def realize(compiled: CompiledCircuit, options: RealizeOptions | None = None
                                   "per part; value = nominal * (1 + delta)",
         "monte_carlo": ({"seed": opt.mc_seed, "draw": opt.mc_draw}
                         if opt.mc_seed is not None and opt.tolerance > 0 else None),
-        "opamp": {"model": "single_pole" if op_nodes else
-                  ("vcvs" if rz.topology != "ideal" else "none"),
+        "opamp": {"model": ("macromodel" if rz.hardware.part else "single_pole")
+                  if op_nodes else ("vcvs" if rz.topology != "ideal" else "none"),
                   "gain": rz.gain, "gbw_hz": opt.gbw_hz if op_nodes else None,
-                  **({"subckt": OPAMP_SUBCKT, "internal_R_ohm": OPAMP_R_INT,
+                  **({"subckt": rz.hardware.subckt or OPAMP_SUBCKT,
+                      "internal_R_ohm": OPAMP_R_INT,
                       "range_check": "exempt: internal model elements of the amplifier, "
-                                     "not parts"} if op_nodes else {})},
+                                     "not parts"} if op_nodes else {}),
+                  **rz.hardware.record(rz.opamp_names, True, opt)},
         "swing": rz.swing,
         "compensation": comp or {"enabled": False},
         "baseline": baseline,
@@ -768,16 +847,23 @@ def realize(compiled: CompiledCircuit, options: RealizeOptions | None = None
         "parts": n_parts,
         "extraction": "spu_circuits.parser.extract_system on the deck text"
                       + (" with each op-amp macromodel at its DC gain" if op_nodes else ""),
-        "options": asdict(opt),
+        "options": _options_record(opt),
     }
+    if erc:
+        rec["erc"] = [v.to_dict() for v in erc]
     if rec["monte_carlo"]:
         nominal = rz.assemble(plan, parts, draw=False, poles=False)
         rec["nominal_values"] = {e.name: e.value for e in nominal.elements if e.kind in "rcg"
                                  and e.value is not None}
+    cell_map = _realised_cell_map(rz.cell_map, parts, bool(op_nodes)).with_roles(
+        {e.name: Role.OPAMP_ERROR for e in net.elements
+         if e.name.startswith(("vos_", "iib_"))})
+    check_cell_map(net, cell_map)
     meta = dict(meta0)
     meta.update(
         tau_s=rz.tau_s, C_F=rz.c_value, opamp_gain=rz.gain if rz.topology != "ideal" else None,
         element_counts=net.counts(), ic_map=_ic_map(meta0, ex, op_nodes),
+        cell_map=cell_map.to_json(),
         predicted={"x_dc": es.x_dc.tolist(), "rel_deviation_from_exact": errs["rel_error_x"],
                    "cause": "realisation (" + _describe(opt, rz) + ")"},
         realization=rec)
@@ -806,7 +892,36 @@ def realize(compiled: CompiledCircuit, options: RealizeOptions | None = None
                                              "rel_error_x_before", "rel_error_x_after")})
     if stab:
         report["stable"] = stab["stable"]
+    notes = ([rz.cap_note] if rz.cap_note else []) + [v.message for v in erc]
+    if notes:
+        report["erc_warnings"] = notes
+    if rz.cap_note:
+        rec["capacitor_choice"] = rz.cap_note
     return RealizedCircuit(net, meta, dict(rz.base.extra_files), report)
+
+
+#: options added with the op-amp catalogue: recorded only when set (older sidecars unchanged)
+_NEW_OPTIONS = {"opamp": None, "opamp_model": None, "offsets": True, "auto_cap": False,
+                "dac_bits": None, "erc": "warn", "package": "0603"}
+
+
+def _options_record(opt: RealizeOptions) -> dict:
+    return {k: v for k, v in asdict(opt).items()
+            if k not in _NEW_OPTIONS or v != _NEW_OPTIONS[k]}
+
+
+def _realised_cell_map(cm: CellMap, parts: dict[str, Parts], poles: bool) -> CellMap:
+    """The cell map of the assembled deck: trims (`<name>t`, Role.TRIM) appended to their
+    couplings, op-amps renamed to their macromodel instances (`x<name>`) when `poles`."""
+    trims = {name: name + "t" for name, p in parts.items() if p.kind != "single"}
+    cm = cm.with_roles({t: Role.TRIM for t in trims.values()})
+    cm = replace(cm, couplings=tuple(
+        replace(cp, elements=(*cp.elements, *(trims[e] for e in cp.elements if e in trims)))
+        for cp in cm.couplings))
+    if poles:
+        ops = [n for n, r in cm.roles.items() if r in OPAMP_ROLES]
+        cm = cm.renamed(elements={n: "x" + n for n in ops})
+    return cm
 
 
 def _describe(opt: RealizeOptions, rz: _Realizer) -> str:
@@ -816,8 +931,9 @@ def _describe(opt: RealizeOptions, rz: _Realizer) -> str:
     if opt.mc_seed is not None and opt.tolerance > 0:
         bits.append(f"MC seed {opt.mc_seed} draw {opt.mc_draw}")
     if rz.topology != "ideal":
-        bits.append(f"op-amp A0 {rz.gain:g}" + (f", GBW {opt.gbw_hz:g} Hz"
-                                                if opt.gbw_hz is not None else ""))
+        bits.append((f"{rz.hardware.part.name} " if rz.hardware.part else "")
+                    + f"op-amp A0 {rz.gain:g}" + (f", GBW {opt.gbw_hz:g} Hz"
+                                                  if opt.gbw_hz is not None else ""))
     if rz.swing:
         bits.append(f"v0 {rz.swing['volts_per_unit']:g} V for +-{rz.swing['v_sat']:g} V rails")
     if opt.compensate:
@@ -835,6 +951,9 @@ def monte_carlo(compiled: CompiledCircuit, options: RealizeOptions, n_draws: int
     """
     if n_draws < 1:
         raise InputError("monte_carlo needs n_draws ≥ 1")
+    from .hardware import resolve_options
+
+    options = resolve_options(options)
     base_opt = options if seed is None else RealizeOptions(**{**asdict(options),
                                                               "mc_seed": seed})
     if base_opt.mc_seed is None:
