@@ -142,7 +142,7 @@ def _rows(outputs: Tensor, params: list[Tensor], F: Tensor, chunk: int, retain_g
         raise InputError(f"loss factor covers {P * C} outputs per sample, the model gives "
                          f"{math.prod(outputs.shape[1:])}")
     N = sum(p.numel() for p in params)
-    S = outputs.new_empty(r, N)
+    S = params[0].new_empty(r, N)  # the parameters' dtype and device
     chunk = max(1, int(chunk))
     for start in range(0, r, chunk):
         stop = min(r, start + chunk)

@@ -218,7 +218,7 @@ class CrossEntropy(_Classes):
 
     def value(self, outputs: Tensor, targets: Any) -> Tensor:
         z, y, _ = self._split(outputs, targets)
-        w = None if self.weight is None else self.weight.to(z.dtype)
+        w = None if self.weight is None else self.weight.to(z)
         return fn.cross_entropy(z, y, weight=w, ignore_index=self.ignore_index,
                                 reduction=self.reduction, label_smoothing=self.label_smoothing)
 
@@ -229,7 +229,7 @@ class CrossEntropy(_Classes):
         if soft:  # ℓ = −Σ_c w_c q'_c log p_c, q' = (1 − ε) q + ε/C; mean over n
             q = (1 - eps) * y + eps / C
             if self.weight is not None:
-                q = q * self.weight.to(z.dtype)
+                q = q * self.weight.to(z)
             s = q.sum(-1)
             return s / n if mean else s
         w_y, valid = self._weights(y, z.dtype)
@@ -239,7 +239,7 @@ class CrossEntropy(_Classes):
             smooth = eps * vf / (n if mean else 1.0)  # torch averages the smoothing term over n
             return nll + smooth
         denom = w_y.sum() if mean else torch.ones((), dtype=z.dtype, device=z.device)
-        w_bar = self.weight.to(z.dtype).sum() / C
+        w_bar = self.weight.to(z).sum() / C
         return ((1 - eps) * w_y + eps * w_bar * vf) / denom
 
     def hessian_factor(self, outputs: Tensor, targets: Any) -> Tensor:
@@ -262,7 +262,7 @@ class NLL(_Classes):
         z, y, soft = self._split(outputs, targets)
         if soft:
             raise InputError("nll takes class-id targets; for soft targets use loss='ce'")
-        w = None if self.weight is None else self.weight.to(z.dtype)
+        w = None if self.weight is None else self.weight.to(z)
         return fn.nll_loss(z, y, weight=w, ignore_index=self.ignore_index,
                            reduction=self.reduction)
 
@@ -334,8 +334,10 @@ class BCEWithLogits(_Elementwise):
     def value(self, outputs: Tensor, targets: Any) -> Tensor:
         _need_batch(outputs, self.name)
         y = _same_shape_targets(outputs, targets, self.name)
-        return fn.binary_cross_entropy_with_logits(
-            outputs, y, weight=self.weight, pos_weight=self.pos_weight, reduction=self.reduction)
+        w = None if self.weight is None else self.weight.to(outputs)
+        pw = None if self.pos_weight is None else self.pos_weight.to(outputs)
+        return fn.binary_cross_entropy_with_logits(outputs, y, weight=w, pos_weight=pw,
+                                                   reduction=self.reduction)
 
     def hessian_factor(self, outputs: Tensor, targets: Any) -> Tensor:
         _need_batch(outputs, self.name)
