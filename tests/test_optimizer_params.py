@@ -255,3 +255,16 @@ def test_per_sample_fast_path_of_the_param_api():
     with pytest.raises(InputError, match="not parameters of the model"):
         TNGD([torch.nn.Parameter(torch.zeros(2, dtype=F64))]).step(
             targets=y, model=b, inputs=x)
+
+
+def test_matvec_curvature_follows_the_loss_options():
+    """Model API, matrix-free GGN products with a weighted, label-smoothed CE == the factor."""
+    w = torch.tensor([0.5, 2.0, 1.0], dtype=F64)
+    loss = nn.CrossEntropyLoss(weight=w, label_smoothing=0.2)
+    a, b = _model(), _model()
+    oa = TNGD(a, lr=0.1, damping=0.5, t=1.0, solver="ou-euler", curvature="matvec", loss=loss)
+    ob = TNGD(b, lr=0.1, damping=0.5, t=1.0, solver="ou-euler", loss=loss)
+    for x, y in _batches(2):
+        oa.step(x, y)
+        ob.step(x, y)
+    assert _rel(_theta(a), _theta(b)) < 1e-12

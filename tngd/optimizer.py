@@ -416,8 +416,7 @@ class TNGD(torch.optim.Optimizer):
         diag["curvature_time_s"] = time.perf_counter() - t0
         fvp = None
         if self.curvature != "factor":
-            fvp = make_ggn_vp(self.model, theta, x, self.loss_name, spec=spec,
-                              y=None if self.loss_name in ("ce", "mse") else y)
+            fvp = make_ggn_vp(self.model, theta, x, self.loss, spec=spec, y=y)
         new_theta = self._advance(theta, curv.grad, curv.S, fvp, lam, lr, curv.loss, diag, t0)
         if new_theta is None:
             return diag.get("loss", math.nan)
