@@ -133,8 +133,11 @@ class YieldReport:
     sources: str
 
     def to_json(self) -> dict:
+        """The file's record: where it ran (`scheduler`) is left out, so the same seed gives
+        the same bytes serially, on a local cluster or on a remote one."""
         d = asdict(self)
         d["yield"] = d.pop("yield_")
+        d.pop("scheduler")
         return d
 
 
