@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from spu_circuits.cli import _deck_tran
+from spu_circuits.cli_common import check_writable as _check_writable
 from spu_circuits.compiler import compile_system
 from spu_circuits.errors import CompileError, GraphCheckError, InputError, SpuError
 from spu_circuits.graphcheck import check_netlist
@@ -630,6 +632,33 @@ BAD_INPUT_CASES: list[BadInput] = [
              lambda tmp: _lib_cycle(tmp), "includes itself", _unsafe_error()),
     BadInput("include-unreadable-deck", "an .include whose file is a NUL-holding binary",
              lambda tmp: _include_binary(tmp), "control character U+0000", _unsafe_error()),
+    # --- structure (#10): the typed, versioned sidecar
+    BadInput("sidecar-unknown-format", "sidecar of an unknown format version",
+             _sidecar_edit(lambda m: m.update(format="spu-tngd-deck/99")),
+             "unknown sidecar format 'spu-tngd-deck/99'; this version reads spu-tngd-deck/1"),
+    BadInput("sidecar-malformed-record", "sidecar's prediction record is not an object",
+             _sidecar_edit(lambda m: m.update(predicted=[1, 2])), "has a malformed record"),
+    BadInput("sidecar-malformed-system", "sidecar's system record lacks b",
+             _sidecar_edit(lambda m: m["system"].pop("b")),
+             "sidecar's 'system' record is malformed"),
+    BadInput("sidecar-malformed-noise", "legacy noise record without its step",
+             _sidecar_edit(lambda m: m.update(noise={"kind": "trnoise", "kappa0": 0.01})),
+             "sidecar's 'noise' record is malformed"),
+    # --- structure (#10 item 9): what a new user meets first
+    BadInput("matrix-unknown-format", "matrix file of a format that does not load",
+             _bytes("A.dat", lambda: b"2 0\n0 1\n"),
+             "the formats that load are .npy, .npz, .csv (comma-separated) or .txt"),
+    BadInput("matrix-csv-not-numbers", "CSV matrix with a non-number",
+             _bytes("A.csv", lambda: b"2,x\n0,1\n"), "cannot read"),
+    BadInput("output-under-a-file", "output folder inside a regular file",
+             lambda tmp: (tmp / "f").write_text("x") and _check_writable(tmp / "f" / "o",
+                                                                          "--out", True),
+             "--out"),
+    BadInput("output-file-is-a-folder", "--save names an existing folder",
+             lambda tmp: _check_writable(tmp, "--save", False), "exists and is a folder"),
+    BadInput("tran-without-times", "deck without sidecar or .tran card, no --t-stop/--dt",
+             lambda tmp: _deck_tran("t\nv1 a 0 1\nr1 a 0 1k\n.op\n.end\n", None, None),
+             "no sidecar and no .tran card: give --t-stop and --dt in seconds"),
 
     # --- TNGD in a training loop (#14): losses, the outputs graph, size limits
     BadInput("tngd-loss-unknown", "unknown loss name", _tngd(loss="hinge"),
