@@ -268,3 +268,20 @@ def test_matvec_curvature_follows_the_loss_options():
         oa.step(x, y)
         ob.step(x, y)
     assert _rel(_theta(a), _theta(b)) < 1e-12
+
+
+def test_the_issue_14_mlp_is_warned_before_any_work():
+    """The 1.07 M-parameter MLP at batch 64: the SizeWarning (2.55 GiB of S) comes before the
+    curvature is built (raised as an error here, so the step stops there)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(784, 1350), nn.Tanh(), nn.Linear(1350, 10))
+    N = sum(p.numel() for p in model.parameters())
+    assert 1_060_000 < N < 1_080_000
+    x, y = torch.randn(64, 784), torch.randint(0, 10, (64,))
+    for opt, args in ((TNGD(model.parameters()), (model(x), y)), (TNGD(model), (x, y))):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", SizeWarning)
+            with pytest.raises(SizeWarning, match=r"S holds r × N = 640 × 1,073,260 float32 "
+                                                  r"values \(2.56 GiB\)"):
+                opt.step(*args)
+        assert opt.step_count == 0
