@@ -140,3 +140,13 @@ def test_krylov_float32_matches_float64():
     o32 = KrylovLowRankOU(S.float(), 0.05, b.float(), 0.0).step(x0.float(), 10.0)
     assert o32.dtype == torch.float32
     assert _rel(o32.double(), o64) < 1e-5
+
+
+@pytest.mark.parametrize("r", [5, 300])
+def test_gram_is_symmetric_and_equals_the_product(r):
+    from tngd.gram import gram
+
+    S = torch.randn(r, 50, dtype=F64, generator=torch.Generator().manual_seed(r))
+    K = gram(S)
+    assert torch.equal(K, K.T)
+    assert torch.allclose(K, S @ S.T, rtol=0, atol=1e-12)
