@@ -18,14 +18,16 @@ import click
 import numpy as np
 
 from spu_circuits.backends import Op, Tran
-from spu_circuits.cli import _spec as spec_from_options
-from spu_circuits.cli import friendly, spec_options
+from spu_circuits.cli_common import (
+    SPEC_KEYS,
+    check_writable,
+    friendly,
+    spec_from_options,
+    spec_options,
+)
 from spu_circuits.errors import InputError
 from spu_circuits.safety import check_untrusted_deck
 from spu_circuits.timesteps import VALIDATION_NOISE_STEP_FRAC
-
-SPEC_KEYS = ("R0_ohm", "C_F", "volts_per_unit", "opamp_gain", "r_min_ohm", "r_max_ohm",
-             "prune_rel", "auto_prune")
 
 
 def _echo(msg: str) -> None:
@@ -55,7 +57,7 @@ def _target_system(matrix, rhs, deck):
                    "compile when no DECK is given.")
 @click.option("--rhs", type=click.Path(dir_okay=False),
               help="b as .npy (default: the sidecar's b for a DECK, ones when compiling).")
-@click.option("--report", "report_dir", type=click.Path(file_okay=False), required=True,
+@click.option("--report", "report_dir", type=click.Path(file_okay=False), default=None,
               help="Folder for report.json, report.md and the figures.")
 @click.option("--topology", type=click.Choice(["dense", "ideal"]), default="dense",
               show_default=True, help="Compile mode: the circuit topology.")
@@ -76,8 +78,13 @@ def _target_system(matrix, rhs, deck):
 @click.option("--timeout", "timeout_s", type=float, default=600.0, show_default=True,
               help="Seconds before one ngspice run is stopped.")
 @click.option("--no-figures", is_flag=True, help="Skip the PNG figures.")
+@click.option("--max-error", "max_error", type=float, default=None,
+              help="The spec: dc and transient fail when the error vs A^-1 b exceeds this, "
+                   "whatever the deck predicts of itself.")
 @click.option("--allow-unsafe", is_flag=True,
               help="Run decks with .control blocks, shell/file commands or outside includes.")
+@click.option("--codes", "codes_path", type=click.Path(dir_okay=False),
+              help="Programmable board: validate DECK.cir as programmed by these codes.")
 @click.option("--sweep", is_flag=True,
               help="Validate every DECK × --seeds as one sweep (sweep.json/md/png in --report).")
 @click.option("--seeds", default="0", show_default=True,
@@ -90,21 +97,29 @@ def _target_system(matrix, rhs, deck):
 @click.pass_context
 @friendly
 def validate_cmd(ctx, decks, matrix, rhs, report_dir, topology, name, kappa0, noise_step,
-                 seed, backend, quick, thorough, checks, timeout_s, no_figures, allow_unsafe,
-                 sweep, seeds, scheduler, cache_dir, **kw):
+                 seed, backend, quick, thorough, checks, timeout_s, no_figures, max_error,
+                 allow_unsafe, sweep, seeds, scheduler, cache_dir, codes_path, **kw):
     """Check DECK.cir (or the deck compiled from --matrix/--rhs) in ngspice against its
     target: DC solution, noiseless transient, pathwise agreement with the surrogate on the
     same noise, and the stationary statistics (mean, covariance, autocovariance) of SPICE
     and of the surrogate. Exits 1 when a check fails."""
     from spu_circuits.compiler import compile_system
     from spu_circuits.compiler.noise import NoiseSpec
-    from spu_circuits.netlist import deck_digest
     from spu_circuits.simulate import Deck
     from spu_circuits.system import load_system
 
     from .checks import Validation, settings_for
     from .report import summary_table, write_report
 
+    if codes_path:
+        if len(decks) != 1:
+            raise InputError("--codes needs one board deck: spu validate BOARD.cir --codes "
+                             "codes.json")
+        from spu_circuits.cli_board import board_validate
+
+        sys.exit(board_validate(decks[0], codes_path, backend, timeout_s, report_dir))
+    if report_dir is None:
+        raise InputError("--report DIR is required (the folder for report.json)")
     if quick and thorough:
         raise InputError("choose one of --quick and --thorough")
     preset = "quick" if quick else "thorough" if thorough else "default"
@@ -132,13 +147,14 @@ def validate_cmd(ctx, decks, matrix, rhs, report_dir, topology, name, kappa0, no
     if len(decks) > 1:
         raise InputError("give one DECK.cir (or several with --sweep)")
     deck_path = decks[0] if decks else None
-    settings = settings_for(preset, seed=seed)
+    if max_error is not None and not (np.isfinite(max_error) and max_error > 0):
+        raise InputError(f"--max-error must be a positive number, got {max_error!r}")
+    settings = settings_for(preset, seed=seed, max_error=max_error)
     given_spec = [k for k in SPEC_KEYS
                   if ctx.get_parameter_source(k) == click.core.ParameterSource.COMMANDLINE]
     info: dict = {"preset": preset}
     out = Path(report_dir)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"report path {out} exists and is not a folder")
+    check_writable(out, "--report", folder=True)  # before any check runs
     if deck_path is None:
         if matrix is None:
             raise InputError("give a DECK.cir to check, or --matrix (and --rhs) to compile one")
@@ -163,8 +179,7 @@ def validate_cmd(ctx, decks, matrix, rhs, report_dir, topology, name, kappa0, no
         # validate runs .op and transients of this text
         check_untrusted_deck(deck, [Op(), Tran(step_s=1.0, stop_s=1.0)],
                              allow_unsafe=allow_unsafe)
-        want = (deck.meta or {}).get("deck_sha256")
-        if want and want != deck_digest(deck.text):
+        if deck.edited:
             _echo(f"note: {deck_path} differs from what was compiled (sha256 mismatch); "
                   "checking it against " + ("the given system" if matrix else
                                             "the system in its sidecar"))

@@ -55,12 +55,12 @@ import numpy as np
 
 from ..errors import InputError
 from ..graphcheck import check_cell_map, check_netlist
-from ..netlist import Element, Netlist, Subcircuit, fmt
+from ..netlist import GROUND, Element, Netlist, Subcircuit, fmt
+from ..sidecar import IcMap, OpampRecord, Prediction, Realization, Sidecar
 from ..spec import HardwareSpec
 from ..system import FactoredSystem, LinearSystem
 from . import CompiledCircuit, compile_system
 from .cellmap import OPAMP_ROLES, CellMap, Role
-from .noise import NoiseSpec
 from .scaling import scale, scale_factored
 
 #: Boltzmann constant (J/K)
@@ -239,6 +239,23 @@ class RealizeOptions:
     temperature_K: float = 300.0
     compensate: bool = False
     trim: str = "all"
+    #: catalogue op-amp (`opamps.CATALOGUE`; None: the generic single-pole model); with a
+    #: part, gain/GBW/v_sat default to its figures and each op-amp carries V_os and I_b
+    opamp: str | None = None
+    #: a user's vendor macromodel `FILE:SUBCKT` (pins inp inn vcc vee out), run by ngspice;
+    #: the extractor, ERC and budget use the `opamp` part's figures (default generic)
+    opamp_model: str | None = None
+    #: include the part's V_os and I_b (False: a part without input errors)
+    offsets: bool = True
+    #: raise C (to an E12 value) until the fastest mode is GBW/`erc.GBW_FACTOR` or slower
+    auto_cap: bool = False
+    #: bias-DAC resolution (bits over ±v_sat; None: exact settings)
+    dac_bits: int | None = None
+    #: electrical rule checks (`erc`): 'warn' records violations (the API default), 'error'
+    #: raises the first as ErcError (the CLI's default; `--allow-erc` selects 'warn')
+    erc: str = "warn"
+    #: resistor package (`erc.RESISTOR_PACKAGES`: sets the power rating)
+    package: str = "0603"
 
     def __post_init__(self):
         if self.series != "exact":
@@ -261,6 +278,21 @@ class RealizeOptions:
             raise InputError(f"realize: temperature must be ≥ 0 K, got {self.temperature_K!r}")
         if self.trim not in ("all", "diagonal", "none"):
             raise InputError(f"realize: trim must be all, diagonal or none, got {self.trim!r}")
+        if self.opamp is not None and self.opamp != "generic":
+            from .opamps import get_part
+
+            get_part(self.opamp)
+        from .erc import RESISTOR_PACKAGES
+
+        if self.erc not in ("warn", "error"):
+            raise InputError(f"realize: erc must be warn or error, got {self.erc!r}")
+        if self.package not in RESISTOR_PACKAGES:
+            raise InputError(f"realize: unknown resistor package {self.package!r}; choose "
+                             f"from {', '.join(RESISTOR_PACKAGES)}")
+        if self.dac_bits is not None and not (isinstance(self.dac_bits, int)
+                                              and 2 <= self.dac_bits <= 32):
+            raise InputError(f"realize: DAC bits must be an integer in [2, 32], "
+                             f"got {self.dac_bits!r}")
 
     @property
     def cap_series(self) -> str:
@@ -377,30 +409,6 @@ def johnson_kappa0(resistances, *, temperature_K: float, R0_ohm: float, alpha: f
 # ------------------------------------------------------------------------------ the pass
 
 
-def _system_from_meta(meta: dict):
-    rec = meta["system"]
-    name = meta.get("name", "system")
-    if "S" in rec:
-        return FactoredSystem.from_arrays(np.array(rec["S"]), rec["damping"], np.array(rec["b"]),
-                                          name=name)
-    return LinearSystem.from_arrays(np.array(rec["A"]), np.array(rec["b"]), name=name)
-
-
-def _noise_from_meta(meta: dict) -> NoiseSpec:
-    rec = meta.get("noise") or {"kind": "none"}
-    if rec.get("kind", "none") == "none":
-        return NoiseSpec()
-    h = rec["step_tau"]
-    given = rec.get("step_rule") == "given"
-    dur = 100.0
-    if rec["kind"] == "file":
-        # the file realisation covers ceil(d/h) + 2 steps: recover a d that gives the same
-        k = int(round(rec["duration_tau"] / h))
-        dur = (k - 2.5) * h
-    return NoiseSpec(kind=rec["kind"], kappa0=rec["kappa0"], step_tau=h if given else None,
-                     seed=rec.get("seed", 0), duration_tau=dur)
-
-
 @dataclass
 class _Plan:
     """Per-element realisation: resistor targets (Ω), source values (V), capacitor value."""
@@ -415,23 +423,25 @@ class _Realizer:
 
     def __init__(self, compiled: CompiledCircuit, options: RealizeOptions):
         self.opt = options
-        meta = compiled.meta
-        if "system" not in meta:
+        side = compiled.sidecar
+        if side.system is None:
             raise InputError("realize needs a compiled deck whose sidecar records its system")
-        if meta.get("realization"):
+        if side.realization is not None:
             raise InputError("this deck is already realised; realise the compiled deck")
-        self.topology = meta["topology"]
-        self.system = _system_from_meta(meta)
-        spec = HardwareSpec(**meta["spec"])
-        noise = _noise_from_meta(meta)
+        side.require("spec", why="cannot recompile it with real parts")
+        self.topology = side.topology
+        self.system = side.to_system()
+        spec = side.spec
+        noise = side.noise.noise_spec()
         self.swing = None
+        self.cap_note: str | None = None
         changes = {}
         if options.opamp_gain is not None and self.topology != "ideal":
             changes["opamp_gain"] = float(options.opamp_gain)
         if options.v_sat is not None:
             k0 = options.kappa0_swing
             if k0 is None:
-                k0 = float((meta.get("noise") or {}).get("kappa0", 0.0) or 0.0)
+                k0 = float(side.noise.kappa0 or 0.0)
             v0 = choose_v0(self.system, k0, options.v_sat, self.topology, spec,
                            n_sigma=options.n_sigma)
             self.swing = {"v_sat": options.v_sat, "kappa0": k0, "n_sigma": options.n_sigma,
@@ -439,22 +449,33 @@ class _Realizer:
                           "peak_per_unit": output_swing(self.system, k0, self.topology, spec,
                                                         n_sigma=options.n_sigma)}
             changes["volts_per_unit"] = v0
+        if options.auto_cap and options.gbw_hz is not None and self.topology != "ideal":
+            from .erc import capacitor_for_gbw
+
+            c_need = capacitor_for_gbw(self.system, spec.with_(**changes), options.gbw_hz,
+                                       self.topology)
+            if c_need > spec.C_F:
+                self.cap_note = (
+                    f"GBW: C raised from {spec.C_F:.3g} F to {c_need:.3g} F so that the fastest "
+                    f"mode sits ≥ 300× below the op-amp GBW {options.gbw_hz:.3g} Hz (give --cap "
+                    "to choose C yourself; the ERC then checks it)")
+                changes["C_F"] = c_need
         if changes and any(getattr(spec, k) != v for k, v in changes.items()):
             spec = spec.with_(**changes)
-            compiled = compile_system(self.system, self.topology, spec, name=meta["name"],
+            compiled = compile_system(self.system, self.topology, spec, name=side.name,
                                       noise=noise)
         self.base = compiled
         self.spec = spec
-        self.meta = compiled.meta
+        self.side = compiled.sidecar
         self.A = _as_system(self.system, "dense").A if self.topology != "factored" \
             else self.system.A
         self.b = np.asarray(self.system.b, dtype=float)
         self.x_exact = self.system.solution()
-        self.gain = float(self.meta["opamp_gain"] or 0.0) or None
+        self.gain = float(self.side.opamp_gain or 0.0) or None
         # capacitors: all equal in these topologies; snapping changes τ (known, systematic)
         c_nom = spec.C_F
         self.c_value = snap(c_nom, options.cap_series)
-        self.tau_s = float(self.meta["tau_s"]) * (self.c_value / c_nom)
+        self.tau_s = float(self.side.tau_s) * (self.c_value / c_nom)
         self.elements = {el.name: el for el in compiled.netlist.elements}
         cm = compiled.cell_map
         if cm is None:
@@ -464,6 +485,11 @@ class _Realizer:
         self.opamps = set(cm.elements_with(Role.INTEGRATOR_OPAMP)
                           + cm.elements_with(Role.INVERTER_OPAMP)
                           + cm.elements_with(Role.STAGE_OPAMP))
+        from .hardware import OpAmpHardware
+
+        self.opamp_names = [el.name for el in compiled.netlist.elements
+                            if el.name in self.opamps]
+        self.hardware = OpAmpHardware.from_options(options, self.swing)
 
     # ---- assembly ------------------------------------------------------------------------
     def nominal_plan(self) -> _Plan:
@@ -479,8 +505,9 @@ class _Realizer:
                 for n, t in plan.r_target.items()}
 
     def assemble(self, plan: _Plan, parts: dict[str, Parts], *, draw: bool, poles: bool,
-                 exact_caps: bool = False) -> Netlist:
-        """The realised netlist. draw: apply the Monte-Carlo draw; poles: GBW macromodels."""
+                 exact_caps: bool = False, offsets: bool = True) -> Netlist:
+        """The realised netlist. draw: apply the Monte-Carlo draw; poles: GBW macromodels;
+        offsets: the op-amps' V_os and I_b (off while compensating: they are not known)."""
         base = self.base.netlist
         net = base.copy(elements=False)
         opt = self.opt
@@ -496,8 +523,15 @@ class _Realizer:
             return v * (1.0 + d)
 
         use_poles = poles and opt.gbw_hz is not None and self.topology != "ideal"
+        hw = self.hardware
+        sub = OPAMP_SUBCKT
         if use_poles:
-            net.subcircuits.append(opamp_subckt(self.gain, opt.gbw_hz))
+            if hw.part:
+                hw.add_model(net, self.gain, opt.gbw_hz)
+            else:
+                net.subcircuits.append(opamp_subckt(self.gain, opt.gbw_hz))
+            sub = hw.subckt or sub
+        offs = hw.offsets(self.opamp_names, draw, opt) if offsets else {}
         for el in base.elements:
             k = el.kind
             if k == "r":
@@ -517,10 +551,16 @@ class _Realizer:
             elif k == "g" and el.value is not None:
                 net.add(el.name, el.nodes, tol(el.value), el.spec)
             elif k == "v" and el.value is not None:
-                net.add(el.name, el.nodes, plan.v_value.get(el.name, el.value), el.spec)
-            elif use_poles and el.name in self.opamps:
+                net.add(el.name, el.nodes, hw.dac(plan.v_value.get(el.name, el.value)),
+                        el.spec)
+            elif el.name in self.opamps and (use_poles or el.name in offs):
                 out, _, cp, cm = el.nodes
-                net.add("x" + el.name, (cp, cm, out), None, OPAMP_SUBCKT)
+                if el.name in offs:
+                    cp = hw.add_offsets(net, el.name, cp, cm, offs[el.name])
+                if use_poles:
+                    net.add("x" + el.name, (cp, cm, out), None, sub)
+                else:
+                    net.add(el.name, (out, GROUND, cp, cm), el.value, el.spec)
             else:
                 net.add(el.name, el.nodes, el.value, el.spec)
         return net
@@ -529,10 +569,9 @@ class _Realizer:
     def extract(self, net: Netlist):
         from ..parser import extract_system, parse_deck
 
-        step = (self.meta.get("noise") or {}).get("step_s")
-        ex = extract_system(parse_deck(net.to_text()), outputs=list(self.meta["outputs"]),
-                            volts_per_unit=float(self.meta["volts_per_unit"]),
-                            noise_step_s=step)
+        ex = extract_system(parse_deck(net.to_text()), outputs=list(self.side.outputs),
+                            volts_per_unit=float(self.side.volts_per_unit),
+                            noise_step_s=self.side.noise.step_s)
         return ex, ex.as_system(self.tau_s)
 
     def errors(self, es) -> dict:
@@ -548,14 +587,14 @@ class _Realizer:
         hist = []
         for _ in range(COMP_ITERS):
             net = self.assemble(plan, self.parts(plan, "exact"), draw=False, poles=False,
-                                exact_caps=True)
+                                exact_caps=True, offsets=False)
             ex, es = self.extract(net)
             hist.append(self.errors(es)["rel_error_A"])
             self._correct(plan, ex, es)
         plan.trimmed = self._trim_set()
         # the bias DACs: b_eff = b after snapping (a DAC setting is a free, exact value)
         for _ in range(2):
-            net = self.assemble(plan, self.parts(plan), draw=False, poles=False)
+            net = self.assemble(plan, self.parts(plan), draw=False, poles=False, offsets=False)
             _, es = self.extract(net)
             for cell in self.cell_map.cells:
                 i, name = cell.index, cell.bias
@@ -593,7 +632,7 @@ class _Realizer:
             return
         nidx = {nd: k for k, nd in enumerate(ex.nodes)}
         G = ex.node_gain
-        alpha, r0 = float(self.meta["matrix_scale"]), self.spec.R0_ohm
+        alpha, r0 = float(self.side.matrix_scale), self.spec.R0_ohm
         for cell in cm.cells:
             i = cell.index
             # inverter p_i = −o_i: rescale its feedback resistor
@@ -606,8 +645,8 @@ class _Realizer:
             g = 1.0 / plan.r_target[name] + (A[i, i] - Ae[i, i]) * alpha / r0
             if g > 0:
                 plan.r_target[name] = 1.0 / g
-        S = np.asarray(self.meta["system"]["S"], dtype=float)
-        beta_v0 = math.sqrt(alpha) * float(self.meta["volts_per_unit"])
+        S = np.asarray(self.side.system.S, dtype=float)
+        beta_v0 = math.sqrt(alpha) * float(self.side.volts_per_unit)
         for st in cm.stages:
             k = st.index
             want = -beta_v0 * S[k]
@@ -622,10 +661,9 @@ class _Realizer:
     # ---- noise and stability -------------------------------------------------------------
     def johnson(self, net: Netlist, parts: dict[str, Parts]) -> dict:
         T = self.opt.temperature_K
-        meta = self.meta
-        n = int(meta["n"])
-        alpha, v0, r0 = float(meta["matrix_scale"]), float(meta["volts_per_unit"]), \
-            self.spec.R0_ohm
+        side = self.side
+        n = int(side.n)
+        alpha, v0, r0 = float(side.matrix_scale), float(side.volts_per_unit), self.spec.R0_ohm
         rec = {"temperature_K": T}
         if self.topology == "ideal":
             rec.update(kappa0_summing_node=[0.0] * n, kappa0_full=[0.0] * n, kappa0_eff=0.0,
@@ -638,7 +676,7 @@ class _Realizer:
                   if el.kind == "r" and cell.summing in el.nodes]
             per.append(johnson_kappa0(rs, temperature_K=T, R0_ohm=r0, alpha=alpha, v0=v0,
                                       tau_s=self.tau_s))
-        full = johnson_full(net, meta, T, self.tau_s) if T > 0 else np.zeros(n)
+        full = johnson_full(net, side, T, self.tau_s) if T > 0 else np.zeros(n)
         rec.update(kappa0_summing_node=per, kappa0_full=[float(v) for v in full],
                    kappa0_eff=float(np.mean(full)), kappa0_max=float(np.max(full)),
                    formula="kappa0_i = k T R0^2 sum(1/R into s_i) / (alpha^2 v0^2 tau); full: "
@@ -658,9 +696,8 @@ class _Realizer:
 
 
 def _strip_noise(net: Netlist) -> Netlist:
-    out = Netlist(title=net.title, options=dict(net.options),
-                  models=[m for m in net.models if "filesource" not in m],
-                  analyses=list(net.analyses))
+    out = net.copy(elements=False)
+    out.models = [m for m in net.models if "filesource" not in m]
     for el in net.elements:
         if el.kind == "a" or (el.kind == "i" and el.spec and "trnoise" in el.spec):
             continue
@@ -668,8 +705,8 @@ def _strip_noise(net: Netlist) -> Netlist:
     return out
 
 
-def johnson_full(net: Netlist, meta: dict, temperature_K: float, tau_s: float | None = None
-                 ) -> np.ndarray:
+def johnson_full(net: Netlist, side: Sidecar, temperature_K: float,
+                 tau_s: float | None = None) -> np.ndarray:
     """Johnson-noise κ₀ per variable (N,) of every resistor of `net` (op-amps at DC gain):
     a 2kT/R white current across each resistor, diffusion extracted by the parser."""
     from ..parser import extract_system, parse_deck
@@ -679,34 +716,34 @@ def johnson_full(net: Netlist, meta: dict, temperature_K: float, tau_s: float | 
     for k, el in enumerate([e for e in quiet.elements if e.kind == "r"]):
         na = math.sqrt(2.0 * K_BOLTZMANN * temperature_K / el.value / nt)
         quiet.add(f"ijn{k}", el.nodes[:2], None, f"dc 0 trnoise({fmt(na)} {fmt(nt)} 0 0)")
-    ex = extract_system(parse_deck(quiet.to_text()), outputs=list(meta["outputs"]),
-                        volts_per_unit=float(meta["volts_per_unit"]))
-    return ex.as_system(tau_s or float(meta["tau_s"])).kappa0
+    ex = extract_system(parse_deck(quiet.to_text()), outputs=list(side.outputs),
+                        volts_per_unit=float(side.volts_per_unit))
+    return ex.as_system(tau_s or float(side.tau_s)).kappa0
 
 
-def _ic_map(meta: dict, ex, op_nodes: dict[str, str]) -> dict:
+def _ic_map(old: IcMap | None, ex, op_nodes: dict[str, str]) -> IcMap:
     """The sidecar's initial-condition map, re-derived from the extraction (realised values)
     and extended to the op-amp macromodels' internal nodes (they follow their outputs)."""
-    old = meta.get("ic_map") or {"linear": [], "const": []}
+    old = old or IcMap()
     idx = {n: k for k, n in enumerate(ex.nodes)}
     lin, const = [], []
     by_node = {}
-    for node, var, coef in old["linear"]:
+    for node, var, coef in old.linear:
         c = float(ex.node_gain[idx[node], var]) if node in idx else coef
-        lin.append([node, var, c])
+        lin.append((node, var, c))
         by_node[node] = ("linear", var, c)
-    for node, val in old["const"]:
+    for node, val in old.const:
         v = float(ex.node_offset[idx[node]]) if node in idx else val
-        const.append([node, v])
+        const.append((node, v))
         by_node[node] = ("const", None, v)
     for inner, out in op_nodes.items():
         if out in by_node:
             kind, var, c = by_node[out]
             if kind == "linear":
-                lin.append([inner, var, c])
+                lin.append((inner, var, c))
             else:
-                const.append([inner, c])
-    return {"linear": lin, "const": const}
+                const.append((inner, c))
+    return IcMap(tuple(lin), tuple(const))
 
 
 def realize(compiled: CompiledCircuit, options: RealizeOptions | None = None
@@ -714,9 +751,11 @@ def realize(compiled: CompiledCircuit, options: RealizeOptions | None = None
     """Realise `compiled` with real parts (see the module docstring); returns the realised
     deck, its sidecar (with `realization`: A_eff, b_eff, errors, Johnson κ₀, ...) and a report.
     """
-    opt = options or RealizeOptions()
+    from .hardware import resolve_options
+
+    opt = resolve_options(options or RealizeOptions())
     rz = _Realizer(compiled, opt)
-    meta0 = rz.meta
+    side0 = rz.side
     # baseline: the compiled deck itself (finite gain, exact values)
     _, es0 = rz.extract(rz.base.netlist)
     baseline = rz.errors(es0)
@@ -743,6 +782,9 @@ def realize(compiled: CompiledCircuit, options: RealizeOptions | None = None
     check_netlist(qs, rz.spec.with_(r_min_ohm=lo / widen, r_max_ohm=hi * widen))
     ex, es = rz.extract(qs)
     errs = rz.errors(es)
+    from .erc import enforce, realised_deck_erc
+
+    erc = enforce(realised_deck_erc(rz, qs, ex, es), opt.erc != "error")
     # the deck's own noise sources (if any), as κ₀ per variable
     k_deck = [float(v) for v in es.kappa0]
     john = rz.johnson(qs, parts)
@@ -754,45 +796,45 @@ def realize(compiled: CompiledCircuit, options: RealizeOptions | None = None
     n_parts = {"resistors": sum(1 for e in net.elements if e.kind == "r"),
                "trims": sum(1 for p in parts.values() if p.kind != "single"),
                "capacitors": sum(1 for e in net.elements if e.kind == "c")}
-    rec = {
-        "series": opt.series, "capacitor_series": opt.cap_series, "tolerance": opt.tolerance,
-        "tolerance_distribution": "delta ~ Normal(0, (tol/3)^2) clipped to +-tol, independent "
-                                  "per part; value = nominal * (1 + delta)",
-        "monte_carlo": ({"seed": opt.mc_seed, "draw": opt.mc_draw}
-                        if opt.mc_seed is not None and opt.tolerance > 0 else None),
-        "opamp": {"model": "single_pole" if op_nodes else
-                  ("vcvs" if rz.topology != "ideal" else "none"),
-                  "gain": rz.gain, "gbw_hz": opt.gbw_hz if op_nodes else None,
-                  **({"subckt": OPAMP_SUBCKT, "internal_R_ohm": OPAMP_R_INT,
-                      "range_check": "exempt: internal model elements of the amplifier, "
-                                     "not parts"} if op_nodes else {})},
-        "swing": rz.swing,
-        "compensation": comp or {"enabled": False},
-        "baseline": baseline,
-        "rel_error_A": errs["rel_error_A"], "rel_error_x": errs["rel_error_x"],
-        "A_eff": es.A.tolist(), "b_eff": es.b.tolist(), "x_eff": es.x_dc.tolist(),
-        "tau_s": rz.tau_s,
-        "kappa0_deck": k_deck,
-        "johnson": john,
-        "stability": stab,
-        "parts": n_parts,
-        "extraction": "spu_circuits.parser.extract_system on the deck text"
-                      + (" with each op-amp macromodel at its DC gain" if op_nodes else ""),
-        "options": asdict(opt),
-    }
-    if rec["monte_carlo"]:
+    mc = ({"seed": opt.mc_seed, "draw": opt.mc_draw}
+          if opt.mc_seed is not None and opt.tolerance > 0 else None)
+    nominal_values = None
+    if mc:
         nominal = rz.assemble(plan, parts, draw=False, poles=False)
-        rec["nominal_values"] = {e.name: e.value for e in nominal.elements if e.kind in "rcg"
-                                 and e.value is not None}
-    cell_map = _realised_cell_map(rz.cell_map, parts, bool(op_nodes))
+        nominal_values = {e.name: e.value for e in nominal.elements if e.kind in "rcg"
+                          and e.value is not None}
+    opamp = OpampRecord(
+        model=(("macromodel" if rz.hardware.part else "single_pole") if op_nodes
+               else ("vcvs" if rz.topology != "ideal" else "none")),
+        gain=rz.gain, gbw_hz=opt.gbw_hz if op_nodes else None,
+        **({"subckt": rz.hardware.subckt or OPAMP_SUBCKT, "internal_R_ohm": OPAMP_R_INT,
+            "range_check": "exempt: internal model elements of the amplifier, not parts"}
+           if op_nodes else {}),
+        extra=rz.hardware.record(rz.opamp_names, True, opt))
+    rec = Realization(
+        series=opt.series, capacitor_series=opt.cap_series, tolerance=opt.tolerance,
+        tolerance_distribution="delta ~ Normal(0, (tol/3)^2) clipped to +-tol, independent "
+                               "per part; value = nominal * (1 + delta)",
+        monte_carlo=mc, opamp=opamp, swing=rz.swing,
+        compensation=comp or {"enabled": False}, baseline=baseline,
+        rel_error_A=errs["rel_error_A"], rel_error_x=errs["rel_error_x"],
+        A_eff=es.A, b_eff=es.b, x_eff=es.x_dc, tau_s=rz.tau_s, kappa0_deck=tuple(k_deck),
+        johnson=john, stability=stab, parts=n_parts,
+        extraction="spu_circuits.parser.extract_system on the deck text"
+                   + (" with each op-amp macromodel at its DC gain" if op_nodes else ""),
+        options=_options_record(opt), erc=[v.to_dict() for v in erc] if erc else None,
+        nominal_values=nominal_values, capacitor_choice=rz.cap_note or None)
+    cell_map = _realised_cell_map(rz.cell_map, parts, bool(op_nodes)).with_roles(
+        {e.name: Role.OPAMP_ERROR for e in net.elements
+         if e.name.startswith(("vos_", "iib_"))})
     check_cell_map(net, cell_map)
-    meta = dict(meta0)
-    meta.update(
+    side = side0.with_(
         tau_s=rz.tau_s, C_F=rz.c_value, opamp_gain=rz.gain if rz.topology != "ideal" else None,
-        element_counts=net.counts(), ic_map=_ic_map(meta0, ex, op_nodes),
-        cell_map=cell_map.to_json(),
-        predicted={"x_dc": es.x_dc.tolist(), "rel_deviation_from_exact": errs["rel_error_x"],
-                   "cause": "realisation (" + _describe(opt, rz) + ")"},
+        element_counts=net.counts(), ic_map=_ic_map(side0.ic_map, ex, op_nodes),
+        cell_map=cell_map,
+        predicted=Prediction(x_dc=tuple(es.x_dc.tolist()),
+                             rel_deviation_from_exact=errs["rel_error_x"],
+                             cause="realisation (" + _describe(opt, rz) + ")"),
         realization=rec)
     title_tag = f" [realised: {_describe(opt, rz)}]"
     net.title = rz.base.netlist.title + title_tag
@@ -805,8 +847,8 @@ def realize(compiled: CompiledCircuit, options: RealizeOptions | None = None
         f"{john.get('kappa0_eff', 0.0):.3g}",
     ]
     report = {
-        "topology": rz.topology, "n": int(meta["n"]), "description": _describe(opt, rz),
-        "volts_per_unit": float(meta["volts_per_unit"]),
+        "topology": rz.topology, "n": int(side.n), "description": _describe(opt, rz),
+        "volts_per_unit": float(side.volts_per_unit),
         "rel_error_A": errs["rel_error_A"], "rel_error_x": errs["rel_error_x"],
         "baseline_rel_error_A": baseline["rel_error_A"],
         "baseline_rel_error_x": baseline["rel_error_x"],
@@ -819,7 +861,20 @@ def realize(compiled: CompiledCircuit, options: RealizeOptions | None = None
                                              "rel_error_x_before", "rel_error_x_after")})
     if stab:
         report["stable"] = stab["stable"]
-    return RealizedCircuit(net, meta, dict(rz.base.extra_files), report)
+    notes = ([rz.cap_note] if rz.cap_note else []) + [v.message for v in erc]
+    if notes:
+        report["erc_warnings"] = notes
+    return RealizedCircuit(net, side, dict(rz.base.extra_files), report)
+
+
+#: options added with the op-amp catalogue: recorded only when set (older sidecars unchanged)
+_NEW_OPTIONS = {"opamp": None, "opamp_model": None, "offsets": True, "auto_cap": False,
+                "dac_bits": None, "erc": "warn", "package": "0603"}
+
+
+def _options_record(opt: RealizeOptions) -> dict:
+    return {k: v for k, v in asdict(opt).items()
+            if k not in _NEW_OPTIONS or v != _NEW_OPTIONS[k]}
 
 
 def _realised_cell_map(cm: CellMap, parts: dict[str, Parts], poles: bool) -> CellMap:
@@ -843,8 +898,9 @@ def _describe(opt: RealizeOptions, rz: _Realizer) -> str:
     if opt.mc_seed is not None and opt.tolerance > 0:
         bits.append(f"MC seed {opt.mc_seed} draw {opt.mc_draw}")
     if rz.topology != "ideal":
-        bits.append(f"op-amp A0 {rz.gain:g}" + (f", GBW {opt.gbw_hz:g} Hz"
-                                                if opt.gbw_hz is not None else ""))
+        bits.append((f"{rz.hardware.part.name} " if rz.hardware.part else "")
+                    + f"op-amp A0 {rz.gain:g}" + (f", GBW {opt.gbw_hz:g} Hz"
+                                                  if opt.gbw_hz is not None else ""))
     if rz.swing:
         bits.append(f"v0 {rz.swing['volts_per_unit']:g} V for +-{rz.swing['v_sat']:g} V rails")
     if opt.compensate:
@@ -862,6 +918,9 @@ def monte_carlo(compiled: CompiledCircuit, options: RealizeOptions, n_draws: int
     """
     if n_draws < 1:
         raise InputError("monte_carlo needs n_draws ≥ 1")
+    from .hardware import resolve_options
+
+    options = resolve_options(options)
     base_opt = options if seed is None else RealizeOptions(**{**asdict(options),
                                                               "mc_seed": seed})
     if base_opt.mc_seed is None:

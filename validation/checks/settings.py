@@ -34,6 +34,9 @@ class Settings:
     #: κ₀ when neither the deck nor the user gives one
     kappa0: float = 1e-2
     seed: int = 0
+    #: the engineer's spec: dc and transient fail when the error vs A⁻¹b exceeds it,
+    #: whatever the deck predicts of itself (None: only the self-consistency threshold)
+    max_error: float | None = None
 
     def __post_init__(self):
         if (self.chains < 2 or self.batches_per_chain < 1
