@@ -229,3 +229,13 @@ def test_user_opamp_model_runs_in_ngspice(tmp_path, cli_backend):
     x = solve_op(Deck.from_compiled(rz), cli_backend)
     ref = sysm.solution()
     assert np.linalg.norm(x - ref) / np.linalg.norm(ref) < 1e-3
+
+
+@pytest.mark.parametrize("tol,want", [(0.001, "OPA192"), (0.01, "TL072")])
+def test_opamp_auto_picks_what_the_errors_need(tol, want):
+    """12×12, cond 200, E96 + trims: with 1 % parts the TL072's offsets (2.2e-3) are small
+    beside the tolerance error, with 0.1 % parts they are not and the choice moves on."""
+    rz = _realise(spd_system(12, 200.0, 3), HardwareSpec(R0_ohm=2e4), series="e96",
+                  tolerance=tol, opamp="auto", compensate=True, auto_cap=True)
+    assert rz.meta["realization"]["opamp"]["part"] == want
+    assert rz.meta["realization"]["opamp_choice"].startswith(f"--opamp auto chose {want}")
