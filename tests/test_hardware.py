@@ -132,7 +132,7 @@ def test_large_dense_deck_warns():
 
 
 @pytest.fixture(scope="module")
-def budgets():
+def budgets():  # ~1 min: two realisations and budgets with ngspice
     """12×12, cond 200, exact values, compensated: TL072 vs OPA189 (budgets with ngspice)."""
     from spu_circuits.budget import error_budget
 
@@ -146,6 +146,7 @@ def budgets():
     return out
 
 
+@pytest.mark.slow
 def test_budget_offsets_dominate_tl072_and_opa189_cuts_10x(budgets):
     tl, opa = budgets["TL072"], budgets["OPA189"]
     assert tl.dominant == "V_os", tl.table()
@@ -231,6 +232,7 @@ def test_user_opamp_model_runs_in_ngspice(tmp_path, cli_backend):
     assert np.linalg.norm(x - ref) / np.linalg.norm(ref) < 1e-3
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("tol,want", [(0.001, "OPA192"), (0.01, "TL072")])
 def test_opamp_auto_picks_what_the_errors_need(tol, want):
     """12×12, cond 200, E96 + trims: with 1 % parts the TL072's offsets (2.2e-3) are small
