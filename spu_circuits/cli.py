@@ -294,7 +294,7 @@ def simulate_cmd(deck_path, analysis, backend, timeout_s, x0_path, t_stop, dt, s
     from .simulate import Deck, solve_op, transient
 
     deck = Deck.load(deck_path)
-    if codes_path:
+    if codes_path or (deck.meta or {}).get("board"):
         from .cli_board import load_programmed
 
         deck = load_programmed(deck, codes_path)

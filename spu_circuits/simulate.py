@@ -15,6 +15,7 @@ import numpy as np
 from .backends import Backend, Op, Tran, get_backend
 from .errors import InputError
 from .netlist import deck_digest, sidecar_path
+from .spice.lexer import lex
 from .system import FactoredSystem, LinearSystem
 from .timesteps import INTERNAL_STEP_FRAC
 
@@ -71,9 +72,9 @@ class Deck:
         outs = meta.get("outputs")
         if not isinstance(outs, list) or len(outs) != meta.get("n"):
             raise InputError(f"{where}: 'outputs' must list n = {meta.get('n')} node names")
-        tokens = {t.lower() for ln in self.text.splitlines()
-                  if ln.strip() and not ln.lstrip().startswith(("*", "."))
-                  for t in ln.split()[1:]}
+        tokens = {t.lower() for card in lex(self.text).cards
+                  if not card.control and not card.word.startswith(".")
+                  for t in card.text.split()[1:]}
         absent = [o for o in outs if str(o).lower() not in tokens]
         if absent:
             raise InputError(
