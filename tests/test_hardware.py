@@ -241,3 +241,15 @@ def test_opamp_auto_picks_what_the_errors_need(tol, want):
                   tolerance=tol, opamp="auto", compensate=True, auto_cap=True)
     assert rz.meta["realization"]["opamp"]["part"] == want
     assert rz.meta["realization"]["opamp_choice"].startswith(f"--opamp auto chose {want}")
+
+
+def test_bom_lists_the_part_and_package_not_the_offset_sources():
+    from spu_circuits.bom import bom_rows
+
+    rz = _realise(example_system(), HardwareSpec(R0_ohm=1e4), opamp="OPA192", auto_cap=True)
+    rows = bom_rows(rz)
+    ops = [r for r in rows if r["part"] == "op-amp"]
+    assert len(ops) == 1 and ops[0]["count"] == 16 and ops[0]["value"].startswith("OPA192")
+    assert all("0603 0.1 W" in r["value"] for r in rows if r["part"] == "resistor")
+    assert sum(r["count"] for r in rows if r["part"] == "voltage source") == 8  # bias DACs
+    assert not [r for r in rows if r["part"] == "current source"]
