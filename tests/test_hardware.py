@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from spu_circuits.cli import main
 from spu_circuits.compiler import compile_system
 from spu_circuits.compiler.erc import ErcError
 from spu_circuits.compiler.opamps import CATALOGUE, get_part
@@ -18,6 +17,7 @@ from spu_circuits.simulate import Deck, solve_op
 from spu_circuits.spec import HardwareSpec
 from spu_circuits.system import LinearSystem
 from spu_circuits.units import parse_quantity
+from spu_tngd.cli import main
 
 
 def spd_system(n: int, cond: float, seed: int) -> LinearSystem:
