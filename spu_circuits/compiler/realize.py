@@ -871,7 +871,7 @@ def realize(compiled: CompiledCircuit, options: RealizeOptions | None = None
     notes = ([rz.cap_note] if rz.cap_note else []) + [v.message for v in erc]
     if choice is not None:
         notes.insert(0, choice.describe())
-        rec["opamp_choice"] = choice.describe()
+        rec.extra["opamp_choice"] = choice.describe()
     if notes:
         report["erc_warnings"] = notes
     return RealizedCircuit(net, side, dict(rz.base.extra_files), report)
