@@ -253,3 +253,16 @@ def test_bom_lists_the_part_and_package_not_the_offset_sources():
     assert all("0603 0.1 W" in r["value"] for r in rows if r["part"] == "resistor")
     assert sum(r["count"] for r in rows if r["part"] == "voltage source") == 8  # bias DACs
     assert not [r for r in rows if r["part"] == "current source"]
+
+
+def test_dac_bits_quantise_the_bias_and_enter_the_budget():
+    from spu_circuits.budget import error_budget
+
+    rz = _realise(example_system(), HardwareSpec(R0_ohm=1e4), opamp="OPA192", auto_cap=True,
+                  dac_bits=8)
+    lsb = 2 * get_part("OPA192").v_sat / 2 ** 8
+    vb = [e.value for e in rz.netlist.elements if e.name.startswith("vb")]
+    assert vb and all(abs(v / lsb - round(v / lsb)) < 1e-9 for v in vb)
+    b = error_budget(Deck.from_compiled(rz), spice=False)
+    term = {t.name: t for t in b.terms}["bias-DAC bits"]
+    assert term.dc > 1e-4 and "8 bits" in term.note
