@@ -32,6 +32,7 @@ class Role(StrEnum):
     NOISE = "noise"  # a noise source (added by the noise pass)
     TRIM = "trim"  # a trim part added by the realisation pass
     PROGRAMMABLE = "programmable"  # an MDAC / digipot coupling of a board
+    INTEGRATOR_R_IN = "integrator_r_in"  # oscillator: R0/α from v into x's integrator
     OTHER = "other"
 
 

@@ -1,0 +1,210 @@
+"""Topology `oscillator`: second-order cells (two op-amp integrators in a loop per variable).
+
+The analog computer's harmonic oscillator, one per variable, coupled through the same resistor
+array as `dense` (or the transimpedance stages of `factored` for F̃ = SᵀS + λI). Per cell i:
+
+* velocity integrator: op-amp `eiv{i}` (VCVS, gain G) with virtual ground sv{i}, output
+  w{i} = v₀·v_i, capacitor `cv{i}` = C from sv{i} to w{i}. Into sv{i}: the couplings
+  R₀/(α|A_ij|) from o{j} (A_ij > 0) or p{j} (A_ij < 0) — or, factored, R₀/(β|S_ki|) from the
+  stages plus the λ damping R₀/(αλ) from o{i} —, the bias u{i} = −α v₀ b_i through R₀
+  (`rb{i}`), the velocity damping R₀/(αγ) from w{i} (`rg{i}`) and the noise current.
+* position integrator: op-amp `eix{i}`, virtual ground sx{i}, output p{i} = −v₀·x_i,
+  capacitor `cx{i}` = C from sx{i} to p{i}, input R₀/α from w{i} (`rx{i}`).
+* inverter: op-amp `einv{i}` (input node n{i}, R₀ in from p{i}, R₀ feedback): o{i} = v₀·x_i.
+
+KCL at the two virtual grounds (G → ∞), with u = t·α/(R₀C):
+
+    dx/du = v,        dv/du = −(A x − b) − γ v  (+ noise),
+
+the underdamped Langevin dynamics of DESIGN §7. Three op-amps and two capacitors per variable.
+Finite gain G is exact in :func:`finite_gain_dc` (dense) and in the parser's nodal analysis.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..errors import CompileError, InputError
+from ..netlist import GROUND, Netlist
+from ..spec import HardwareSpec
+from .cellmap import Cell, CellMap, Coupling, Role, Stage
+
+#: a current into the injection node (sv) moves v by this sign (inverting integrator)
+NOISE_SIGN = -1.0
+#: the largest matrix size for which γ's λ_min is found by a full eigendecomposition
+DENSE_EIG_LIMIT = 400
+
+
+def output_node(i: int) -> str:
+    return f"o{i}"
+
+
+def velocity_node(i: int) -> str:
+    return f"w{i}"
+
+
+def injection_node(i: int) -> str:
+    """The velocity integrator's summing node: the noise current for variable i enters here."""
+    return f"sv{i}"
+
+
+def lambda_min(sc) -> float:
+    """λ_min of the realised matrix, cheaply: λ + μ_min(SSᵀ) (0 when r < N) for a factored
+    system, eigvalsh up to N = 400, else shift-invert Lanczos (scipy eigsh, σ = 0)."""
+    if hasattr(sc, "S"):
+        r, n = sc.S.shape
+        if r < n:
+            return float(sc.damping)
+        return float(sc.damping + max(np.linalg.eigvalsh(sc.S @ sc.S.T)[0], 0.0))
+    A = np.asarray(sc.A, dtype=float)
+    if A.shape[0] <= DENSE_EIG_LIMIT:
+        return float(np.linalg.eigvalsh(A)[0])
+    import scipy.sparse.linalg as spla
+
+    return float(spla.eigsh(A, k=1, sigma=0.0, which="LM", return_eigenvectors=False)[0])
+
+
+def resolve_gamma(sc, gamma: float | None) -> tuple[float, str]:
+    """The damping γ (given, or 2√λ_min(A)) and a word on where it came from."""
+    if gamma is None:
+        return 2.0 * math.sqrt(lambda_min(sc)), "default 2*sqrt(lambda_min(A))"
+    g = float(gamma)
+    if not (math.isfinite(g) and g > 0):
+        raise InputError(f"--damping-gamma must be a positive number, got {gamma!r}")
+    return g, "given"
+
+
+def _check_range(what: str, r_ohm: float, spec: HardwareSpec) -> None:
+    if not (spec.r_min_ohm * (1 - 1e-12) <= r_ohm <= spec.r_max_ohm * (1 + 1e-12)):
+        raise CompileError(
+            f"the oscillator's {what} needs {r_ohm:.4g} Ω, outside the resistor range "
+            f"{spec.r_min_ohm:g}–{spec.r_max_ohm:g} Ω; choose another --damping-gamma or "
+            "widen the range")
+
+
+def build(sc, spec: HardwareSpec, net: Netlist, gamma: float) -> CellMap:
+    """Add the oscillator circuit for `sc` (Scaled: dense couplings; ScaledFactored: stages) to
+    `net`; returns its cell map (outputs: the x nodes o{i}; velocities: w{i})."""
+    factored = hasattr(sc, "S")
+    alpha, b = sc.alpha, sc.b
+    n = b.shape[0]
+    v0, r0, gain, cap = spec.volts_per_unit, spec.R0_ohm, spec.opamp_gain, spec.C_F
+    r_x, r_g = r0 / alpha, r0 / (alpha * gamma)
+    _check_range("position-integrator input R0/alpha", r_x, spec)
+    _check_range("velocity damping R0/(alpha*gamma)", r_g, spec)
+    roles: dict[str, str] = {}
+    cells, couplings = [], []
+
+    def add(name, nodes, value, role):
+        net.add(name, nodes, value)
+        roles[name] = str(role)
+
+    for i in range(n):
+        sv, w, sx, p, m, o, u = (f"sv{i}", f"w{i}", f"sx{i}", f"p{i}", f"n{i}", f"o{i}",
+                                 f"u{i}")
+        add(f"eiv{i}", (w, GROUND, GROUND, sv), gain, Role.INTEGRATOR_OPAMP)
+        add(f"cv{i}", (sv, w), cap, Role.INTEGRATOR_CAP)
+        add(f"rg{i}", (w, sv), r_g, Role.DAMPING)
+        add(f"vb{i}", (u, GROUND), -alpha * v0 * b[i], Role.BIAS_SOURCE)
+        add(f"rb{i}", (u, sv), r0, Role.BIAS_RESISTOR)
+        add(f"eix{i}", (p, GROUND, GROUND, sx), gain, Role.INTEGRATOR_OPAMP)
+        add(f"cx{i}", (sx, p), cap, Role.INTEGRATOR_CAP)
+        add(f"rx{i}", (w, sx), r_x, Role.INTEGRATOR_R_IN)
+        add(f"rinv{i}", (p, m), r0, Role.INVERTER_R_IN)
+        add(f"rfb{i}", (m, o), r0, Role.INVERTER_R_FB)
+        add(f"einv{i}", (o, GROUND, GROUND, m), gain, Role.INVERTER_OPAMP)
+        cells.append(Cell(index=i, output=o, summing=sx, capacitor=f"cx{i}", bias=f"vb{i}",
+                          inverted=p, integrator=f"eix{i}", inverter=f"einv{i}",
+                          bias_resistor=f"rb{i}", velocity=w, velocity_summing=sv,
+                          velocity_capacitor=f"cv{i}"))
+        couplings.append(Coupling("damping", i, i, +1, (f"rg{i}",)))
+    stages = []
+    if not factored:
+        A = sc.A
+        for i in range(n):
+            for j in range(n):
+                a = A[i, j]
+                if a != 0.0:
+                    src = f"o{j}" if a > 0 else f"p{j}"
+                    name = f"ra{i}_{j}"
+                    add(name, (src, f"sv{i}"), sc.resistance(a, spec), Role.COUPLING)
+                    couplings.append(Coupling("A", i, j, 1 if a > 0 else -1, (name,)))
+    else:
+        S, lam = sc.S, sc.damping
+        beta = math.sqrt(alpha)
+        for i in range(n):
+            add(f"rd{i}", (f"o{i}", f"sv{i}"), r0 / (alpha * lam), Role.DAMPING)
+            couplings.append(Coupling("damping", i, i, +1, (f"rd{i}",)))
+        for k in range(S.shape[0]):
+            t, y, q, mk = f"t{k}", f"y{k}", f"q{k}", f"m{k}"
+            add(f"etia{k}", (y, GROUND, GROUND, t), gain, Role.STAGE_OPAMP)
+            add(f"rtf{k}", (t, y), r0, Role.STAGE_R_FB)
+            add(f"rqin{k}", (y, mk), r0, Role.INVERTER_R_IN)
+            add(f"rqfb{k}", (mk, q), r0, Role.INVERTER_R_FB)
+            add(f"eq{k}", (q, GROUND, GROUND, mk), gain, Role.INVERTER_OPAMP)
+            stages.append(Stage(k, t, y, q, f"etia{k}", f"eq{k}", f"rtf{k}"))
+            for j in range(n):
+                if S[k, j] != 0.0:
+                    src = f"o{j}" if S[k, j] > 0 else f"p{j}"
+                    name = f"rs{k}_{j}"
+                    add(name, (src, t), r0 / (beta * abs(S[k, j])), Role.COUPLING)
+                    couplings.append(Coupling("S_in", k, j, 1 if S[k, j] > 0 else -1, (name,)))
+        for k in range(S.shape[0]):
+            for i in range(n):
+                if S[k, i] != 0.0:
+                    src = f"q{k}" if S[k, i] > 0 else f"y{k}"
+                    name = f"rst{i}_{k}"
+                    add(name, (src, f"sv{i}"), r0 / (beta * abs(S[k, i])), Role.COUPLING)
+                    couplings.append(Coupling("S_out", k, i, 1 if S[k, i] > 0 else -1,
+                                              (name,)))
+    trim = tuple(c.elements[0] for c in couplings)
+    return CellMap(topology="oscillator", cells=tuple(cells), couplings=tuple(couplings),
+                   stages=tuple(stages), roles=roles, trimmable=trim)
+
+
+def ic_map(sc, spec: HardwareSpec) -> dict:
+    """Node voltages for a transient from (x₀, v₀) with `uic`: V = coef·y₀[var] or const,
+    var < N indexing x₀ and var ≥ N indexing v₀ (y₀ = (x₀, v₀), 2N)."""
+    n, v0, gain = len(sc.b), spec.volts_per_unit, spec.opamp_gain
+    c = 1.0 / (1.0 + 2.0 / gain)  # o = −c·p for the inverter
+    linear = []
+    for i in range(n):
+        linear += [[f"o{i}", i, v0], [f"p{i}", i, -v0 / c], [f"sx{i}", i, v0 / (c * gain)],
+                   [f"n{i}", i, -v0 / gain],
+                   [f"w{i}", n + i, v0], [f"sv{i}", n + i, -v0 / gain]]
+    const = [[f"u{i}", -sc.alpha * v0 * float(sc.b[i])] for i in range(n)]
+    return {"linear": linear, "const": const}
+
+
+def finite_gain_dc(A: np.ndarray, b: np.ndarray, alpha: float, gamma: float,
+                   spec: HardwareSpec) -> np.ndarray:
+    """DC solution x (N,) of the dense oscillator with op-amp gain G, by nodal analysis.
+
+    Capacitors open. Position integrator: no current through rx, so w_i = sx_i = −p_i/G;
+    velocity integrator: sv_i = −w_i/G = p_i/G²; inverter: o_i = −c p_i, c = 1/(1 + 2/G).
+    KCL at sv_i: Σ_j g_ij (src_j − sv_i) + (u_i − sv_i)/R₀ + g_γ (w_i − sv_i) = 0, src_j = o_j
+    (A_ij > 0) or p_j, g_ij = α|A_ij|/R₀, g_γ = αγ/R₀: linear in p; x = o/v₀.
+    """
+    gain, r0, v0 = spec.opamp_gain, spec.R0_ohm, spec.volts_per_unit
+    c = 1.0 / (1.0 + 2.0 / gain)
+    g = alpha * np.abs(A) / r0
+    g_gam = alpha * gamma / r0
+    M = np.where(A > 0, -c * g, g)  # coefficient of p_j in row i (src terms)
+    diag = -(g.sum(axis=1) + 1.0 / r0 + g_gam) / gain**2 - g_gam / gain
+    M = M + np.diag(diag)
+    u = -alpha * v0 * b
+    p = np.linalg.solve(M, -u / r0)
+    return -c * p / v0
+
+
+def expected_settling_tau(A: np.ndarray, b: np.ndarray, gamma: float, eps: float = 1e-3
+                          ) -> float | None:
+    """Analog time (units of τ_eff) for the exact mean from (0, 0) to reach relative error eps;
+    None when A⁻¹b = 0."""
+    from ..theory_second_order import settling_time
+
+    if not np.any(b):
+        return None
+    return float(settling_time(A, b, gamma, eps))
