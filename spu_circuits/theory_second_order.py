@@ -154,7 +154,8 @@ def _sinhc(z: np.ndarray) -> np.ndarray:
     out[small] = 1 + zs / 6 * (1 + zs / 20 * (1 + zs / 42 * (1 + zs / 72)))
     zl = z[~small]
     r = np.sqrt(np.abs(zl))
-    out[~small] = np.where(zl > 0, np.sinh(np.minimum(r, 700.0)) / r, np.sin(r) / r)
+    out[~small] = np.where(zl > 0, np.sinh(np.minimum(np.where(zl > 0, r, 0.0), 700.0)) / r,
+                          np.sin(r) / r)
     return out
 
 
@@ -177,7 +178,7 @@ def mode_exp(mu, gamma: float, h: float) -> tuple[np.ndarray, ...]:
     e = np.exp(-0.5 * g * h)
     # near/under-damped: entire functions of z times e^{−γh/2}
     rz = np.sqrt(np.abs(zc))
-    ch = np.where(zc >= 0, np.cosh(rz), np.cos(rz))
+    ch = np.where(zc >= 0, np.cosh(np.where(zc >= 0, rz, 0.0)), np.cos(rz))
     c = e * ch
     s = e * h * _sinhc(zc)  # e^{−γh/2} sinh(ωh)/ω
     if np.any(big):

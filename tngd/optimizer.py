@@ -60,6 +60,8 @@ class NumericalError(RuntimeError):
 
 def _ensure_registered(name: str) -> None:
     """Import the module that registers a solver lazily (``"spice"``)."""
+    if name == "ou2-exact" and name not in REGISTRY:
+        importlib.import_module("tngd.solvers_ou2")
     if name == "spice" and name not in REGISTRY:
         try:
             importlib.import_module("tngd.solvers_spice")
