@@ -22,7 +22,7 @@ import numpy as np
 
 from spu_circuits.netlist import atomic_write
 
-from .checks import CheckResult, _jsonable
+from .checks import CheckResult, jsonable
 
 MAX_COORDS = 4
 DPI = 90
@@ -259,7 +259,7 @@ def _markdown(results: list[CheckResult], info: dict) -> str:
             out += [f"![{f}]({f})", ""]
     plan = info.get("plan")
     if plan:
-        out += ["## Sampling plan", "", "```json", json.dumps(_jsonable(plan), indent=1),
+        out += ["## Sampling plan", "", "```json", json.dumps(jsonable(plan), indent=1),
                 "```", ""]
     return "\n".join(out)
 
@@ -295,7 +295,7 @@ def write_report(out_dir: str | Path, results: list[CheckResult], info: dict,
         r.figures.clear()
     if figures:
         make_figures(results, out)
-    doc = {"passed": all(r.passed for r in results), "info": _jsonable(info),
+    doc = {"passed": all(r.passed for r in results), "info": jsonable(info),
            "checks": [r.to_dict() for r in results]}
     paths = {"json": out / "report.json", "md": out / "report.md"}
     atomic_write({paths["json"]: dumps_compact(doc) + "\n",

@@ -6,7 +6,7 @@ The existing experiment (:mod:`tngd.experiments`: the paper's CNN, N = 5,074, ba
 vs iteration and the mean |loss − loss_NGD| over the run (per seed, then mean ± sd). Runs are
 cached per (method, seed) in ``--cache`` so an interrupted run resumes.
 
-    python -m tngd.experiments_oscillator --out validation/oscillator --seeds 0 1 2 --steps 200
+    python -m tngd.experiments.oscillator --out validation/oscillator --seeds 0 1 2 --steps 200
 """
 
 from __future__ import annotations
@@ -17,19 +17,11 @@ from typing import Any
 
 import numpy as np
 
-from tngd.experiments import (
-    LAMBDA,
-    SMOOTH,
-    _compact,
-    _curves,
-    _env,
-    _mean_sd,
-    _plt,
-    _run_jobs,
-    _write_json,
-    method_specs,
-    smooth,
-)
+from tngd.experiments.plots import _curves, _plt
+from tngd.experiments.records import environment, write_json
+from tngd.experiments.runner import _compact, _run_jobs
+from tngd.experiments.specs import LAMBDA, SMOOTH, method_specs
+from tngd.experiments.summary import _mean_sd, smooth
 
 FIRST = ["tngd-t5", "tngd-t10", "tngd-t20", "tngd-t50"]
 SECOND = ["tngd2-t2", "tngd2-t5", "tngd2-t10"]
@@ -131,9 +123,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                       "notes": "second order: ou2-exact, gamma = 2*sqrt(lambda_min(F)) = "
                                "2*sqrt(0.01) = 0.2 (r = 640 < N), warm start of (x, v); first "
                                "order: ou-exact, warm start; NGD: Woodbury. kappa0 = 0."},
-           "summary": summary, "environment": _env(),
+           "summary": summary, "environment": environment(),
            "runs": [_compact(r) for r in runs]}
-    _write_json(out / "mnist_second_order.json", res, compact_key="runs")
+    write_json(out / "mnist_second_order.json", res, compact_key="runs")
     plot(runs, summary, out / "mnist_second_order.png")
     for m in args.methods:
         d = summary.get(m, {}).get("mean_abs_loss_diff_vs_ngd")

@@ -1,0 +1,44 @@
+"""``tngd experiments``: the MNIST experiments and the per-step benchmark, into a folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from tngd.experiments.benchmark import run_benchmark
+from tngd.experiments.records import set_one_thread
+from tngd.experiments.runner import run_mnist
+
+
+@click.command("experiments")
+@click.option(
+    "--preset", type=click.Choice(["smoke", "quick", "full"]), default="quick", show_default=True
+)
+@click.option("--only", type=click.Choice(["mnist", "bench"]), default=None, help="run one part")
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=1),
+    default=2,
+    show_default=True,
+    help="parallel MNIST runs (one torch thread each)",
+)
+@click.option("--steps", type=click.IntRange(min=1), default=None, help="override the steps")
+@click.option("--seeds", type=str, default=None, help="override the seeds, e.g. 0,1,2")
+@click.option(
+    "--cache",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="store each MNIST run here and reuse it (resumable)",
+)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
+def experiments_cmd(preset, only, jobs, steps, seeds, cache, out_dir) -> None:
+    """The paper's MNIST experiments and the per-step cost benchmark, into DIR."""
+    set_one_thread()
+    seed_list = [int(s) for s in seeds.split(",")] if seeds else None
+    if only in (None, "mnist"):
+        res = run_mnist(preset, out_dir, jobs=jobs, steps=steps, seeds=seed_list, cache=cache)
+        click.echo(f"mnist: {out_dir}/mnist_{preset}.json ({res['wall_s']:.0f} s)")
+    if only in (None, "bench"):
+        res = run_benchmark(out_dir, preset)
+        click.echo(f"bench: {out_dir}/bench_step.json ({res['step']['wall_s']:.0f} s)")
