@@ -17,12 +17,12 @@ from ..graphcheck import check_netlist
 from ..netlist import Netlist, atomic_write, deck_digest, dumps_sidecar
 from ..spec import HardwareSpec
 from ..system import FactoredSystem, LinearSystem
-from . import topology_dense, topology_factored, topology_ideal
+from . import topology_dense, topology_factored, topology_ideal, topology_oscillator
 from .noise import NoiseSpec, add_noise
 from .scaling import scale, scale_factored
 
 TOPOLOGIES = {"dense": topology_dense, "ideal": topology_ideal,
-              "factored": topology_factored}
+              "factored": topology_factored, "oscillator": topology_oscillator}
 
 #: simulator options every deck carries (tight tolerances: these circuits are linear)
 DECK_OPTIONS = {"reltol": "1e-6", "abstol": "1e-15", "vntol": "1e-12", "chgtol": "1e-20",
@@ -71,12 +71,14 @@ class CompiledCircuit:
 
 def compile_system(system: LinearSystem | FactoredSystem, topology: str = "dense",
                    spec: HardwareSpec | None = None, *, name: str | None = None,
-                   noise: NoiseSpec | None = None, predict: bool = True) -> CompiledCircuit:
+                   noise: NoiseSpec | None = None, predict: bool = True,
+                   gamma: float | None = None) -> CompiledCircuit:
     """Compile `system` into a netlist of the given topology ('dense', 'ideal', 'factored').
 
     A FactoredSystem (S, λ, b) compiles to any topology (dense/ideal use F̃ = SᵀS + λI);
     `factored` needs one. noise: optional noise sources (NoiseSpec: 'trnoise' or
-    reproducible 'file' noise). predict=False skips the nodal-analysis prediction of the
+    reproducible 'file' noise). gamma: the oscillator's damping γ (None: 2√λ_min(A)); an
+    oscillator compiles a FactoredSystem with the factored stages. predict=False skips the nodal-analysis prediction of the
     DC solution (recorded as null; for callers in a loop that do not need it).
     """
     spec = spec or HardwareSpec()
@@ -85,7 +87,9 @@ def compile_system(system: LinearSystem | FactoredSystem, topology: str = "dense
         raise InputError(f"unknown topology {topology!r}; choose from {sorted(TOPOLOGIES)}")
     mod = TOPOLOGIES[topology]
     factored = isinstance(system, FactoredSystem)
-    if topology == "factored":
+    if topology == "oscillator" and factored:
+        sc = scale_factored(system, spec)
+    elif topology == "factored":
         if not factored:
             raise InputError("the factored topology needs F̃ = SᵀS + λI: give the factor S and "
                              "the damping λ (--factor S.npy --damping λ)")
@@ -96,11 +100,20 @@ def compile_system(system: LinearSystem | FactoredSystem, topology: str = "dense
         sc = scale(system, spec)
     name = name or system.name
     net = Netlist(title=f"spu-tngd {name}: {topology} SPU realising A x = b, N = {system.n}")
-    outputs = mod.build(sc, spec, net)
+    osc = None
+    if topology == "oscillator":
+        g, g_rule = topology_oscillator.resolve_gamma(sc, gamma)
+        cell_map = topology_oscillator.build(sc, spec, net, g)
+        outputs = cell_map.outputs
+        osc = topology_oscillator.sidecar_record(sc, g, g_rule, cell_map)
+    else:
+        if gamma is not None:
+            raise InputError("--damping-gamma applies to the oscillator topology only")
+        outputs = mod.build(sc, spec, net)
     net.options = dict(DECK_OPTIONS)
-    predicted = (_predicted(system, sc, spec, topology, net, outputs) if predict else
+    predicted = (_predicted(system, sc, spec, topology, net, outputs, osc) if predict else
                  {"x_dc": None, "rel_deviation_from_exact": None, "cause": "not computed"})
-    net.header = _header(system, sc, spec, topology, outputs, predicted)
+    net.header = _header(system, sc, spec, topology, outputs, predicted, osc)
     check_netlist(net, spec)
     meta = {
         "format": "spu-tngd-deck/1",
@@ -129,10 +142,15 @@ def compile_system(system: LinearSystem | FactoredSystem, topology: str = "dense
         "spec": spec.to_dict(),
         "noise": {"kind": "none"},
         "system": ({"S": system.S.tolist(), "damping": system.damping,
-                    "b": system.b.tolist()} if topology == "factored"
+                    "b": system.b.tolist()} if factored and topology != "dense"
+                   and topology != "ideal"
                    else {"A": system.A.tolist(), "b": system.b.tolist()}),
     }
-    extra = add_noise(net, meta, noise, sc.A, name, mod.NOISE_SIGN)
+    if osc is not None:
+        meta["oscillator"] = osc
+        extra = topology_oscillator.add_noise(net, meta, noise, sc.A, name, osc["damping_gamma"])
+    else:
+        extra = add_noise(net, meta, noise, sc.A, name, mod.NOISE_SIGN)
     meta["element_counts"] = net.counts()
     return CompiledCircuit(net, meta, extra)
 
@@ -146,7 +164,7 @@ def _netlist_dc(net: Netlist, outputs: list[str], v0: float) -> np.ndarray:
 
 
 def _predicted(system, sc, spec: HardwareSpec, topology: str, net: Netlist,
-               outputs: list[str]) -> dict:
+               outputs: list[str], osc: dict | None = None) -> dict:
     """What the circuit should return, and how far from A⁻¹b (finite gain, pruning)."""
     x_exact = system.solution()
     cause = []
@@ -155,7 +173,11 @@ def _predicted(system, sc, spec: HardwareSpec, topology: str, net: Netlist,
     if topology == "dense":
         cause.append("finite op-amp gain")
         x_circ = topology_dense.finite_gain_dc(sc.A, sc.b, sc.alpha, spec)
-    elif topology == "factored":
+    elif topology == "oscillator" and not hasattr(sc, "S"):
+        cause.append("finite op-amp gain")
+        x_circ = topology_oscillator.finite_gain_dc(sc.A, sc.b, sc.alpha, osc["damping_gamma"],
+                                                    spec)
+    elif topology in ("factored", "oscillator"):
         cause.append("finite op-amp gain")
         x_circ = _netlist_dc(net, outputs, spec.volts_per_unit)
     else:
@@ -170,16 +192,22 @@ def _predicted(system, sc, spec: HardwareSpec, topology: str, net: Netlist,
             "cause": " and ".join(cause) or "none (ideal elements)"}
 
 
-def _header(system, sc, spec, topology, outputs, predicted) -> list[str]:
+def _header(system, sc, spec, topology, outputs, predicted, osc=None) -> list[str]:
     n = system.n
+    dyn = (f"dynamics: tau dx/dt = -(A x - b), tau = R0*C/alpha = {sc.tau_s:.6g} s "
+           f"(R0 = {spec.R0_ohm:g} ohm, C = {spec.C_F:g} F, alpha = {sc.alpha:.6g})")
+    if osc is not None:
+        dyn = (f"dynamics: tau dx/dt = v, tau dv/dt = -(A x - b) - gamma v, gamma = "
+               f"{osc['damping_gamma']:.6g}, tau = R0*C/alpha = {sc.tau_s:.6g} s (R0 = "
+               f"{spec.R0_ohm:g} ohm, C = {spec.C_F:g} F, alpha = {sc.alpha:.6g}); v_i = "
+               f"V(w{{i}})/v0")
     return [
         f"generator: spu-tngd {__version__}; topology: {topology}; N = {n}",
         f"system sha256: {system.digest()}",
         f"mapping: x_i = V({outputs[0]})/{spec.volts_per_unit:g} ... "
         f"V({outputs[-1]})/{spec.volts_per_unit:g} (volts per unit v0 = "
         f"{spec.volts_per_unit:g})",
-        f"dynamics: tau dx/dt = -(A x - b), tau = R0*C/alpha = {sc.tau_s:.6g} s "
-        f"(R0 = {spec.R0_ohm:g} ohm, C = {spec.C_F:g} F, alpha = {sc.alpha:.6g})",
+        dyn,
         f"couplings: resistor R0/(alpha*|A_ij|); pruned pairs: {sc.pruned} "
         f"(relative mass {sc.pruned_rel_mass:.3g})",
         "predicted DC deviation from A^-1 b: "

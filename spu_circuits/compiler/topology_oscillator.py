@@ -208,3 +208,55 @@ def expected_settling_tau(A: np.ndarray, b: np.ndarray, gamma: float, eps: float
     if not np.any(b):
         return None
     return float(settling_time(A, b, gamma, eps))
+
+
+def timescales(A: np.ndarray, gamma: float) -> tuple[float, float]:
+    """(T_slow, T_fast) in units of τ: T_slow = max(γ/λ_min, 1/r_min) (r_min: the slowest modal
+    decay rate), T_fast = 1/max(√λ_max, γ)."""
+    from ..theory_second_order import slowest_rate
+
+    w = np.linalg.eigvalsh(A)
+    return (max(gamma / float(w[0]), 1.0 / slowest_rate(A, gamma)),
+            1.0 / max(math.sqrt(float(w[-1])), gamma))
+
+
+def sidecar_record(sc, gamma: float, rule: str, cell_map: CellMap) -> dict:
+    """The sidecar's `oscillator` record: γ, where it came from, the velocity nodes, the
+    resistors it sets and the expected settling time of the exact mean from (0, 0)."""
+    t_set = expected_settling_tau(sc.A, sc.b, gamma)
+    t_slow, t_fast = timescales(sc.A, gamma)
+    return {"damping_gamma": gamma, "gamma_rule": rule,
+            "velocity_nodes": [c.velocity for c in cell_map.cells],
+            "velocity_summing_nodes": [c.velocity_summing for c in cell_map.cells],
+            "lambda_min": lambda_min(sc),
+            "T_slow_tau": t_slow, "T_fast_tau": t_fast,
+            "expected_settling_tau": t_set,
+            "expected_settling_s": None if t_set is None else t_set * sc.tau_s,
+            "settling_rule": "last time the exact mean from x0 = 0, v0 = 0 has relative error "
+                             "> 1e-3 (ideal elements)",
+            "dynamics": "tau dx/dt = v, tau dv/dt = -(A x - b) - gamma v + sqrt(2 gamma kappa0 "
+                        "tau) xi"}
+
+
+def add_noise(net: Netlist, meta: dict, noise, A: np.ndarray, name: str, gamma: float
+              ) -> dict[str, bytes]:
+    """The compiler's noise pass for the velocity integrators: intensity sqrt(2γκ₀τ) (so the
+    stationary law keeps κ₀), default step DEFAULT_STEP_FRAC·T_fast; records κ₀ (not γκ₀)."""
+    from dataclasses import replace
+
+    from .noise import DEFAULT_STEP_FRAC
+    from .noise import add_noise as _add_noise
+
+    if noise.kind == "none":
+        return _add_noise(net, meta, noise, A, name, NOISE_SIGN)
+    step = noise.step_tau
+    rule = "given"
+    if step is None:
+        step = DEFAULT_STEP_FRAC * timescales(A, gamma)[1]
+        rule = f"{DEFAULT_STEP_FRAC}/max(sqrt(lambda_max(A)), gamma)"
+    files = _add_noise(net, meta, replace(noise, kappa0=gamma * noise.kappa0, step_tau=step),
+                       A, name, NOISE_SIGN)
+    rec = meta["noise"]
+    rec.update(kappa0=noise.kappa0, gamma_kappa0=gamma * noise.kappa0, step_rule=rule,
+               model="dv carries sqrt(2 gamma kappa0) dW (units of tau)")
+    return files

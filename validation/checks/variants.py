@@ -69,7 +69,16 @@ def with_noise(deck: Deck, noise: NoiseSpec, A: np.ndarray, workdir: Path | None
             raise InputError(f"unknown topology {meta['topology']!r} in the sidecar")
         sign = TOPOLOGIES[meta["topology"]].NOISE_SIGN
         net = Netlist(title="noise")
-        files = add_noise(net, meta, noise, np.asarray(A, dtype=float), name, sign)
+        if meta["topology"] == "oscillator":  # noise into v at sqrt(2γκ₀)
+            from spu_circuits.compiler import topology_oscillator
+
+            gamma = float((meta.get("oscillator") or {}).get("damping_gamma", 0.0))
+            if not gamma > 0:
+                raise InputError("the sidecar records no oscillator damping γ")
+            files = topology_oscillator.add_noise(net, meta, noise, np.asarray(A, dtype=float),
+                                                  name, gamma)
+        else:
+            files = add_noise(net, meta, noise, np.asarray(A, dtype=float), name, sign)
         lines += net.models + [el.line() for el in net.elements]
         if files:
             if workdir is None:
