@@ -121,11 +121,17 @@ class Deck:
             raise InputError(f"sidecar's 'system' record is malformed ({exc})") from None
 
     def ic_voltages(self, x0: np.ndarray) -> dict[str, float]:
-        """Initial node voltages (V) that start the circuit at state x0 (N,)."""
+        """Initial node voltages (V) that start the circuit at state x0 (N,). A second-order
+        (oscillator) deck also takes (x₀, v₀) (2N,); with x₀ alone its velocity starts at 0."""
         m = self._need_meta().get("ic_map")
         x0 = np.asarray(x0, dtype=float).reshape(-1)
-        if x0.shape[0] != len(self.outputs):
-            raise InputError(f"x0 has length {x0.shape[0]}, the deck has {len(self.outputs)}")
+        n = len(self.outputs)
+        second = bool(self._need_meta().get("oscillator"))
+        if second and x0.shape[0] in (n, 2 * n):
+            x0 = np.concatenate([x0, np.zeros(2 * n - x0.shape[0])])
+        elif x0.shape[0] != n:
+            raise InputError(f"x0 has length {x0.shape[0]}, the deck has {n}"
+                             + (f" (or {2 * n} with the velocities)" if second else ""))
         if not m:
             return {o: self.volts_per_unit * x0[i] for i, o in enumerate(self.outputs)}
         ic = {node: coef * x0[var] for node, var, coef in m["linear"]}

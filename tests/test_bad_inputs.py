@@ -318,6 +318,20 @@ BAD_INPUT_CASES: list[BadInput] = [
              _net(V1, R_LOAD, ("g1", "a 0 a 0", 1.0), spec=SPEC),
              "transconductance 'g1' = 1 S (1/|g| = 1 Ω) lies outside the spec range",
              GraphCheckError),
+    # --- oscillator topology (#13)
+    BadInput("osc-gamma-negative", "oscillator damping γ ≤ 0",
+             lambda tmp: compile_system(LinearSystem.from_arrays(GOOD_A), "oscillator",
+                                        gamma=-1.0),
+             "--damping-gamma must be a positive number, got -1.0"),
+    BadInput("osc-gamma-range", "oscillator damping resistor R₀/(αγ) beyond the range",
+             lambda tmp: compile_system(LinearSystem.from_arrays(GOOD_A), "oscillator",
+                                        gamma=1e-9),
+             "velocity damping R0/(alpha*gamma) needs 1e+12 Ω, outside the resistor range",
+             CompileError),
+    BadInput("osc-gamma-topology", "damping γ given for a first-order topology",
+             lambda tmp: compile_system(LinearSystem.from_arrays(GOOD_A), "dense", gamma=1.0),
+             "--damping-gamma applies to the oscillator topology only"),
+
 ]
 
 
