@@ -117,7 +117,8 @@ def plot(res: dict, path: Path) -> None:
         ax[0].loglog([p["kappa"]], [p["oscillator"]["settling_tau"]], "x", color="C1", ms=10)
     ax[0].set_xlabel("condition number κ (λ_max = 1)")
     ax[0].set_ylabel(f"analog time to rel. error {EPS:g} (τ)")
-    ax[0].set_title("settling time (lines: exact; ×: ngspice)")
+    ax[0].set_title(f"settling time (lines: exact, N = {res['N']}; ×: ngspice, N = "
+                    f"{res.get('spice_N', '-')})", fontsize=9)
     ax[0].legend(fontsize=8)
     r = t_2 / t1
     ax[1].loglog(k, r, "o-", label=f"second/first (fit ∝ κ^{res['fitted_exponent']:.3f})")
@@ -158,6 +159,7 @@ def main(argv: list[str] | None = None) -> dict:
         be = get_backend("shared", 1800)
         try:
             res["spice"] = []
+            res["spice_N"] = args.spice_n
             for k in KAPPAS:
                 if k > args.spice_max_kappa:
                     continue
