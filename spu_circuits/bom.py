@@ -9,8 +9,11 @@ instance), GM (transconductors of the gm-C topology), V (voltage sources: the bi
 instances). Rows group equal parts: designators compressed into ranges ("R1-R8,R12"), the
 value with unit ("1.00 kΩ", "1 nF"), series, tolerance and count; ordered by kind, then
 value, then first designator, so the CSV is deterministic. Op-amp macromodel internals
-(`.subckt` contents) are not parts. For a Monte-Carlo realisation the nominal (ordered)
-values recorded in the sidecar are listed, not the drawn ones.
+(`.subckt` contents) are not parts. Op-amps and noise sources are found by their role in the
+sidecar's cell map (`spu_circuits.compiler.cellmap`); a bare Netlist without one is
+classified by element type (an op-amp: a VCVS with its output to ground). For a Monte-Carlo
+realisation the nominal (ordered) values recorded in the sidecar are listed, not the drawn
+ones.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from .compiler.cellmap import OPAMP_ROLES, Role
 from .errors import InputError
 from .netlist import GROUND, Netlist, atomic_write
 
@@ -107,13 +111,18 @@ def _source(x) -> tuple[list[tuple[str, str, tuple[str, ...], float | None, str 
     parsed = parse_deck(path.read_text())
     side = path.with_suffix(".json")
     meta = json.loads(side.read_text()) if side.exists() else {}
+    roles = (meta.get("cell_map") or {}).get("roles") or {}
     els: list = []
     seen_inst: set[str] = set()
     for e in parsed.elements:
         if "." in e.name:
-            # flattened subcircuit contents: one part per instance (the op-amp macromodel)
-            inst = e.name.split(".")[1]
-            if inst not in seen_inst:
+            # flattened subcircuit contents: an element of the cell map (tiles) is a part of
+            # its own; otherwise one part per instance (the op-amp macromodel)
+            local, inst = e.name.split(".")[-1], e.name.split(".")[1]
+            if local in roles and inst in roles and roles[inst] == Role.TILE.value:
+                els.append((local, e.kind, e.nodes, e.value,
+                            "trnoise" if getattr(e, "noise", None) is not None else e.model))
+            elif inst not in seen_inst:
                 seen_inst.add(inst)
                 els.append((inst, "x", (), None, None))
             continue
@@ -132,10 +141,21 @@ def _parts(x) -> tuple[list[_Part], dict]:
     gain = opamp.get("gain", meta.get("opamp_gain"))
     gbw = opamp.get("gbw_hz")
     digits = {"e12": 2, "e24": 2, "e96": 3, "e192": 3}
+    roles = (meta.get("cell_map") or {}).get("roles") or {}
     parts: list[_Part] = []
     for name, letter, nodes, value, spec in els:
         v = nominal.get(name, value)
-        if letter == "r":
+        role = roles.get(name)
+        if role == Role.TILE.value:
+            continue                    # a tile instance: its parts are listed one by one
+        if role in OPAMP_ROLES and letter == "e":
+            parts.append(_Part(name, "op-amp", None,
+                               f"A0 {value:g}" if value is not None else "op-amp"))
+        elif role == Role.NOISE.value:
+            parts.append(_Part(name, "noise source", None,
+                               "filesource (sampled noise)" if letter == "a"
+                               else "white-noise current"))
+        elif letter == "r":
             parts.append(_Part(name, "resistor", v,
                                format_value(v, "Ω", digits.get(series, 4))))
         elif letter == "c":

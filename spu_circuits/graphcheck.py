@@ -2,19 +2,24 @@
 
 Each failure raises GraphCheckError naming the node or element: a node without a DC path to
 ground, a dangling node (one terminal only), a loop of voltage sources (V and VCVS outputs),
-a non-finite or out-of-range element value.
+a non-finite or out-of-range element value. `check_cell_map` checks a netlist against its
+cell map: every element has exactly one role and every name the map uses exists.
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter
+from typing import TYPE_CHECKING
 
 import networkx as nx
 
 from .errors import GraphCheckError
 from .netlist import GROUND, Netlist
 from .spec import HardwareSpec
+
+if TYPE_CHECKING:
+    from .compiler.cellmap import CellMap
 
 
 def check_netlist(net: Netlist, spec: HardwareSpec | None = None) -> None:
@@ -77,3 +82,35 @@ def _check_source_loops(net: Netlist) -> None:
                 "loop of voltage sources: " + ", ".join([*names, el.name]))
         uf.union(a, b)
         g.add_edge(a, b, name=el.name)
+
+
+def check_cell_map(net: Netlist, cell_map: CellMap) -> None:
+    """Raise GraphCheckError unless `cell_map` describes `net`: every element has a role,
+    every role, cell, stage and coupling names elements and nodes of `net`."""
+    names = {el.name for el in net.elements}
+    nodes = set(net.nodes())
+    missing = [el.name for el in net.elements if el.name not in cell_map.roles]
+    if missing:
+        raise GraphCheckError(f"element '{missing[0]}' has no role in the cell map"
+                              + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+    extra = sorted(set(cell_map.roles) - names)
+    if extra:
+        raise GraphCheckError(f"the cell map names element '{extra[0]}', which the netlist "
+                              "does not hold")
+    used = [e for cp in cell_map.couplings for e in cp.elements]
+    for c in cell_map.cells:
+        used += [e for e in (c.capacitor, c.bias, c.integrator, c.inverter, c.bias_resistor,
+                             c.inverter_r_in, c.inverter_r_fb, c.velocity_capacitor) if e]
+        for nd in c.nodes:
+            if nd not in nodes:
+                raise GraphCheckError(f"cell {c.index}: node '{nd}' is not in the netlist")
+    for st in cell_map.stages:
+        used += [e for e in (st.opamp, st.inverter, st.feedback, st.inverter_r_in,
+                             st.inverter_r_fb) if e]
+        for nd in (st.summing, st.output, st.inverted, *st.internal_nodes):
+            if nd not in nodes:
+                raise GraphCheckError(f"stage {st.index}: node '{nd}' is not in the netlist")
+    bad = [e for e in used if e not in names]
+    if bad:
+        raise GraphCheckError(f"the cell map names element '{bad[0]}', which the netlist "
+                              "does not hold")

@@ -68,14 +68,34 @@ class Element:
         return " ".join(parts)
 
 
+@dataclass(frozen=True)
+class Subcircuit:
+    """A `.subckt` definition as data: name, port nodes (in order), body elements (their
+    nodes local: a port name or an internal node), comment lines written after `.subckt`."""
+
+    name: str
+    ports: tuple[str, ...]
+    elements: tuple[Element, ...]
+    comments: tuple[str, ...] = ()
+
+    def lines(self) -> list[str]:
+        return [" ".join([".subckt", self.name, *self.ports]),
+                *(f"* {c}" for c in self.comments),
+                *(el.line() for el in self.elements),
+                f".ends {self.name}"]
+
+
 @dataclass
 class Netlist:
-    """A circuit as data: elements, models, options, initial conditions and analyses."""
+    """A circuit as data: elements, models, subcircuits, options, initial conditions and
+    analyses. `models` holds `.model` lines; `subcircuits` the `.subckt` definitions (written
+    after the models), instantiated by X elements whose `spec` is the subcircuit name."""
 
     title: str
     elements: list[Element] = field(default_factory=list)
     header: list[str] = field(default_factory=list)
     models: list[str] = field(default_factory=list)
+    subcircuits: list[Subcircuit] = field(default_factory=list)
     options: dict[str, str] = field(default_factory=dict)
     ic: dict[str, float] = field(default_factory=dict)
     analyses: list[str] = field(default_factory=lambda: [".op"])
@@ -91,6 +111,20 @@ class Netlist:
         self._names.add(name)
         self.elements.append(el)
         return el
+
+    def copy(self, elements: bool = True) -> Netlist:
+        """A copy (lists copied; elements too unless `elements=False`, which leaves none)."""
+        out = Netlist(title=self.title, header=list(self.header), models=list(self.models),
+                      subcircuits=list(self.subcircuits), options=dict(self.options),
+                      ic=dict(self.ic), analyses=list(self.analyses),
+                      control=list(self.control))
+        if elements:
+            out.elements = list(self.elements)
+            out._names = set(self._names)
+        return out
+
+    def subcircuit(self, name: str) -> Subcircuit | None:
+        return next((s for s in self.subcircuits if s.name == name), None)
 
     def nodes(self) -> list[str]:
         """All node names except ground, in first-use order."""
@@ -112,6 +146,8 @@ class Netlist:
         if self.options:
             lines.append(".options " + " ".join(f"{k}={v}" for k, v in self.options.items()))
         lines += self.models
+        for sub in self.subcircuits:
+            lines += sub.lines()
         lines += [el.line() for el in self.elements]
         if self.ic:
             lines.append(".ic " + " ".join(f"v({n})={fmt(v)}" for n, v in self.ic.items()))

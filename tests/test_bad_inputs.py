@@ -40,6 +40,25 @@ class BadInput:
 
 # ---------------------------------------------------------------------------------- builders
 
+def _parse_scheduler(text: str):
+    from spu_circuits.execution import parse_scheduler
+
+    return parse_scheduler(text)
+
+
+def _parse_seeds(text: str):
+    from validation.sweep import parse_seeds
+
+    return parse_seeds(text)
+
+
+def _sweep_task_without_sidecar(tmp: Path):
+    from validation.sweep import task_for_deck
+
+    (tmp / "d.cir").write_text("t\nr1 a 0 1k\n.end\n")
+    return task_for_deck(tmp / "d.cir", 0, ("dc",))
+
+
 def _sys(A, b=None) -> Callable[[Path], object]:
     return lambda tmp: LinearSystem.from_arrays(A, b)
 
@@ -318,6 +337,15 @@ BAD_INPUT_CASES: list[BadInput] = [
              _net(V1, R_LOAD, ("g1", "a 0 a 0", 1.0), spec=SPEC),
              "transconductance 'g1' = 1 S (1/|g| = 1 Ω) lies outside the spec range",
              GraphCheckError),
+    # --- sweeps (spu_circuits.execution, validation.sweep) -------------------------------
+    BadInput("scheduler-unknown", "--scheduler that is none of serial/local/tcp",
+             lambda tmp: _parse_scheduler("cluster"), "use serial, local, local:N or tcp://"),
+    BadInput("scheduler-local-zero", "--scheduler local:0",
+             lambda tmp: _parse_scheduler("local:0"), "needs a worker count N ≥ 1"),
+    BadInput("sweep-seeds", "--seeds that are not integers or ranges",
+             lambda tmp: _parse_seeds("0-x"), "give seeds as 0,1,2 or a range 0-9"),
+    BadInput("sweep-no-sidecar", "a deck without sidecar in a validation sweep",
+             lambda tmp: _sweep_task_without_sidecar(tmp), "a sweep needs the sidecar"),
     # --- oscillator topology (#13)
     BadInput("osc-gamma-negative", "oscillator damping γ ≤ 0",
              lambda tmp: compile_system(LinearSystem.from_arrays(GOOD_A), "oscillator",

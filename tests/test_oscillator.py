@@ -91,9 +91,8 @@ def test_op_factored_oscillator(be):
 
 @pytest.mark.parametrize("n", [2, 8, 32])
 def test_transient_matches_exact_mean(be, n):
-    from validation.checks.oscillator import ic_voltages
-
     from spu_circuits.backends import Tran
+    from validation.checks.oscillator import ic_voltages
 
     system = _unit_system(n, 100.0, seed=n)
     c = compile_system(system, "oscillator", IDEAL)

@@ -184,7 +184,7 @@ def test_compensation_factored_small():
 def test_opamp_macromodel_step_response(cli_backend):
     """A unity follower of the macromodel has the closed-loop pole ω = 2π·GBW·(1 + 1/A0)."""
     a0, gbw = 1e4, 1e6
-    deck = "\n".join(["macromodel follower", *opamp_subckt(a0, gbw),
+    deck = "\n".join(["macromodel follower", *opamp_subckt(a0, gbw).lines(),
                       "vin in 0 dc 1", "xf in out out opamp_sp", "rl out 0 1k", ".op", ".end"])
     tau_cl = 1.0 / (2 * math.pi * gbw * (1 + 1 / a0))
     res = cli_backend.run(deck, Tran(step_s=tau_cl / 50, stop_s=5 * tau_cl,

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from spu_circuits import theory_second_order as t2
 import tngd.solvers_ou2  # noqa: F401  (registers ou2-exact)
+from spu_circuits import theory_second_order as t2
 from tngd.solvers import LinearProblem, make_solver
 from tngd.surrogate_second_order import (
     DenseOU2,

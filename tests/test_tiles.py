@@ -219,3 +219,21 @@ def test_refuses_retiling_and_bad_k():
         tile_circuit(t, 4)
     with pytest.raises(InputError):
         tile_circuit(c, 0)
+
+
+def test_pairwise_kernighan_lin_exchange_repairs_a_swapped_pair():
+    """The refinement's exchange step (networkx Kernighan–Lin on two tiles) undoes a swap."""
+    from spu_circuits.compiler.tiles import _refine, _swap_pairs, _weights
+
+    A, blocks, planted = planted_blocks(2, 4, 0.01, seed=1)
+    W = _weights(A)
+    lab = labels(blocks, 8)
+    i, j = blocks[0][0], blocks[1][0]
+    lab[i], lab[j] = lab[j], lab[i]
+    onehot = np.eye(2)[lab]
+    assert _swap_pairs(W, lab, onehot, 1e-12)
+    assert sorted(sorted(np.flatnonzero(lab == t).tolist()) for t in (0, 1)) == sorted(blocks)
+    lab2 = labels(blocks, 8)
+    lab2[i], lab2[j] = lab2[j], lab2[i]
+    tiles = [np.flatnonzero(_refine(W, lab2, 2, 4) == t).tolist() for t in (0, 1)]
+    assert cut_weight(A, tiles) == pytest.approx(planted, rel=1e-12)

@@ -48,8 +48,7 @@ def _target_system(matrix, rhs, deck):
 
 
 @click.command("validate")
-@click.argument("deck_path", metavar="[DECK.cir]", required=False,
-                type=click.Path(dir_okay=False))
+@click.argument("decks", metavar="[DECK.cir]...", nargs=-1, type=click.Path(dir_okay=False))
 @click.option("--matrix", type=click.Path(dir_okay=False),
               help="A as .npy (or .npz with A and b): the system to check against, or to "
                    "compile when no DECK is given.")
@@ -77,12 +76,20 @@ def _target_system(matrix, rhs, deck):
 @click.option("--no-figures", is_flag=True, help="Skip the PNG figures.")
 @click.option("--allow-unsafe", is_flag=True,
               help="Run decks with .control blocks, shell/file commands or outside includes.")
+@click.option("--sweep", is_flag=True,
+              help="Validate every DECK × --seeds as one sweep (sweep.json/md/png in --report).")
+@click.option("--seeds", default="0", show_default=True,
+              help="With --sweep: seeds, e.g. 0,1,2 or 0-9.")
+@click.option("--scheduler", default="local", show_default=True,
+              help="With --sweep: serial, local[:N] (Dask LocalCluster) or tcp://HOST:PORT.")
+@click.option("--cache", "cache_dir", type=click.Path(file_okay=False), default=None,
+              help="With --sweep: keep finished runs here and resume from them.")
 @spec_options
 @click.pass_context
 @friendly
-def validate_cmd(ctx, deck_path, matrix, rhs, report_dir, topology, name, kappa0, noise_step,
+def validate_cmd(ctx, decks, matrix, rhs, report_dir, topology, name, kappa0, noise_step,
                  seed, backend, quick, thorough, checks, timeout_s, no_figures, allow_unsafe,
-                 **kw):
+                 sweep, seeds, scheduler, cache_dir, **kw):
     """Check DECK.cir (or the deck compiled from --matrix/--rhs) in ngspice against its
     target: DC solution, noiseless transient, pathwise agreement with the surrogate on the
     same noise, and the stationary statistics (mean, covariance, autocovariance) of SPICE
@@ -102,6 +109,27 @@ def validate_cmd(ctx, deck_path, matrix, rhs, report_dir, topology, name, kappa0
     names = None
     if checks:
         names = [c.strip() for c in checks.split(",") if c.strip()]
+    if sweep:
+        from .sweep import SEEDED_CHECKS, run_validate_sweep
+
+        if matrix or rhs or allow_unsafe:
+            raise InputError("--sweep takes decks with sidecars (no --matrix/--rhs, no "
+                             "--allow-unsafe)")
+        for d in decks:
+            from spu_circuits.simulate import Deck
+
+            check_untrusted_deck(Deck.load(d, require_sidecar=True, check_digest=False),
+                                 [Op(), Tran(step_s=1.0, stop_s=1.0)], allow_unsafe=False)
+        ok = run_validate_sweep(list(decks), seeds, tuple(names or SEEDED_CHECKS),
+                                "quick" if preset == "default" else preset, scheduler,
+                                Path(report_dir), timeout_s,
+                                Path(cache_dir) if cache_dir else None, _echo)
+        if not ok:
+            sys.exit(1)
+        return
+    if len(decks) > 1:
+        raise InputError("give one DECK.cir (or several with --sweep)")
+    deck_path = decks[0] if decks else None
     settings = settings_for(preset, seed=seed)
     given_spec = [k for k in SPEC_KEYS
                   if ctx.get_parameter_source(k) == click.core.ParameterSource.COMMANDLINE]

@@ -13,16 +13,23 @@ import numpy as np
 
 from .. import __version__
 from ..errors import CompileError, InputError
-from ..graphcheck import check_netlist
+from ..graphcheck import check_cell_map, check_netlist
 from ..netlist import Netlist, atomic_write, deck_digest, dumps_sidecar
 from ..spec import HardwareSpec
 from ..system import FactoredSystem, LinearSystem
 from . import topology_dense, topology_factored, topology_ideal, topology_oscillator
+from .cellmap import CellMap
 from .noise import NoiseSpec, add_noise
-from .scaling import scale, scale_factored
+from .topology import TOPOLOGIES, Topology, register
+from .topology import get as get_topology
 
-TOPOLOGIES = {"dense": topology_dense, "ideal": topology_ideal,
-              "factored": topology_factored, "oscillator": topology_oscillator}
+#: the built-in topologies, one module each (each defines TOPOLOGY, a `Topology` object)
+TOPOLOGY_MODULES = (topology_dense, topology_ideal, topology_factored, topology_oscillator)
+for _mod in TOPOLOGY_MODULES:
+    register(_mod.TOPOLOGY)
+
+__all__ = ["TOPOLOGIES", "CompiledCircuit", "Topology", "compile_system", "get_topology",
+           "register"]
 
 #: simulator options every deck carries (tight tolerances: these circuits are linear)
 DECK_OPTIONS = {"reltol": "1e-6", "abstol": "1e-15", "vntol": "1e-12", "chgtol": "1e-20",
@@ -47,6 +54,12 @@ class CompiledCircuit:
     @property
     def volts_per_unit(self) -> float:
         return float(self.meta["volts_per_unit"])
+
+    @property
+    def cell_map(self) -> CellMap | None:
+        """The deck's cell map (None for a sidecar written before cell maps existed)."""
+        rec = self.meta.get("cell_map")
+        return CellMap.from_json(rec) if rec else None
 
     def deck_text(self) -> str:
         return self.netlist.to_text()
@@ -73,47 +86,34 @@ def compile_system(system: LinearSystem | FactoredSystem, topology: str = "dense
                    spec: HardwareSpec | None = None, *, name: str | None = None,
                    noise: NoiseSpec | None = None, predict: bool = True,
                    gamma: float | None = None) -> CompiledCircuit:
-    """Compile `system` into a netlist of the given topology ('dense', 'ideal', 'factored').
+    """Compile `system` into a netlist of the given topology ('dense', 'ideal', 'factored',
+    'oscillator'; gamma: the oscillator's damping γ, default 2√λ_min(A)).
 
     A FactoredSystem (S, λ, b) compiles to any topology (dense/ideal use F̃ = SᵀS + λI);
     `factored` needs one. noise: optional noise sources (NoiseSpec: 'trnoise' or
-    reproducible 'file' noise). gamma: the oscillator's damping γ (None: 2√λ_min(A)); an
-    oscillator compiles a FactoredSystem with the factored stages. predict=False skips the nodal-analysis prediction of the
+    reproducible 'file' noise). predict=False skips the nodal-analysis prediction of the
     DC solution (recorded as null; for callers in a loop that do not need it).
     """
     spec = spec or HardwareSpec()
     noise = noise or NoiseSpec()
-    if topology not in TOPOLOGIES:
-        raise InputError(f"unknown topology {topology!r}; choose from {sorted(TOPOLOGIES)}")
-    mod = TOPOLOGIES[topology]
-    factored = isinstance(system, FactoredSystem)
-    if topology == "oscillator" and factored:
-        sc = scale_factored(system, spec)
-    elif topology == "factored":
-        if not factored:
-            raise InputError("the factored topology needs F̃ = SᵀS + λI: give the factor S and "
-                             "the damping λ (--factor S.npy --damping λ)")
-        sc = scale_factored(system, spec)
-    else:
-        if factored:
-            system = system.as_linear_system()
-        sc = scale(system, spec)
-    name = name or system.name
-    net = Netlist(title=f"spu-tngd {name}: {topology} SPU realising A x = b, N = {system.n}")
-    osc = None
-    if topology == "oscillator":
-        g, g_rule = topology_oscillator.resolve_gamma(sc, gamma)
-        cell_map = topology_oscillator.build(sc, spec, net, g)
-        outputs = cell_map.outputs
-        osc = topology_oscillator.sidecar_record(sc, g, g_rule, cell_map)
-    else:
-        if gamma is not None:
+    topo = get_topology(topology)
+    if gamma is not None:
+        if not hasattr(topo, "with_gamma"):
             raise InputError("--damping-gamma applies to the oscillator topology only")
-        outputs = mod.build(sc, spec, net)
+        topo = topo.with_gamma(gamma)
+    sc = topo.scale(system, spec)
+    if not topo.needs_factor and isinstance(system, FactoredSystem):
+        system = system.as_linear_system()
+    name = name or system.name
+    net, cell_map = topo.build(sc, spec)
+    net.title = f"spu-tngd {name}: {topology} SPU realising A x = b, N = {system.n}"
+    outputs = cell_map.outputs
     net.options = dict(DECK_OPTIONS)
-    predicted = (_predicted(system, sc, spec, topology, net, outputs, osc) if predict else
+    predicted = (_predicted(system, sc, spec, topo, net, cell_map) if predict else
                  {"x_dc": None, "rel_deviation_from_exact": None, "cause": "not computed"})
-    net.header = _header(system, sc, spec, topology, outputs, predicted, osc)
+    net.header = _header(system, sc, spec, topology, outputs, predicted,
+                         topo.dynamics_line(sc, spec) if hasattr(topo, "dynamics_line")
+                         else None)
     check_netlist(net, spec)
     meta = {
         "format": "spu-tngd-deck/1",
@@ -122,15 +122,15 @@ def compile_system(system: LinearSystem | FactoredSystem, topology: str = "dense
         "topology": topology,
         "n": system.n,
         "outputs": outputs,
-        "noise_nodes": [mod.injection_node(i) for i in range(system.n)],
-        "ic_map": mod.ic_map(sc, spec),
+        "noise_nodes": cell_map.summing_nodes,
+        "ic_map": topo.ic_map(sc, spec),
         "volts_per_unit": spec.volts_per_unit,
         "tau_s": sc.tau_s,
         "tau_device_s": spec.tau_s,
         "R0_ohm": spec.R0_ohm,
         "C_F": spec.C_F,
         "matrix_scale": sc.alpha,
-        "opamp_gain": spec.opamp_gain if topology != "ideal" else None,
+        "opamp_gain": spec.opamp_gain if topo.uses_opamps else None,
         "element_counts": net.counts(),
         "system_sha256": system.digest(),
         "condition_number": system.condition_number(),
@@ -142,48 +142,35 @@ def compile_system(system: LinearSystem | FactoredSystem, topology: str = "dense
         "spec": spec.to_dict(),
         "noise": {"kind": "none"},
         "system": ({"S": system.S.tolist(), "damping": system.damping,
-                    "b": system.b.tolist()} if factored and topology != "dense"
-                   and topology != "ideal"
+                    "b": system.b.tolist()} if topo.needs_factor
                    else {"A": system.A.tolist(), "b": system.b.tolist()}),
     }
-    if osc is not None:
-        meta["oscillator"] = osc
-        extra = topology_oscillator.add_noise(net, meta, noise, sc.A, name, osc["damping_gamma"])
+    if hasattr(topo, "sidecar_extra"):  # e.g. the oscillator's damping and velocity nodes
+        meta.update(topo.sidecar_extra(sc, spec, cell_map))
+    noise_roles: dict[str, str] = {}
+    if hasattr(topo, "add_noise"):  # a topology with its own noise scaling (oscillator)
+        extra = topo.add_noise(net, meta, noise, sc.A, name, roles=noise_roles)
     else:
-        extra = add_noise(net, meta, noise, sc.A, name, mod.NOISE_SIGN)
+        extra = add_noise(net, meta, noise, sc.A, name, topo.noise_sign, roles=noise_roles)
     meta["element_counts"] = net.counts()
+    cell_map = cell_map.with_roles(noise_roles)
+    check_cell_map(net, cell_map)
+    meta["cell_map"] = cell_map.to_json()
     return CompiledCircuit(net, meta, extra)
 
 
-def _netlist_dc(net: Netlist, outputs: list[str], v0: float) -> np.ndarray:
-    """DC solution read off the netlist by the independent parser's nodal analysis."""
-    from ..parser import dc_solution, parse_deck
-
-    volts = dc_solution(parse_deck(net.to_text()))
-    return np.array([volts[o] for o in outputs]) / v0
-
-
-def _predicted(system, sc, spec: HardwareSpec, topology: str, net: Netlist,
-               outputs: list[str], osc: dict | None = None) -> dict:
+def _predicted(system, sc, spec: HardwareSpec, topo: Topology, net: Netlist,
+               cell_map: CellMap) -> dict:
     """What the circuit should return, and how far from A⁻¹b (finite gain, pruning)."""
     x_exact = system.solution()
     cause = []
     if sc.pruned:
         cause.append(f"pruning of {sc.pruned} couplings")
-    if topology == "dense":
-        cause.append("finite op-amp gain")
-        x_circ = topology_dense.finite_gain_dc(sc.A, sc.b, sc.alpha, spec)
-    elif topology == "oscillator" and not hasattr(sc, "S"):
-        cause.append("finite op-amp gain")
-        x_circ = topology_oscillator.finite_gain_dc(sc.A, sc.b, sc.alpha, osc["damping_gamma"],
-                                                    spec)
-    elif topology in ("factored", "oscillator"):
-        cause.append("finite op-amp gain")
-        x_circ = _netlist_dc(net, outputs, spec.volts_per_unit)
-    else:
-        x_circ = np.linalg.solve(sc.A, sc.b)
+    pred = topo.predict_dc(sc, spec, net, cell_map)
+    cause += pred.causes
+    x_circ = np.asarray(pred.x_dc, dtype=float)
     dev = float(np.linalg.norm(x_circ - x_exact) / max(np.linalg.norm(x_exact), 1e-300))
-    if topology != "ideal" and dev > MAX_PREDICTED_GAIN_ERROR:
+    if topo.uses_opamps and dev > MAX_PREDICTED_GAIN_ERROR:
         raise CompileError(
             f"A's condition number {system.condition_number():.3g} is too large for op-amp "
             f"gain {spec.opamp_gain:g}: the circuit's DC solution would deviate from A⁻¹b by "
@@ -192,22 +179,18 @@ def _predicted(system, sc, spec: HardwareSpec, topology: str, net: Netlist,
             "cause": " and ".join(cause) or "none (ideal elements)"}
 
 
-def _header(system, sc, spec, topology, outputs, predicted, osc=None) -> list[str]:
+def _header(system, sc, spec, topology, outputs, predicted, dynamics=None) -> list[str]:
     n = system.n
-    dyn = (f"dynamics: tau dx/dt = -(A x - b), tau = R0*C/alpha = {sc.tau_s:.6g} s "
-           f"(R0 = {spec.R0_ohm:g} ohm, C = {spec.C_F:g} F, alpha = {sc.alpha:.6g})")
-    if osc is not None:
-        dyn = (f"dynamics: tau dx/dt = v, tau dv/dt = -(A x - b) - gamma v, gamma = "
-               f"{osc['damping_gamma']:.6g}, tau = R0*C/alpha = {sc.tau_s:.6g} s (R0 = "
-               f"{spec.R0_ohm:g} ohm, C = {spec.C_F:g} F, alpha = {sc.alpha:.6g}); v_i = "
-               f"V(w{{i}})/v0")
+    dynamics = dynamics or (
+        f"dynamics: tau dx/dt = -(A x - b), tau = R0*C/alpha = {sc.tau_s:.6g} s "
+        f"(R0 = {spec.R0_ohm:g} ohm, C = {spec.C_F:g} F, alpha = {sc.alpha:.6g})")
     return [
         f"generator: spu-tngd {__version__}; topology: {topology}; N = {n}",
         f"system sha256: {system.digest()}",
         f"mapping: x_i = V({outputs[0]})/{spec.volts_per_unit:g} ... "
         f"V({outputs[-1]})/{spec.volts_per_unit:g} (volts per unit v0 = "
         f"{spec.volts_per_unit:g})",
-        dyn,
+        dynamics,
         f"couplings: resistor R0/(alpha*|A_ij|); pruned pairs: {sc.pruned} "
         f"(relative mass {sc.pruned_rel_mass:.3g})",
         "predicted DC deviation from A^-1 b: "

@@ -23,6 +23,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..netlist import GROUND, Netlist, fmt
+from .cellmap import Role
 
 #: columns per filesource instance (longer lines are misread by ngspice 39)
 FILE_COLUMNS = 16
@@ -78,12 +79,15 @@ def file_names(name: str, n: int) -> list[str]:
 
 
 def add_noise(net: Netlist, meta: dict, noise: NoiseSpec, A: np.ndarray, name: str,
-              sign: float) -> dict[str, bytes]:
+              sign: float, *, roles: dict[str, str] | None = None) -> dict[str, bytes]:
     """Add the noise sources to `net`, record them in `meta["noise"]`; returns files to write.
 
     sign: +1 when a current into the injection node pushes x up (ideal), −1 when it pushes
     x down (dense integrators); the file realisation compensates so that forcing is +s·z.
+    roles: when given, each added element's name is recorded there with Role.NOISE (for
+    the cell map).
     """
+    roles = {} if roles is None else roles
     if noise.kind == "none":
         meta["noise"] = {"kind": "none"}
         return {}
@@ -101,7 +105,9 @@ def add_noise(net: Netlist, meta: dict, noise: NoiseSpec, A: np.ndarray, name: s
     files: dict[str, bytes] = {}
     if noise.kind == "trnoise":
         for i, node in enumerate(nodes):
-            net.add(f"inz{i}", (GROUND, node), None, f"dc 0 trnoise({fmt(na)} {fmt(nt_s)} 0 0)")
+            el = net.add(f"inz{i}", (GROUND, node), None,
+                         f"dc 0 trnoise({fmt(na)} {fmt(nt_s)} 0 0)")
+            roles[el.name] = Role.NOISE.value
         rec["reproducible"] = False
     else:
         k_steps = int(math.ceil(noise.duration_tau / h)) + 2
@@ -119,7 +125,8 @@ def add_noise(net: Netlist, meta: dict, noise: NoiseSpec, A: np.ndarray, name: s
             cols = range(k * FILE_COLUMNS, min(n, (k + 1) * FILE_COLUMNS))
             ports = " ".join(f"%i({nodes[i]})" for i in cols)
             model = f"noisesrc{k}"
-            net.add(f"anz{k}", (), None, f"[{ports}] {model}")
+            el = net.add(f"anz{k}", (), None, f"[{ports}] {model}")
+            roles[el.name] = Role.NOISE.value
             ones = " ".join(fmt(scale) for _ in cols)
             zeros = " ".join("0" for _ in cols)
             net.models.append(

@@ -49,16 +49,17 @@ import bisect
 import functools
 import math
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
 from ..errors import InputError
-from ..graphcheck import check_netlist
-from ..netlist import GROUND, Element, Netlist, fmt
+from ..graphcheck import check_cell_map, check_netlist
+from ..netlist import Element, Netlist, Subcircuit, fmt
 from ..spec import HardwareSpec
 from ..system import FactoredSystem, LinearSystem
 from . import CompiledCircuit, compile_system
+from .cellmap import OPAMP_ROLES, CellMap, Role
 from .noise import NoiseSpec
 from .scaling import scale, scale_factored
 
@@ -278,25 +279,19 @@ class RealizedCircuit(CompiledCircuit):
 
 
 def opamp_subckt(gain: float, gbw_hz: float, name: str = OPAMP_SUBCKT,
-                 r_int: float = OPAMP_R_INT) -> list[str]:
-    """Deck lines of the single-pole op-amp `name inp inn out`: A(s) = A0/(1 + s/ω_p),
-    ω_p = 2π·GBW/A0. gm = A0/r_int into r_int ‖ C (C = A0/(2π·GBW·r_int)), unity buffer."""
+                 r_int: float = OPAMP_R_INT) -> Subcircuit:
+    """The single-pole op-amp `name inp inn out`: A(s) = A0/(1 + s/ω_p), ω_p = 2π·GBW/A0.
+    gm = A0/r_int into r_int ‖ C (C = A0/(2π·GBW·r_int)), unity buffer."""
     gm = gain / r_int
     cap = gain / (2.0 * math.pi * gbw_hz * r_int)
-    return [
-        f".subckt {name} inp inn out",
-        f"* single-pole op-amp: A0 = {gain:g}, GBW = {gbw_hz:g} Hz, pole at "
-        f"{gbw_hz / gain:g} Hz; internal model elements (not parts)",
-        f"gop 0 nop inp inn {fmt(gm)}",
-        f"rop nop 0 {fmt(r_int)}",
-        f"cop nop 0 {fmt(cap)}",
-        "eop out 0 nop 0 1.0",
-        f".ends {name}",
-    ]
-
-
-def _is_opamp(el: Element) -> bool:
-    return el.kind == "e" and el.nodes[1] == GROUND
+    return Subcircuit(
+        name, ("inp", "inn", "out"),
+        (Element("gop", ("0", "nop", "inp", "inn"), gm),
+         Element("rop", ("nop", "0"), r_int),
+         Element("cop", ("nop", "0"), cap),
+         Element("eop", ("out", "0", "nop", "0"), 1.0)),
+        (f"single-pole op-amp: A0 = {gain:g}, GBW = {gbw_hz:g} Hz, pole at "
+         f"{gbw_hz / gain:g} Hz; internal model elements (not parts)",))
 
 
 # ------------------------------------------------------------------------------ output swing
@@ -461,6 +456,14 @@ class _Realizer:
         self.c_value = snap(c_nom, options.cap_series)
         self.tau_s = float(self.meta["tau_s"]) * (self.c_value / c_nom)
         self.elements = {el.name: el for el in compiled.netlist.elements}
+        cm = compiled.cell_map
+        if cm is None:
+            raise InputError("realize needs a sidecar with a cell map (recompile the deck "
+                             "with this version)")
+        self.cell_map = cm
+        self.opamps = set(cm.elements_with(Role.INTEGRATOR_OPAMP)
+                          + cm.elements_with(Role.INVERTER_OPAMP)
+                          + cm.elements_with(Role.STAGE_OPAMP))
 
     # ---- assembly ------------------------------------------------------------------------
     def nominal_plan(self) -> _Plan:
@@ -479,9 +482,7 @@ class _Realizer:
                  exact_caps: bool = False) -> Netlist:
         """The realised netlist. draw: apply the Monte-Carlo draw; poles: GBW macromodels."""
         base = self.base.netlist
-        net = Netlist(title=base.title, header=list(base.header), models=list(base.models),
-                      options=dict(base.options), ic=dict(base.ic),
-                      analyses=list(base.analyses), control=list(base.control))
+        net = base.copy(elements=False)
         opt = self.opt
         rng = None
         if draw and opt.mc_seed is not None and opt.tolerance > 0:
@@ -496,7 +497,7 @@ class _Realizer:
 
         use_poles = poles and opt.gbw_hz is not None and self.topology != "ideal"
         if use_poles:
-            net.models += opamp_subckt(self.gain, opt.gbw_hz)
+            net.subcircuits.append(opamp_subckt(self.gain, opt.gbw_hz))
         for el in base.elements:
             k = el.kind
             if k == "r":
@@ -517,7 +518,7 @@ class _Realizer:
                 net.add(el.name, el.nodes, tol(el.value), el.spec)
             elif k == "v" and el.value is not None:
                 net.add(el.name, el.nodes, plan.v_value.get(el.name, el.value), el.spec)
-            elif use_poles and _is_opamp(el):
+            elif use_poles and el.name in self.opamps:
                 out, _, cp, cm = el.nodes
                 net.add("x" + el.name, (cp, cm, out), None, OPAMP_SUBCKT)
             else:
@@ -544,7 +545,6 @@ class _Realizer:
     def compensate(self) -> tuple[_Plan, dict]:
         """Continuous correction of the targets (exact values), then trims and bias rescale."""
         plan = self.nominal_plan()
-        n = self.A.shape[0]
         hist = []
         for _ in range(COMP_ITERS):
             net = self.assemble(plan, self.parts(plan, "exact"), draw=False, poles=False,
@@ -557,56 +557,67 @@ class _Realizer:
         for _ in range(2):
             net = self.assemble(plan, self.parts(plan), draw=False, poles=False)
             _, es = self.extract(net)
-            for i in range(n):
-                name = f"vb{i}"
+            for cell in self.cell_map.cells:
+                i, name = cell.index, cell.bias
                 if name in plan.v_value and es.b[i] != 0 and self.b[i] != 0:
                     plan.v_value[name] *= self.b[i] / es.b[i]
         return plan, {"continuous_iterations": COMP_ITERS,
                       "continuous_rel_error_A": hist}
 
     def _trim_set(self) -> set[str]:
-        names = [el.name for el in self.base.netlist.elements if el.kind == "r"]
+        cm = self.cell_map
+        trimmable = set(cm.trimmable)
+        names = [el.name for el in self.base.netlist.elements
+                 if el.kind == "r" and el.name in trimmable]
         if self.opt.trim == "all":
             return set(names)
         if self.opt.trim == "none":
             return set()
-        diag = re.compile(r"^(ra(\d+)_\2|rd\d+|rtf\d+|rqfb\d+|rfb\d+)$")
-        return {n for n in names if diag.match(n)}
+        diag = {cp.elements[0] for cp in cm.couplings
+                if (cp.kind == "A" and cp.row == cp.col) or cp.kind == "damping"}
+        diag |= {c.inverter_r_fb for c in cm.cells} | {s.feedback for s in cm.stages}
+        diag |= {s.inverter_r_fb for s in cm.stages}
+        return {n for n in names if n in diag}
 
     def _correct(self, plan: _Plan, ex, es) -> None:
+        """One continuous correction of the resistor targets, from the cell map: each 'A'
+        coupling by A_ij/A_eff,ij; with stages (factored), the inverter and stage feedback
+        resistors by their measured gains and the damping resistors additively."""
         A, Ae = self.A, es.A
-        if self.topology == "dense":
-            for name, t in plan.r_target.items():
-                m = re.fullmatch(r"ra(\d+)_(\d+)", name)
-                if m:
-                    i, j = int(m.group(1)), int(m.group(2))
-                    if A[i, j] != 0 and Ae[i, j] * A[i, j] > 0:
-                        plan.r_target[name] = t * float(np.clip(Ae[i, j] / A[i, j], 0.5, 2.0))
-        elif self.topology == "factored":
-            nidx = {nd: k for k, nd in enumerate(ex.nodes)}
-            G = ex.node_gain
-            n = A.shape[0]
-            alpha, r0 = float(self.meta["matrix_scale"]), self.spec.R0_ohm
-            for i in range(n):
-                # inverter p_i = −o_i: rescale its feedback resistor
-                gp, go = G[nidx[f"p{i}"], i], G[nidx[f"o{i}"], i]
-                if gp != 0:
-                    plan.r_target[f"rfb{i}"] *= float(np.clip(-go / gp, 0.5, 2.0))
-                # damping: the diagonal, additively (A_ii = R0·g/α per conductance g)
-                g = 1.0 / plan.r_target[f"rd{i}"] + (A[i, i] - Ae[i, i]) * alpha / r0
-                if g > 0:
-                    plan.r_target[f"rd{i}"] = 1.0 / g
-            S = np.asarray(self.meta["system"]["S"], dtype=float)
-            beta_v0 = math.sqrt(alpha) * float(self.meta["volts_per_unit"])
-            for k in range(S.shape[0]):
-                want = -beta_v0 * S[k]
-                gy, gq = G[nidx[f"y{k}"]], G[nidx[f"q{k}"]]
-                if want @ want > 0 and f"rtf{k}" in plan.r_target:
-                    s = float(gy @ want / (want @ want))
-                    plan.r_target[f"rtf{k}"] /= float(np.clip(s, 0.5, 2.0))
-                if gy @ gy > 0:
-                    s = float(-(gq @ gy) / (gy @ gy))
-                    plan.r_target[f"rqfb{k}"] /= float(np.clip(s, 0.5, 2.0))
+        cm = self.cell_map
+        if not cm.stages:
+            for cp in cm.couplings_of("A"):
+                name, i, j = cp.elements[0], cp.row, cp.col
+                if name in plan.r_target and A[i, j] != 0 and Ae[i, j] * A[i, j] > 0:
+                    plan.r_target[name] *= float(np.clip(Ae[i, j] / A[i, j], 0.5, 2.0))
+            return
+        nidx = {nd: k for k, nd in enumerate(ex.nodes)}
+        G = ex.node_gain
+        alpha, r0 = float(self.meta["matrix_scale"]), self.spec.R0_ohm
+        for cell in cm.cells:
+            i = cell.index
+            # inverter p_i = −o_i: rescale its feedback resistor
+            gp, go = G[nidx[cell.inverted], i], G[nidx[cell.output], i]
+            if gp != 0:
+                plan.r_target[cell.inverter_r_fb] *= float(np.clip(-go / gp, 0.5, 2.0))
+        for cp in cm.couplings_of("damping"):
+            # damping: the diagonal, additively (A_ii = R0·g/α per conductance g)
+            i, name = cp.row, cp.elements[0]
+            g = 1.0 / plan.r_target[name] + (A[i, i] - Ae[i, i]) * alpha / r0
+            if g > 0:
+                plan.r_target[name] = 1.0 / g
+        S = np.asarray(self.meta["system"]["S"], dtype=float)
+        beta_v0 = math.sqrt(alpha) * float(self.meta["volts_per_unit"])
+        for st in cm.stages:
+            k = st.index
+            want = -beta_v0 * S[k]
+            gy, gq = G[nidx[st.output]], G[nidx[st.inverted]]
+            if want @ want > 0 and st.feedback in plan.r_target:
+                s = float(gy @ want / (want @ want))
+                plan.r_target[st.feedback] /= float(np.clip(s, 0.5, 2.0))
+            if gy @ gy > 0:
+                s = float(-(gq @ gy) / (gy @ gy))
+                plan.r_target[st.inverter_r_fb] /= float(np.clip(s, 0.5, 2.0))
 
     # ---- noise and stability -------------------------------------------------------------
     def johnson(self, net: Netlist, parts: dict[str, Parts]) -> dict:
@@ -621,11 +632,10 @@ class _Realizer:
                        kappa0_max=0.0, note="no resistors (gm-C): transconductor noise "
                        "is not modelled")
             return rec
-        nodes = meta["noise_nodes"]
         per = []
-        for i in range(n):
+        for cell in self.cell_map.cells:
             rs = [parts[el.name].value for el in self.base.netlist.elements
-                  if el.kind == "r" and nodes[i] in el.nodes]
+                  if el.kind == "r" and cell.summing in el.nodes]
             per.append(johnson_kappa0(rs, temperature_K=T, R0_ohm=r0, alpha=alpha, v0=v0,
                                       tau_s=self.tau_s))
         full = johnson_full(net, meta, T, self.tau_s) if T > 0 else np.zeros(n)
@@ -739,7 +749,7 @@ def realize(compiled: CompiledCircuit, options: RealizeOptions | None = None
     op_nodes = {}
     if opt.gbw_hz is not None and rz.topology != "ideal":
         op_nodes = {f"x{el.name}.nop": el.nodes[0] for el in rz.base.netlist.elements
-                    if _is_opamp(el)}
+                    if el.name in rz.opamps}
     stab = rz.stability(net) if op_nodes else None
     n_parts = {"resistors": sum(1 for e in net.elements if e.kind == "r"),
                "trims": sum(1 for p in parts.values() if p.kind != "single"),
@@ -774,10 +784,13 @@ def realize(compiled: CompiledCircuit, options: RealizeOptions | None = None
         nominal = rz.assemble(plan, parts, draw=False, poles=False)
         rec["nominal_values"] = {e.name: e.value for e in nominal.elements if e.kind in "rcg"
                                  and e.value is not None}
+    cell_map = _realised_cell_map(rz.cell_map, parts, bool(op_nodes))
+    check_cell_map(net, cell_map)
     meta = dict(meta0)
     meta.update(
         tau_s=rz.tau_s, C_F=rz.c_value, opamp_gain=rz.gain if rz.topology != "ideal" else None,
         element_counts=net.counts(), ic_map=_ic_map(meta0, ex, op_nodes),
+        cell_map=cell_map.to_json(),
         predicted={"x_dc": es.x_dc.tolist(), "rel_deviation_from_exact": errs["rel_error_x"],
                    "cause": "realisation (" + _describe(opt, rz) + ")"},
         realization=rec)
@@ -807,6 +820,20 @@ def realize(compiled: CompiledCircuit, options: RealizeOptions | None = None
     if stab:
         report["stable"] = stab["stable"]
     return RealizedCircuit(net, meta, dict(rz.base.extra_files), report)
+
+
+def _realised_cell_map(cm: CellMap, parts: dict[str, Parts], poles: bool) -> CellMap:
+    """The cell map of the assembled deck: trims (`<name>t`, Role.TRIM) appended to their
+    couplings, op-amps renamed to their macromodel instances (`x<name>`) when `poles`."""
+    trims = {name: name + "t" for name, p in parts.items() if p.kind != "single"}
+    cm = cm.with_roles({t: Role.TRIM for t in trims.values()})
+    cm = replace(cm, couplings=tuple(
+        replace(cp, elements=(*cp.elements, *(trims[e] for e in cp.elements if e in trims)))
+        for cp in cm.couplings))
+    if poles:
+        ops = [n for n, r in cm.roles.items() if r in OPAMP_ROLES]
+        cm = cm.renamed(elements={n: "x" + n for n in ops})
+    return cm
 
 
 def _describe(opt: RealizeOptions, rz: _Realizer) -> str:

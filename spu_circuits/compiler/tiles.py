@@ -2,8 +2,9 @@
 
 `partition(A, K, seed)` assigns the N variables to ⌈N/K⌉ tiles of at most K cells, keeping
 the coupling weight Σ|A_ij| between tiles small: recursive Kernighan–Lin bisection
-(networkx, several deterministic starts: contiguous, spectral, seeded random), then a greedy
-move/swap refinement that respects the capacity K. `partition_report` measures the cut
+(networkx, several deterministic starts: contiguous, spectral, seeded random), then a
+refinement under the capacity K: greedy single moves into tiles with room, and
+Kernighan–Lin exchanges between pairs of tiles (networkx again). `partition_report` measures the cut
 against the naive contiguous partition.
 
 `tile_circuit(compiled, K, seed, drop_inter_tile)` rewrites a compiled deck hierarchically:
@@ -24,7 +25,6 @@ element for element.
 from __future__ import annotations
 
 import math
-import re
 from collections import Counter
 
 import networkx as nx
@@ -33,9 +33,11 @@ from networkx.algorithms.community import kernighan_lin_bisection
 
 from ..errors import CompileError, InputError
 from ..graphcheck import check_netlist
-from ..netlist import GROUND, Element, Netlist
+from ..netlist import GROUND, Element, Netlist, Subcircuit
 from ..spec import HardwareSpec
 from . import CompiledCircuit
+from .cellmap import OPAMP_ROLES, CellMap, Role
+from .topology import coupling_matrix
 
 #: default cells per board (Normal Computing's SPU)
 DEFAULT_K = 8
@@ -43,15 +45,6 @@ DEFAULT_K = 8
 #: up to RANDOM_STARTS_MAX_N variables (Kernighan-Lin costs ~n² log n per sweep)
 RANDOM_STARTS = 4
 RANDOM_STARTS_MAX_N = 64
-#: per topology: node letters that belong to a variable's cell, and those exported as ports
-CELL_NODES = {"dense": ("o", "p", "s", "n", "u"), "factored": ("o", "p", "s", "n", "u"),
-              "ideal": ("x",)}
-PORT_NODES = {"dense": ("o", "p", "s"), "factored": ("o", "p", "s"), "ideal": ("x",)}
-#: element-name prefixes of the noise pass (test equipment: always on the top level)
-NOISE_PREFIXES = ("inz", "anz")
-#: terminals per element letter (elements written inside a subcircuit)
-_N_NODES = {"r": 2, "c": 2, "v": 2, "i": 2, "e": 4, "g": 4}
-_NODE_RE = re.compile(r"([a-z]+)(\d+)")
 
 
 # ---------------------------------------------------------------------------------------
@@ -160,7 +153,8 @@ def _recursive(W, nodes: list[int], n_tiles: int, K: int, rng) -> list[list[int]
 
 
 def _refine(W: np.ndarray, lab: np.ndarray, n_tiles: int, K: int) -> np.ndarray:
-    """Greedy single moves (into tiles with room) and pair swaps while the cut drops."""
+    """Greedy single moves (into tiles with room) and, when none helps, Kernighan–Lin swaps
+    between two tiles (networkx, `_swap_pairs`), while the cut drops."""
     n = W.shape[0]
     lab = lab.copy()
     tol = 1e-12 * max(float(W.sum()), 1e-300)
@@ -179,16 +173,43 @@ def _refine(W: np.ndarray, lab: np.ndarray, n_tiles: int, K: int) -> np.ndarray:
         if move[i, t] > tol:
             lab[i] = t
             continue
-        # swap i ↔ j: gain = conn[i, l_j] − own_i + conn[j, l_i] − own_j − 2 W_ij
-        cij = conn[:, lab]                      # cij[i, j] = conn[i, lab[j]]
-        gain = cij - own[:, None] + cij.T - own[None, :] - 2.0 * W
-        gain[lab[:, None] == lab[None, :]] = -np.inf
-        i, j = np.unravel_index(int(np.argmax(gain)), gain.shape)
-        if gain[i, j] > tol:
-            lab[i], lab[j] = lab[j], lab[i]
+        if _swap_pairs(W, lab, onehot, tol):
             continue
         break
     return lab
+
+
+def _swap_pairs(W: np.ndarray, lab: np.ndarray, onehot: np.ndarray, tol: float) -> bool:
+    """One improving exchange between two tiles, in place: networkx's Kernighan–Lin bisection
+    of the two tiles' cells, started from the current split (sizes kept). Swapping cells of
+    tiles t and u changes only the t–u cut, so a lower pair cut is a lower total cut. Pairs
+    are tried by decreasing cut weight; True when one improved."""
+    between = onehot.T @ W @ onehot             # between[t, u]: cut weight of tiles t, u
+    np.fill_diagonal(between, 0.0)
+    pairs = np.argwhere(np.triu(between) > tol)
+    order = np.lexsort((pairs[:, 1], pairs[:, 0], -between[pairs[:, 0], pairs[:, 1]]))
+    for t, u in pairs[order]:
+        a = np.flatnonzero(lab == t)
+        b = np.flatnonzero(lab == u)
+        cells = np.concatenate([a, b])
+        sub = W[np.ix_(cells, cells)]
+        g = nx.Graph()
+        g.add_nodes_from(int(i) for i in cells)
+        ii, jj = np.nonzero(np.triu(sub, 1))
+        g.add_weighted_edges_from((int(cells[p]), int(cells[q]), float(sub[p, q]))
+                                  for p, q in zip(ii, jj, strict=True))
+        p1, _ = kernighan_lin_bisection(g, ({int(i) for i in a}, {int(i) for i in b}),
+                                        max_iter=10, weight="weight")
+        new_a = np.array(sorted(p1), dtype=int)
+        new_b = np.array(sorted(set(cells.tolist()) - p1), dtype=int)
+        if len(new_a) != len(a):                # KL keeps sizes; guard against a swap of sides
+            new_a, new_b = new_b, new_a
+        cut_new = float(W[np.ix_(new_a, new_b)].sum())
+        if cut_new < between[t, u] - tol:
+            lab[new_a] = t
+            lab[new_b] = u
+            return True
+    return False
 
 
 def partition(A: np.ndarray, K: int = DEFAULT_K, seed: int = 0) -> list[list[int]]:
@@ -227,76 +248,27 @@ def partition_report(A: np.ndarray, tiles: list[list[int]], K: int) -> dict:
 # ---------------------------------------------------------------------------------------
 # hierarchical netlists
 # ---------------------------------------------------------------------------------------
-def _cell_of(node: str, letters: tuple[str, ...]) -> int | None:
-    m = _NODE_RE.fullmatch(node)
-    if m and m.group(1) in letters:
-        return int(m.group(2))
-    return None
-
-
-def _parse_sub_line(line: str) -> Element:
-    toks = line.split()
-    name = toks[0].lower()
-    nn = _N_NODES.get(name[0])
-    if nn is None or len(toks) < nn + 2:
-        raise CompileError(f"tiles: cannot read subcircuit element line {line!r}")
-    nodes = tuple(toks[1:1 + nn])
-    rest = toks[1 + nn:]
-    if len(rest) == 1:
-        try:
-            return Element(name, nodes, float(rest[0]))
-        except ValueError:
-            pass
-    return Element(name, nodes, None, " ".join(rest))
-
-
-def _subckts(net: Netlist) -> tuple[dict[str, tuple[list[str], list[Element]]], list[str]]:
-    """Subcircuit definitions held in `net.models` (as written by tile_circuit); other lines."""
-    defs: dict[str, tuple[list[str], list[Element]]] = {}
-    other: list[str] = []
-    cur: tuple[str, list[str], list[Element]] | None = None
-    for line in net.models:
-        low = line.strip().lower()
-        if low.startswith(".subckt"):
-            toks = low.split()
-            cur = (toks[1], toks[2:], [])
-        elif low.startswith(".ends"):
-            if cur is None:
-                raise CompileError("tiles: .ends without .subckt")
-            defs[cur[0]] = (cur[1], cur[2])
-            cur = None
-        elif cur is not None:
-            cur[2].append(_parse_sub_line(line))
-        else:
-            other.append(line)
-    if cur is not None:
-        raise CompileError(f"tiles: .subckt {cur[0]} has no .ends")
-    return defs, other
-
-
 def flatten(net: Netlist) -> Netlist:
     """The netlist with its X instances expanded, named as ngspice names them.
 
     Node `n3` inside instance `xtile0` becomes `xtile0.n3`, element `eint3` becomes
     `e.xtile0.eint3`; ports take the instance's nodes. Only one level (what tiles write).
     """
-    defs, other = _subckts(net)
-    flat = Netlist(title=net.title, header=list(net.header), models=other,
-                   options=dict(net.options), ic=dict(net.ic), analyses=list(net.analyses),
-                   control=list(net.control))
+    flat = net.copy(elements=False)
+    flat.subcircuits = []
     for el in net.elements:
         if el.kind != "x":
             flat.add(el.name, el.nodes, el.value, el.spec)
             continue
-        sub = (el.spec or "").split()[0] if el.spec else ""
-        if sub not in defs:
-            raise CompileError(f"tiles: instance {el.name} of unknown subcircuit {sub!r}")
-        ports, body = defs[sub]
-        if len(ports) != len(el.nodes):
+        name = (el.spec or "").split()[0] if el.spec else ""
+        sub = net.subcircuit(name)
+        if sub is None:
+            raise CompileError(f"tiles: instance {el.name} of unknown subcircuit {name!r}")
+        if len(sub.ports) != len(el.nodes):
             raise CompileError(f"tiles: instance {el.name} has {len(el.nodes)} nodes, "
-                               f"subcircuit {sub} has {len(ports)} ports")
-        pmap = dict(zip(ports, el.nodes, strict=True))
-        for e in body:
+                               f"subcircuit {name} has {len(sub.ports)} ports")
+        pmap = dict(zip(sub.ports, el.nodes, strict=True))
+        for e in sub.elements:
             nodes = [n if n == GROUND else pmap.get(n, f"{el.name}.{n}") for n in e.nodes]
             flat.add(f"{e.kind}.{el.name}.{e.name}", nodes, e.value, e.spec)
     return flat
@@ -309,38 +281,6 @@ def _unflatten_name(name: str) -> str:
 
 def _unflatten_node(node: str) -> str:
     return node.split(".")[-1]
-
-
-def _realised(net: Netlist, topology: str, meta: dict) -> tuple[np.ndarray, np.ndarray]:
-    """(A, b) realised by a dense/ideal netlist, read off its element values (x units)."""
-    n, alpha = int(meta["n"]), float(meta["matrix_scale"])
-    r0, v0 = float(meta["R0_ohm"]), float(meta["volts_per_unit"])
-    A = np.zeros((n, n))
-    b = np.zeros(n)
-    for el in net.elements:
-        if el.value is None:
-            continue
-        if topology == "dense":
-            if el.kind == "r":
-                src, dst = el.nodes
-                i = _cell_of(dst, ("s",))
-                j = _cell_of(src, ("o", "p"))
-                if i is not None and j is not None:
-                    A[i, j] += (1.0 if src[0] == "o" else -1.0) * r0 / (alpha * el.value)
-            elif el.kind == "v":
-                i = _cell_of(el.nodes[0], ("u",))
-                if i is not None:
-                    b[i] = -el.value / (alpha * v0)
-        else:
-            if el.kind == "g":
-                i, j = _cell_of(el.nodes[0], ("x",)), _cell_of(el.nodes[2], ("x",))
-                if i is not None and j is not None:
-                    A[i, j] += el.value * r0 / alpha
-            elif el.kind == "i" and el.nodes[0] == GROUND:
-                i = _cell_of(el.nodes[1], ("x",))
-                if i is not None:
-                    b[i] = el.value * r0 / (alpha * v0)
-    return A, b
 
 
 def _system_matrix(meta: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -363,27 +303,29 @@ def tile_circuit(compiled: CompiledCircuit, K: int = DEFAULT_K, seed: int = 0,
     (dense and ideal topologies only).
     """
     meta0 = compiled.meta
-    topology = meta0.get("topology")
     K = _check_k(K)
-    if topology not in CELL_NODES:
-        raise CompileError(f"tiles: topology {topology!r} is not supported "
-                           f"(choose from {sorted(CELL_NODES)})")
+    cm = compiled.cell_map
+    if cm is None:
+        raise CompileError("tiles: the sidecar has no cell map (recompile the deck with this "
+                           "version)")
     if "tiles" in meta0:
         raise CompileError("tiles: this circuit is already tiled")
-    if drop_inter_tile and topology == "factored":
-        raise CompileError("tiles: block Jacobi (--block-jacobi) is not supported for the "
-                           "factored topology: its couplings run through shared stages, not "
-                           "per-pair resistors; compile with --topology dense or ideal")
+    if drop_inter_tile and cm.stages:
+        raise CompileError(f"tiles: block Jacobi (--block-jacobi) is not supported for the "
+                           f"{cm.topology} topology: its couplings run through shared stages, "
+                           "not per-pair resistors; compile with --topology dense or ideal")
     net0 = compiled.netlist
     if any(el.kind == "x" for el in net0.elements):
         raise CompileError("tiles: the netlist already holds subcircuit instances")
-    n = int(meta0["n"])
-    letters, port_letters = CELL_NODES[topology], PORT_NODES[topology]
+    n = cm.n
+    node_cell = cm.node_cells()
+    noise = set(cm.elements_with(Role.NOISE))
     A_sys, b_sys = _system_matrix(meta0)
-    if topology == "factored":
-        A_part = A_sys
+    if cm.couplings_of("A"):
+        A_part = coupling_matrix(net0, cm, float(meta0["matrix_scale"]),
+                                 float(meta0["R0_ohm"]))
     else:
-        A_part, _ = _realised(net0, topology, meta0)
+        A_part = A_sys
     tiles = partition(A_part, K, seed)
     lab = _labels(tiles, n)
     n_tiles = len(tiles)
@@ -394,9 +336,8 @@ def tile_circuit(compiled: CompiledCircuit, K: int = DEFAULT_K, seed: int = 0,
     dropped: list[Element] = []
     inter: list[Element] = []
     for el in net0.elements:
-        cells = [_cell_of(nd, letters) for nd in el.nodes if nd != GROUND]
-        noise = el.name.startswith(NOISE_PREFIXES)
-        if not noise and cells and all(c is not None for c in cells):
+        cells = [node_cell.get(nd) for nd in el.nodes if nd != GROUND]
+        if el.name not in noise and cells and all(c is not None for c in cells):
             ts = sorted({int(lab[c]) for c in cells})
             if len(ts) == 1:
                 inside[ts[0]].append(el)
@@ -408,24 +349,19 @@ def tile_circuit(compiled: CompiledCircuit, K: int = DEFAULT_K, seed: int = 0,
         top.append(el)
 
     # ---- ports and subcircuit definitions --------------------------------------------
-    ports = [[f"{ltr}{i}" for i in cells for ltr in port_letters] for cells in tiles]
+    ports = [[p for i in cells for p in cm.cells[i].ports] for cells in tiles]
     port_set = {p for ps in ports for p in ps}
     for el in top:
         for nd in el.nodes:
-            c = _cell_of(nd, letters)
-            if c is not None and nd not in port_set:
+            if nd in node_cell and nd not in port_set:
                 raise CompileError(f"tiles: top-level element {el.name} reaches node {nd} "
                                    "inside a tile")
-    sub_lines: list[str] = []
-    for t, body in enumerate(inside):
-        sub_lines.append(f".subckt tile{t} " + " ".join(ports[t]))
-        sub_lines += [el.line() for el in body]
-        sub_lines.append(f".ends tile{t}")
-
-    net = Netlist(title=f"{net0.title} [tiled: {n_tiles} tiles of <= {K} cells"
-                        f"{', block Jacobi' if drop_inter_tile else ''}]",
-                  models=[*net0.models, *sub_lines], options=dict(net0.options),
-                  ic=dict(net0.ic), analyses=list(net0.analyses), control=list(net0.control))
+    net = net0.copy(elements=False)
+    net.title = (f"{net0.title} [tiled: {n_tiles} tiles of <= {K} cells"
+                 f"{', block Jacobi' if drop_inter_tile else ''}]")
+    net.header = []
+    net.subcircuits += [Subcircuit(f"tile{t}", tuple(ports[t]), tuple(body))
+                        for t, body in enumerate(inside)]
     for t in range(n_tiles):
         net.add(f"xtile{t}", ports[t], None, f"tile{t}")
     for el in top:
@@ -443,12 +379,13 @@ def tile_circuit(compiled: CompiledCircuit, K: int = DEFAULT_K, seed: int = 0,
         raise CompileError("tiles: the flattened tiled circuit differs from the original")
 
     # ---- report ----------------------------------------------------------------------
-    touching = [el for el in top if not el.name.startswith(NOISE_PREFIXES)
+    touching = [el for el in top if el.name not in noise
                 and any(nd in port_set for nd in el.nodes)]
     report = {
         "K": K, "seed": int(seed), "n_tiles": n_tiles,
         "method": "recursive Kernighan-Lin bisection (networkx; contiguous, spectral and "
-                  "seeded random starts) + greedy move/swap refinement under capacity K",
+                  "seeded random starts) + refinement under capacity K: greedy moves and "
+                  "pairwise Kernighan-Lin exchanges (networkx)",
         "tiles": tiles,
         "cells_per_tile": [len(c) for c in tiles],
         "subcircuits": [f"tile{t}" for t in range(n_tiles)],
@@ -457,11 +394,10 @@ def tile_circuit(compiled: CompiledCircuit, K: int = DEFAULT_K, seed: int = 0,
         "intra_tile_elements": [len(b) for b in inside],
         "inter_tile_wires": len(inter),
         "backplane_wires": len(touching),
-        "backplane_element_counts": _counts(el for el in top
-                                            if not el.name.startswith(NOISE_PREFIXES)),
+        "backplane_element_counts": _counts(el for el in top if el.name not in noise),
         **partition_report(A_part, tiles, K),
-        "partition_matrix": "F = S^T S + lambda I" if topology == "factored"
-                            else "realised (pruned) A",
+        "partition_matrix": "realised (pruned) A" if cm.couplings_of("A")
+                            else "the sidecar's system matrix (F = S^T S + lambda I)",
         "internal_node_names": "xtile<t>.<node> (ngspice hierarchical names)",
         "graphcheck": "run on the flattened netlist (X instances expanded)",
         "block_jacobi": None,
@@ -470,8 +406,8 @@ def tile_circuit(compiled: CompiledCircuit, K: int = DEFAULT_K, seed: int = 0,
     predicted = dict(meta0["predicted"])
     header = list(net0.header)
     if drop_inter_tile:
-        bj, predicted = _block_jacobi(net0, flat, topology, meta0, A_sys, b_sys, lab,
-                                      dropped, predicted)
+        bj, predicted = _block_jacobi(net, cm, float(meta0["volts_per_unit"]), A_sys, b_sys,
+                                      lab, dropped, predicted)
         report["block_jacobi"] = bj
         header = [h for h in header if not h.startswith("predicted DC deviation")]
         header.append(f"predicted DC deviation from A^-1 b: "
@@ -481,9 +417,15 @@ def tile_circuit(compiled: CompiledCircuit, K: int = DEFAULT_K, seed: int = 0,
         f"inter-tile couplings: {len(inter)}{' (dropped: block Jacobi)' if drop_inter_tile else ''}"
         f"; cut weight {report['cut_weight']:.6g} = {report['cut_fraction']:.3g} of "
         f"off-diagonal weight (contiguous: {report['naive_cut_fraction']:.3g})")
-    header.append("tile-internal nodes: xtile<t>.<node>; ports o/p/s (ideal: x) per cell")
+    header.append("tile-internal nodes: xtile<t>.<node>; ports: each cell's output, "
+                  "inverted and summing nodes")
     net.header = header
-    meta["ic_map"] = _rename_ic(meta0.get("ic_map"), lab, letters, port_set)
+    inner = {nd: f"xtile{int(lab[c])}.{nd}" for nd, c in node_cell.items()
+             if nd not in port_set}
+    meta["ic_map"] = _rename_ic(meta0.get("ic_map"), inner)
+    meta["cell_map"] = cm.renamed(nodes=inner).with_roles(
+        {f"xtile{t}": Role.TILE for t in range(n_tiles)}, drop=tuple(e.name for e in dropped)
+    ).to_json()
     meta["predicted"] = predicted
     meta["element_counts"] = flat.counts()
     meta["tiles"] = report
@@ -497,25 +439,20 @@ def _counts(els) -> dict[str, int]:
     return dict(sorted(c.items()))
 
 
-def _rename_ic(ic_map: dict | None, lab: np.ndarray, letters, port_set: set[str]):
+def _rename_ic(ic_map: dict | None, inner: dict[str, str]):
     if not ic_map:
         return ic_map
-
-    def name(node: str) -> str:
-        c = _cell_of(node, letters)
-        if c is None or node in port_set:
-            return node
-        return f"xtile{int(lab[c])}.{node}"
-
-    return {"linear": [[name(nd), var, coef] for nd, var, coef in ic_map.get("linear", [])],
-            "const": [[name(nd), val] for nd, val in ic_map.get("const", [])]}
+    return {"linear": [[inner.get(nd, nd), var, coef]
+                       for nd, var, coef in ic_map.get("linear", [])],
+            "const": [[inner.get(nd, nd), val] for nd, val in ic_map.get("const", [])]}
 
 
-def _block_jacobi(net0: Netlist, flat: Netlist, topology: str, meta: dict,
-                  A_sys: np.ndarray, b_sys: np.ndarray, lab: np.ndarray,
-                  dropped: list[Element], predicted0: dict) -> tuple[dict, dict]:
-    """The block-Jacobi report and the sidecar's honest `predicted` record."""
-    from . import topology_dense
+def _block_jacobi(net: Netlist, cm: CellMap, v0: float, A_sys: np.ndarray, b_sys: np.ndarray,
+                  lab: np.ndarray, dropped: list[Element], predicted0: dict
+                  ) -> tuple[dict, dict]:
+    """The block-Jacobi report and the sidecar's honest `predicted` record (the DC solution
+    of the tiled deck itself, inter-tile couplings gone, by the parser's nodal analysis)."""
+    from ..parser import dc_solution, parse_deck
 
     same = lab[:, None] == lab[None, :]
     A_bj = np.where(same, A_sys, 0.0)
@@ -523,16 +460,10 @@ def _block_jacobi(net0: Netlist, flat: Netlist, topology: str, meta: dict,
     x_bj = np.linalg.solve(A_bj, b_sys)
     xn = max(float(np.linalg.norm(x)), 1e-300)
     err = float(np.linalg.norm(x_bj - x) / xn)
-    # what the deck does: its own element values, cross-tile couplings gone
-    A_r, b_r = _realised(net0, topology, meta)
-    A_rbj = np.where(same, A_r, 0.0)
-    if topology == "dense":
-        spec = HardwareSpec(**meta["spec"])
-        x_dc = topology_dense.finite_gain_dc(A_rbj, b_r, float(meta["matrix_scale"]), spec)
-        cause = "finite op-amp gain"
-    else:
-        x_dc = np.linalg.solve(A_rbj, b_r)
-        cause = "ideal elements"
+    volts = dc_solution(parse_deck(net.to_text()))
+    x_dc = np.array([volts[o] for o in cm.outputs]) / v0
+    cause = "finite op-amp gain" if any(r in OPAMP_ROLES for r in cm.roles.values()) \
+        else "ideal elements"
     pruned = "pruning of" in predicted0.get("cause", "")
     cause = (f"block Jacobi: {len(dropped)} inter-tile couplings dropped"
              + (", pruning" if pruned else "") + f" and {cause}")

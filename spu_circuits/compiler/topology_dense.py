@@ -13,7 +13,10 @@ import numpy as np
 
 from ..netlist import GROUND, Netlist
 from ..spec import HardwareSpec
-from .scaling import Scaled
+from ..system import FactoredSystem
+from .cellmap import Cell, CellMap, Coupling, Role
+from .scaling import Scaled, scale
+from .topology import BaseTopology, Builder, Prediction
 
 #: a current into the injection node moves x by this sign
 NOISE_SIGN = -1.0
@@ -28,33 +31,45 @@ def injection_node(i: int) -> str:
     return f"s{i}"
 
 
-def add_integrator_cells(net: Netlist, b: np.ndarray, alpha: float, spec: HardwareSpec
-                         ) -> None:
+def add_integrator_cells(bld: Builder, b: np.ndarray, alpha: float, spec: HardwareSpec
+                         ) -> list[Cell]:
     """Per variable i: integrator (s{i}, o{i}, C), inverter p{i} = −o{i} (input n{i}) and
-    bias u{i} = −α v₀ b_i through R₀ into s{i}. Shared with the factored topology."""
+    bias u{i} = −α v₀ b_i through R₀ into s{i}; returns the cells. Shared with the factored
+    topology."""
     v0, r0, gain = spec.volts_per_unit, spec.R0_ohm, spec.opamp_gain
+    cells = []
     for i in range(len(b)):
         s, o, p, m, u = f"s{i}", f"o{i}", f"p{i}", f"n{i}", f"u{i}"
-        net.add(f"eint{i}", (o, GROUND, GROUND, s), gain)
-        net.add(f"c{i}", (s, o), spec.C_F)
-        net.add(f"rinv{i}", (o, m), r0)
-        net.add(f"rfb{i}", (m, p), r0)
-        net.add(f"einv{i}", (p, GROUND, GROUND, m), gain)
-        net.add(f"vb{i}", (u, GROUND), -alpha * v0 * b[i])
-        net.add(f"rb{i}", (u, s), r0)
+        bld.add(Role.INTEGRATOR_OPAMP, f"eint{i}", (o, GROUND, GROUND, s), gain)
+        bld.add(Role.INTEGRATOR_CAP, f"c{i}", (s, o), spec.C_F)
+        bld.add(Role.INVERTER_R_IN, f"rinv{i}", (o, m), r0)
+        bld.add(Role.INVERTER_R_FB, f"rfb{i}", (m, p), r0)
+        bld.add(Role.INVERTER_OPAMP, f"einv{i}", (p, GROUND, GROUND, m), gain)
+        bld.add(Role.BIAS_SOURCE, f"vb{i}", (u, GROUND), -alpha * v0 * b[i])
+        bld.add(Role.BIAS_RESISTOR, f"rb{i}", (u, s), r0)
+        cells.append(Cell(index=i, output=o, summing=s, capacitor=f"c{i}", bias=f"vb{i}",
+                          inverted=p, integrator=f"eint{i}", inverter=f"einv{i}",
+                          bias_resistor=f"rb{i}", inverter_r_in=f"rinv{i}",
+                          inverter_r_fb=f"rfb{i}", internal_nodes=(m, u)))
+    return cells
 
 
-def build(sc: Scaled, spec: HardwareSpec, net: Netlist) -> list[str]:
-    """Add the dense op-amp circuit to `net`; returns the output nodes in variable order."""
+def build(sc: Scaled, spec: HardwareSpec, topology: str = "dense"
+          ) -> tuple[Netlist, CellMap]:
+    """The dense op-amp circuit for `sc` and its cell map (outputs in variable order)."""
     n = sc.A.shape[0]
-    add_integrator_cells(net, sc.b, sc.alpha, spec)
+    bld = Builder()
+    cells = add_integrator_cells(bld, sc.b, sc.alpha, spec)
+    couplings = []
     for i in range(n):
         for j in range(n):
             a = sc.A[i, j]
             if a != 0.0:
                 src = f"o{j}" if a > 0 else f"p{j}"
-                net.add(f"ra{i}_{j}", (src, f"s{i}"), sc.resistance(a, spec))
-    return [output_node(i) for i in range(n)]
+                name = bld.add(Role.COUPLING, f"ra{i}_{j}", (src, f"s{i}"),
+                               sc.resistance(a, spec))
+                couplings.append(Coupling("A", i, j, 1 if a > 0 else -1, (name,)))
+    return bld.finish(topology, cells, couplings)
 
 
 def ic_map(sc, spec: HardwareSpec) -> dict:
@@ -88,3 +103,31 @@ def finite_gain_dc(A: np.ndarray, b: np.ndarray, alpha: float, spec: HardwareSpe
     u = -alpha * v0 * b
     o = np.linalg.solve(M, -u / r0)
     return o / v0
+
+
+class DenseTopology(BaseTopology):
+    """The dense op-amp topology as a `Topology` object (see the module docstring)."""
+
+    name = "dense"
+    noise_sign = NOISE_SIGN
+    needs_factor = False
+    uses_opamps = True
+
+    def scale(self, system, spec: HardwareSpec) -> Scaled:
+        if isinstance(system, FactoredSystem):
+            system = system.as_linear_system()
+        return scale(system, spec)
+
+    def build(self, scaled, spec: HardwareSpec) -> tuple[Netlist, CellMap]:
+        return build(scaled, spec, self.name)
+
+    def ic_map(self, scaled, spec: HardwareSpec) -> dict:
+        return ic_map(scaled, spec)
+
+    def predict_dc(self, scaled, spec: HardwareSpec, net: Netlist, cell_map: CellMap
+                   ) -> Prediction:
+        return Prediction(finite_gain_dc(scaled.A, scaled.b, scaled.alpha, spec),
+                          ("finite op-amp gain",))
+
+
+TOPOLOGY = DenseTopology()

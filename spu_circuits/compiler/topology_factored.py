@@ -13,9 +13,16 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
+from ..errors import InputError
 from ..netlist import GROUND, Netlist
 from ..spec import HardwareSpec
+from ..system import FactoredSystem
 from . import topology_dense
+from .cellmap import CellMap, Coupling, Role, Stage
+from .scaling import ScaledFactored, scale_factored
+from .topology import BaseTopology, Builder, Prediction
 
 NOISE_SIGN = -1.0
 output_node = topology_dense.output_node
@@ -24,29 +31,73 @@ ic_map = topology_dense.ic_map
 add_integrator_cells = topology_dense.add_integrator_cells
 
 
-def build(sc, spec: HardwareSpec, net: Netlist) -> list[str]:
-    """Add the factored circuit for `sc` (a ScaledFactored) to `net`; returns output nodes."""
+def build(sc: ScaledFactored, spec: HardwareSpec, topology: str = "factored"
+          ) -> tuple[Netlist, CellMap]:
+    """The factored circuit for `sc` and its cell map (outputs in variable order)."""
     S, lam, alpha = sc.S, sc.damping, sc.alpha
     r, n = S.shape
     r0, gain = spec.R0_ohm, spec.opamp_gain
     beta = math.sqrt(alpha)
-    add_integrator_cells(net, sc.b, alpha, spec)
+    bld = Builder()
+    cells = add_integrator_cells(bld, sc.b, alpha, spec)
+    couplings, stages = [], []
     for i in range(n):
-        net.add(f"rd{i}", (f"o{i}", f"s{i}"), r0 / (alpha * lam))
+        name = bld.add(Role.DAMPING, f"rd{i}", (f"o{i}", f"s{i}"), r0 / (alpha * lam))
+        couplings.append(Coupling("damping", i, i, 1, (name,)))
     for k in range(r):
         t, y, q, mk = f"t{k}", f"y{k}", f"q{k}", f"m{k}"
-        net.add(f"etia{k}", (y, GROUND, GROUND, t), gain)
-        net.add(f"rtf{k}", (t, y), r0)
-        net.add(f"rqin{k}", (y, mk), r0)
-        net.add(f"rqfb{k}", (mk, q), r0)
-        net.add(f"eq{k}", (q, GROUND, GROUND, mk), gain)
+        bld.add(Role.STAGE_OPAMP, f"etia{k}", (y, GROUND, GROUND, t), gain)
+        bld.add(Role.STAGE_R_FB, f"rtf{k}", (t, y), r0)
+        bld.add(Role.INVERTER_R_IN, f"rqin{k}", (y, mk), r0)
+        bld.add(Role.INVERTER_R_FB, f"rqfb{k}", (mk, q), r0)
+        bld.add(Role.INVERTER_OPAMP, f"eq{k}", (q, GROUND, GROUND, mk), gain)
+        stages.append(Stage(index=k, summing=t, output=y, inverted=q, opamp=f"etia{k}",
+                            inverter=f"eq{k}", feedback=f"rtf{k}", inverter_r_in=f"rqin{k}",
+                            inverter_r_fb=f"rqfb{k}", internal_nodes=(mk,)))
         for j in range(n):
             if S[k, j] != 0.0:
                 src = f"o{j}" if S[k, j] > 0 else f"p{j}"
-                net.add(f"rs{k}_{j}", (src, t), r0 / (beta * abs(S[k, j])))
+                name = bld.add(Role.COUPLING, f"rs{k}_{j}", (src, t),
+                               r0 / (beta * abs(S[k, j])))
+                couplings.append(Coupling("S_in", k, j, 1 if S[k, j] > 0 else -1, (name,)))
     for k in range(r):
         for i in range(n):
             if S[k, i] != 0.0:
                 src = f"q{k}" if S[k, i] > 0 else f"y{k}"
-                net.add(f"rst{i}_{k}", (src, f"s{i}"), r0 / (beta * abs(S[k, i])))
-    return [output_node(i) for i in range(n)]
+                name = bld.add(Role.COUPLING, f"rst{i}_{k}", (src, f"s{i}"),
+                               r0 / (beta * abs(S[k, i])))
+                couplings.append(Coupling("S_out", k, i, 1 if S[k, i] > 0 else -1, (name,)))
+    return bld.finish(topology, cells, couplings, stages)
+
+
+class FactoredTopology(BaseTopology):
+    """The factored topology as a `Topology` object (see the module docstring)."""
+
+    name = "factored"
+    noise_sign = NOISE_SIGN
+    needs_factor = True
+    uses_opamps = True
+
+    def scale(self, system, spec: HardwareSpec) -> ScaledFactored:
+        if not isinstance(system, FactoredSystem):
+            raise InputError("the factored topology needs F̃ = SᵀS + λI: give the factor S "
+                             "and the damping λ (--factor S.npy --damping λ)")
+        return scale_factored(system, spec)
+
+    def build(self, scaled, spec: HardwareSpec) -> tuple[Netlist, CellMap]:
+        return build(scaled, spec, self.name)
+
+    def ic_map(self, scaled, spec: HardwareSpec) -> dict:
+        return ic_map(scaled, spec)
+
+    def predict_dc(self, scaled, spec: HardwareSpec, net: Netlist, cell_map: CellMap
+                   ) -> Prediction:
+        """Nodal analysis of the netlist itself (the independent parser's MNA)."""
+        from ..parser import dc_solution, parse_deck
+
+        volts = dc_solution(parse_deck(net.to_text()))
+        x = np.array([volts[o] for o in cell_map.outputs]) / spec.volts_per_unit
+        return Prediction(x, ("finite op-amp gain",))
+
+
+TOPOLOGY = FactoredTopology()

@@ -29,7 +29,10 @@ import numpy as np
 from ..errors import CompileError, InputError
 from ..netlist import GROUND, Netlist
 from ..spec import HardwareSpec
+from ..system import FactoredSystem
 from .cellmap import Cell, CellMap, Coupling, Role, Stage
+from .scaling import scale, scale_factored
+from .topology import BaseTopology, Builder, Prediction
 
 #: a current into the injection node (sv) moves v by this sign (inverting integrator)
 NOISE_SIGN = -1.0
@@ -84,9 +87,12 @@ def _check_range(what: str, r_ohm: float, spec: HardwareSpec) -> None:
             "widen the range")
 
 
-def build(sc, spec: HardwareSpec, net: Netlist, gamma: float) -> CellMap:
-    """Add the oscillator circuit for `sc` (Scaled: dense couplings; ScaledFactored: stages) to
-    `net`; returns its cell map (outputs: the x nodes o{i}; velocities: w{i})."""
+def build(sc, spec: HardwareSpec, gamma: float) -> tuple[Netlist, CellMap]:
+    """The oscillator circuit for `sc` (Scaled: dense couplings; ScaledFactored: stages) and its
+    cell map. Cell fields: output o{i} (x), inverted p{i} (−x, the position integrator's
+    output), summing sv{i} (the velocity integrator's virtual ground, where couplings, bias and
+    noise enter; also `velocity_summing`), capacitor cx{i} / integrator eix{i} (position),
+    velocity w{i} and velocity_capacitor cv{i}; sx{i}, n{i}, u{i} are internal nodes."""
     factored = hasattr(sc, "S")
     alpha, b = sc.alpha, sc.b
     n = b.shape[0]
@@ -94,32 +100,28 @@ def build(sc, spec: HardwareSpec, net: Netlist, gamma: float) -> CellMap:
     r_x, r_g = r0 / alpha, r0 / (alpha * gamma)
     _check_range("position-integrator input R0/alpha", r_x, spec)
     _check_range("velocity damping R0/(alpha*gamma)", r_g, spec)
-    roles: dict[str, str] = {}
+    bld = Builder()
     cells, couplings = [], []
-
-    def add(name, nodes, value, role):
-        net.add(name, nodes, value)
-        roles[name] = str(role)
-
     for i in range(n):
         sv, w, sx, p, m, o, u = (f"sv{i}", f"w{i}", f"sx{i}", f"p{i}", f"n{i}", f"o{i}",
                                  f"u{i}")
-        add(f"eiv{i}", (w, GROUND, GROUND, sv), gain, Role.INTEGRATOR_OPAMP)
-        add(f"cv{i}", (sv, w), cap, Role.INTEGRATOR_CAP)
-        add(f"rg{i}", (w, sv), r_g, Role.DAMPING)
-        add(f"vb{i}", (u, GROUND), -alpha * v0 * b[i], Role.BIAS_SOURCE)
-        add(f"rb{i}", (u, sv), r0, Role.BIAS_RESISTOR)
-        add(f"eix{i}", (p, GROUND, GROUND, sx), gain, Role.INTEGRATOR_OPAMP)
-        add(f"cx{i}", (sx, p), cap, Role.INTEGRATOR_CAP)
-        add(f"rx{i}", (w, sx), r_x, Role.INTEGRATOR_R_IN)
-        add(f"rinv{i}", (p, m), r0, Role.INVERTER_R_IN)
-        add(f"rfb{i}", (m, o), r0, Role.INVERTER_R_FB)
-        add(f"einv{i}", (o, GROUND, GROUND, m), gain, Role.INVERTER_OPAMP)
-        cells.append(Cell(index=i, output=o, summing=sx, capacitor=f"cx{i}", bias=f"vb{i}",
+        bld.add(Role.INTEGRATOR_OPAMP, f"eiv{i}", (w, GROUND, GROUND, sv), gain)
+        bld.add(Role.INTEGRATOR_CAP, f"cv{i}", (sv, w), cap)
+        bld.add(Role.DAMPING, f"rg{i}", (w, sv), r_g)
+        bld.add(Role.BIAS_SOURCE, f"vb{i}", (u, GROUND), -alpha * v0 * b[i])
+        bld.add(Role.BIAS_RESISTOR, f"rb{i}", (u, sv), r0)
+        bld.add(Role.INTEGRATOR_OPAMP, f"eix{i}", (p, GROUND, GROUND, sx), gain)
+        bld.add(Role.INTEGRATOR_CAP, f"cx{i}", (sx, p), cap)
+        bld.add(Role.INTEGRATOR_R_IN, f"rx{i}", (w, sx), r_x)
+        bld.add(Role.INVERTER_R_IN, f"rinv{i}", (p, m), r0)
+        bld.add(Role.INVERTER_R_FB, f"rfb{i}", (m, o), r0)
+        bld.add(Role.INVERTER_OPAMP, f"einv{i}", (o, GROUND, GROUND, m), gain)
+        cells.append(Cell(index=i, output=o, summing=sv, capacitor=f"cx{i}", bias=f"vb{i}",
                           inverted=p, integrator=f"eix{i}", inverter=f"einv{i}",
                           bias_resistor=f"rb{i}", velocity=w, velocity_summing=sv,
-                          velocity_capacitor=f"cv{i}"))
-        couplings.append(Coupling("damping", i, i, +1, (f"rg{i}",)))
+                          velocity_capacitor=f"cv{i}", inverter_r_in=f"rinv{i}",
+                          inverter_r_fb=f"rfb{i}", internal_nodes=(sx, m, u)))
+        couplings.append(Coupling("damping", i, i, 1, (f"rg{i}",)))
     stages = []
     if not factored:
         A = sc.A
@@ -128,40 +130,40 @@ def build(sc, spec: HardwareSpec, net: Netlist, gamma: float) -> CellMap:
                 a = A[i, j]
                 if a != 0.0:
                     src = f"o{j}" if a > 0 else f"p{j}"
-                    name = f"ra{i}_{j}"
-                    add(name, (src, f"sv{i}"), sc.resistance(a, spec), Role.COUPLING)
+                    name = bld.add(Role.COUPLING, f"ra{i}_{j}", (src, f"sv{i}"),
+                                   sc.resistance(a, spec))
                     couplings.append(Coupling("A", i, j, 1 if a > 0 else -1, (name,)))
     else:
         S, lam = sc.S, sc.damping
         beta = math.sqrt(alpha)
         for i in range(n):
-            add(f"rd{i}", (f"o{i}", f"sv{i}"), r0 / (alpha * lam), Role.DAMPING)
-            couplings.append(Coupling("damping", i, i, +1, (f"rd{i}",)))
+            name = bld.add(Role.DAMPING, f"rd{i}", (f"o{i}", f"sv{i}"), r0 / (alpha * lam))
+            couplings.append(Coupling("damping", i, i, 1, (name,)))
         for k in range(S.shape[0]):
             t, y, q, mk = f"t{k}", f"y{k}", f"q{k}", f"m{k}"
-            add(f"etia{k}", (y, GROUND, GROUND, t), gain, Role.STAGE_OPAMP)
-            add(f"rtf{k}", (t, y), r0, Role.STAGE_R_FB)
-            add(f"rqin{k}", (y, mk), r0, Role.INVERTER_R_IN)
-            add(f"rqfb{k}", (mk, q), r0, Role.INVERTER_R_FB)
-            add(f"eq{k}", (q, GROUND, GROUND, mk), gain, Role.INVERTER_OPAMP)
-            stages.append(Stage(k, t, y, q, f"etia{k}", f"eq{k}", f"rtf{k}"))
+            bld.add(Role.STAGE_OPAMP, f"etia{k}", (y, GROUND, GROUND, t), gain)
+            bld.add(Role.STAGE_R_FB, f"rtf{k}", (t, y), r0)
+            bld.add(Role.INVERTER_R_IN, f"rqin{k}", (y, mk), r0)
+            bld.add(Role.INVERTER_R_FB, f"rqfb{k}", (mk, q), r0)
+            bld.add(Role.INVERTER_OPAMP, f"eq{k}", (q, GROUND, GROUND, mk), gain)
+            stages.append(Stage(index=k, summing=t, output=y, inverted=q, opamp=f"etia{k}",
+                                inverter=f"eq{k}", feedback=f"rtf{k}", inverter_r_in=f"rqin{k}",
+                                inverter_r_fb=f"rqfb{k}", internal_nodes=(mk,)))
             for j in range(n):
                 if S[k, j] != 0.0:
                     src = f"o{j}" if S[k, j] > 0 else f"p{j}"
-                    name = f"rs{k}_{j}"
-                    add(name, (src, t), r0 / (beta * abs(S[k, j])), Role.COUPLING)
+                    name = bld.add(Role.COUPLING, f"rs{k}_{j}", (src, t),
+                                   r0 / (beta * abs(S[k, j])))
                     couplings.append(Coupling("S_in", k, j, 1 if S[k, j] > 0 else -1, (name,)))
         for k in range(S.shape[0]):
             for i in range(n):
                 if S[k, i] != 0.0:
                     src = f"q{k}" if S[k, i] > 0 else f"y{k}"
-                    name = f"rst{i}_{k}"
-                    add(name, (src, f"sv{i}"), r0 / (beta * abs(S[k, i])), Role.COUPLING)
+                    name = bld.add(Role.COUPLING, f"rst{i}_{k}", (src, f"sv{i}"),
+                                   r0 / (beta * abs(S[k, i])))
                     couplings.append(Coupling("S_out", k, i, 1 if S[k, i] > 0 else -1,
                                               (name,)))
-    trim = tuple(c.elements[0] for c in couplings)
-    return CellMap(topology="oscillator", cells=tuple(cells), couplings=tuple(couplings),
-                   stages=tuple(stages), roles=roles, trimmable=trim)
+    return bld.finish("oscillator", cells, couplings, stages)
 
 
 def ic_map(sc, spec: HardwareSpec) -> dict:
@@ -238,8 +240,8 @@ def sidecar_record(sc, gamma: float, rule: str, cell_map: CellMap) -> dict:
                         "tau) xi"}
 
 
-def add_noise(net: Netlist, meta: dict, noise, A: np.ndarray, name: str, gamma: float
-              ) -> dict[str, bytes]:
+def add_noise(net: Netlist, meta: dict, noise, A: np.ndarray, name: str, gamma: float, *,
+              roles: dict[str, str] | None = None) -> dict[str, bytes]:
     """The compiler's noise pass for the velocity integrators: intensity sqrt(2γκ₀τ) (so the
     stationary law keeps κ₀), default step DEFAULT_STEP_FRAC·T_fast; records κ₀ (not γκ₀)."""
     from dataclasses import replace
@@ -248,15 +250,78 @@ def add_noise(net: Netlist, meta: dict, noise, A: np.ndarray, name: str, gamma: 
     from .noise import add_noise as _add_noise
 
     if noise.kind == "none":
-        return _add_noise(net, meta, noise, A, name, NOISE_SIGN)
+        return _add_noise(net, meta, noise, A, name, NOISE_SIGN, roles=roles)
     step = noise.step_tau
     rule = "given"
     if step is None:
         step = DEFAULT_STEP_FRAC * timescales(A, gamma)[1]
         rule = f"{DEFAULT_STEP_FRAC}/max(sqrt(lambda_max(A)), gamma)"
     files = _add_noise(net, meta, replace(noise, kappa0=gamma * noise.kappa0, step_tau=step),
-                       A, name, NOISE_SIGN)
+                       A, name, NOISE_SIGN, roles=roles)
     rec = meta["noise"]
     rec.update(kappa0=noise.kappa0, gamma_kappa0=gamma * noise.kappa0, step_rule=rule,
                model="dv carries sqrt(2 gamma kappa0) dW (units of tau)")
     return files
+
+
+class OscillatorTopology(BaseTopology):
+    """The oscillator as a `Topology` object; `with_gamma(γ)` gives one with a fixed damping
+    (None: 2√λ_min(A) of each system). A FactoredSystem compiles with the factored stages."""
+
+    name = "oscillator"
+    noise_sign = NOISE_SIGN
+    needs_factor = False
+    uses_opamps = True
+
+    def __init__(self, gamma: float | None = None) -> None:
+        self.gamma = gamma
+
+    def with_gamma(self, gamma: float | None) -> OscillatorTopology:
+        return OscillatorTopology(gamma)
+
+    def scale(self, system, spec: HardwareSpec):
+        if isinstance(system, FactoredSystem):
+            return scale_factored(system, spec)
+        return scale(system, spec)
+
+    def damping(self, scaled) -> tuple[float, str]:
+        return resolve_gamma(scaled, self.gamma)
+
+    def build(self, scaled, spec: HardwareSpec) -> tuple[Netlist, CellMap]:
+        return build(scaled, spec, self.damping(scaled)[0])
+
+    def ic_map(self, scaled, spec: HardwareSpec) -> dict:
+        return ic_map(scaled, spec)
+
+    def predict_dc(self, scaled, spec: HardwareSpec, net: Netlist, cell_map: CellMap
+                   ) -> Prediction:
+        """Closed-form finite-gain nodal analysis (dense); the parser's MNA (factored)."""
+        if hasattr(scaled, "S"):
+            from ..parser import dc_solution, parse_deck
+
+            volts = dc_solution(parse_deck(net.to_text()))
+            x = np.array([volts[o] for o in cell_map.outputs]) / spec.volts_per_unit
+        else:
+            x = finite_gain_dc(scaled.A, scaled.b, scaled.alpha, self.damping(scaled)[0], spec)
+        return Prediction(x, ("finite op-amp gain",))
+
+    def sidecar_extra(self, scaled, spec: HardwareSpec, cell_map: CellMap) -> dict:
+        g, rule = self.damping(scaled)
+        return {"oscillator": sidecar_record(scaled, g, rule, cell_map)}
+
+    def dynamics_line(self, scaled, spec: HardwareSpec) -> str:
+        g = self.damping(scaled)[0]
+        return (f"dynamics: tau dx/dt = v, tau dv/dt = -(A x - b) - gamma v, gamma = {g:.6g}, "
+                f"tau = R0*C/alpha = {scaled.tau_s:.6g} s (R0 = {spec.R0_ohm:g} ohm, C = "
+                f"{spec.C_F:g} F, alpha = {scaled.alpha:.6g}); v_i = V(w<i>)/v0")
+
+    def add_noise(self, net: Netlist, meta: dict, noise, A: np.ndarray, name: str, *,
+                  roles: dict[str, str] | None = None) -> dict[str, bytes]:
+        g = float((meta.get("oscillator") or {}).get("damping_gamma", 0.0))
+        if not g > 0:
+            raise InputError("the sidecar records no oscillator damping γ")
+        return add_noise(net, meta, noise, A, name, g, roles=roles)
+
+
+TOPOLOGY = OscillatorTopology()
+

@@ -63,7 +63,7 @@ MNIST_PRESETS: dict[str, dict[str, Any]] = {
         "exact_check_steps": 0,
     },
     "full": {
-        "steps": 200,
+        "steps": 400,
         "seeds": [0, 1, 2],
         "methods": ALL_METHODS,
         "eval_every": 20,

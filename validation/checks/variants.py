@@ -3,38 +3,42 @@ by sources the compiler's noise pass generates from the sidecar."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
 
 from spu_circuits.compiler import TOPOLOGIES
+from spu_circuits.compiler.cellmap import CellMap, Role
 from spu_circuits.compiler.noise import NoiseSpec, add_noise
 from spu_circuits.errors import InputError
 from spu_circuits.netlist import Netlist
 from spu_circuits.simulate import Deck
 
-_NOISE_NAME = re.compile(r"^[ia]nz\d+$", re.I)
 
-
-def strip_noise(text: str) -> tuple[str, int]:
+def strip_noise(text: str, noise_elements=()) -> tuple[str, int]:
     """The deck without noise sources, and how many lines were removed.
 
-    Removed: elements named ``inz<k>``/``anz<k>`` (the compiler's noise sources), any element
-    line containing ``trnoise(``, ``.model`` lines of ``filesource`` models, and the ``+``
-    continuation lines of removed lines.
+    Removed: the elements `noise_elements` (the cell map's Role.NOISE elements), any element
+    line containing ``trnoise(``, ``.model`` lines of ``filesource`` models and the XSPICE
+    instances of those models, and the ``+`` continuation lines of removed lines.
     """
+    names = {str(n).lower() for n in noise_elements}
+    lines = text.splitlines()
+    fmodels = {ln.split()[1].lower() for ln in lines[1:] if ln.strip().lower().startswith(
+        ".model") and "filesource" in ln.lower() and len(ln.split()) > 1}
     out, removed, dropping = [], 0, False
-    for k, line in enumerate(text.splitlines()):
+    for k, line in enumerate(lines):
         s = line.strip()
         low = s.lower()
         if k > 0 and low.startswith("+") and dropping:
             removed += 1
             continue
-        first = low.split()[0] if low else ""
+        toks = low.split()
+        first = toks[0] if toks else ""
         drop = k > 0 and bool(first) and (
-            (not first.startswith(("*", ".", "+")) and (_NOISE_NAME.match(first)
-                                                        or "trnoise(" in low.replace(" ", "")))
+            (not first.startswith(("*", ".", "+")) and (
+                first in names or "trnoise(" in low.replace(" ", "")
+                or (first.startswith("a") and toks[-1] in fmodels)))
             or (first == ".model" and "filesource" in low))
         dropping = drop
         if drop:
@@ -54,7 +58,8 @@ def with_noise(deck: Deck, noise: NoiseSpec, A: np.ndarray, workdir: Path | None
     the new noise and drops the digest.
     """
     meta = dict(deck._need_meta())
-    text, _ = strip_noise(deck.text)
+    cm = CellMap.from_json(meta["cell_map"]) if meta.get("cell_map") else None
+    text, _ = strip_noise(deck.text, cm.elements_with(Role.NOISE) if cm else ())
     lines = [ln for ln in text.splitlines() if ln.strip().lower() != ".end"]
     path = deck.path
     if noise.kind == "none":
@@ -69,14 +74,9 @@ def with_noise(deck: Deck, noise: NoiseSpec, A: np.ndarray, workdir: Path | None
             raise InputError(f"unknown topology {meta['topology']!r} in the sidecar")
         sign = TOPOLOGIES[meta["topology"]].NOISE_SIGN
         net = Netlist(title="noise")
-        if meta["topology"] == "oscillator":  # noise into v at sqrt(2γκ₀)
-            from spu_circuits.compiler import topology_oscillator
-
-            gamma = float((meta.get("oscillator") or {}).get("damping_gamma", 0.0))
-            if not gamma > 0:
-                raise InputError("the sidecar records no oscillator damping γ")
-            files = topology_oscillator.add_noise(net, meta, noise, np.asarray(A, dtype=float),
-                                                  name, gamma)
+        topo = TOPOLOGIES[meta["topology"]]
+        if hasattr(topo, "add_noise"):  # its own noise scaling (oscillator: sqrt(2γκ₀) into v)
+            files = topo.add_noise(net, meta, noise, np.asarray(A, dtype=float), name)
         else:
             files = add_noise(net, meta, noise, np.asarray(A, dtype=float), name, sign)
         lines += net.models + [el.line() for el in net.elements]
