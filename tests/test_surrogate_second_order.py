@@ -142,7 +142,7 @@ def test_solver_delay_uses_previous_system_and_default_gamma():
     # by hand: 1τ under p1 then 3τ under p2 from the full state (x, v)
     d1 = DenseOU2(p1.dense(), p1.g, 2 * math.sqrt(0.1))
     d2 = DenseOU2(p2.dense(), p2.g, 2 * math.sqrt(0.3))
-    y = torch.cat([a.x, a.info["state"]["v"]])
+    y = torch.cat([a.x, a.info["state"].v])
     y = d2.mean(d1.mean(y, 1.0), 3.0)
     assert (b.x - y[:20]).abs().max() < 1e-12
 
@@ -156,3 +156,19 @@ def test_solver_noise_reproducible_and_errors():
         make_solver("ou2-exact", gamma=-1.0)
     with pytest.raises(ValueError, match="method"):
         make_solver("ou2-exact", method="lowrank")
+
+
+def test_solver_state_round_trip():
+    """save_state → load_state reproduces the next solve exactly (x, v and the previous
+    system for the delay)."""
+    p1, p2 = _problem(lam=0.1), _problem(lam=0.2)
+    s = make_solver("ou2-exact", t=3.0, t_d=0.5)
+    a = s.solve(p1)
+    saved = s.save_state(a.info["state"])
+    assert set(saved) == {"x", "v", "prev"}
+    loaded = s.load_state(saved, like=p1.g)
+    b1 = s.solve(p2, x0=a.x, state=a.info["state"])
+    b2 = s.solve(p2, x0=a.x, state=loaded)
+    assert b2.info["warm_velocity"]
+    assert torch.equal(b1.x, b2.x)
+

@@ -12,8 +12,9 @@ problem has the factor S with r < N, else :class:`~tngd.surrogate_second_order.D
 State and start (as for ``ou-exact``, with the velocity added): the run starts from ``x0`` when
 given, else ``state["x"]``, else g; the velocity continues from ``state["v"]`` when the start is
 the device's own end state (a warm start of the whole state (x, v)), else it starts at 0 (a
-reset). The delay t_d runs under the previous system first. ``info["state"]`` =
-``{"x", "v", "prev", "cache"}``.
+reset). The delay t_d runs under the previous system first. ``info["state"]`` is an
+:class:`OU2State` (x, v, the system programmed last and its set-up); ``save_state`` /
+``load_state`` turn it into plain tensors and back (the optimizer's state_dict round trip).
 
 γ: a number, or None for 2√λ_min(F̃) of each system (λ_min = λ when r < N, else λ + μ_min(SSᵀ);
 a dense F̃ by eigvalsh): the slowest mode critically damped.
@@ -22,6 +23,8 @@ a dense F̃ by eigvalsh): the slowest mode critically damped.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -31,7 +34,58 @@ from tngd.solvers import LinearProblem, register_solver
 from tngd.solvers_ou import OUSolverBase
 from tngd.surrogate_second_order import DenseOU2, LowRankOU2
 
-__all__ = ["OU2ExactSolver", "default_gamma"]
+__all__ = ["OU2ExactSolver", "OU2State", "default_gamma"]
+
+
+@dataclass
+class OU2State:
+    """The second-order device between two solves: x and v (N,) at the end of the last solve,
+    the system programmed last (it acts during the next delay) and its set-up (never saved)."""
+
+    x: Tensor
+    v: Tensor
+    prev: LinearProblem | None = None
+    decomposition: Any = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """x, v and prev as tensors (``torch.save``-able); ValueError for a matrix-free prev."""
+        if self.prev is None:
+            prev = None
+        elif hasattr(self.prev, "to_dict"):
+            prev = self.prev.to_dict()
+        else:  # pragma: no cover - LinearProblem without to_dict
+            prev = {"g": self.prev.g, "damping": self.prev.damping, "S": self.prev.S,
+                    "F": self.prev.F}
+        return {"x": self.x, "v": self.v, "prev": prev}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], *, like: Tensor | None = None) -> OU2State:
+        def cast(t):
+            return t if like is None or t is None else t.to(dtype=like.dtype, device=like.device)
+
+        prev = d.get("prev")
+        if isinstance(prev, Mapping):
+            if hasattr(LinearProblem, "from_dict"):
+                prev = LinearProblem.from_dict(prev, like=like)
+            else:  # pragma: no cover
+                prev = LinearProblem(g=cast(prev["g"]), damping=prev["damping"],
+                                     S=cast(prev.get("S")), F=cast(prev.get("F")))
+        return cls(x=cast(d["x"]), v=cast(d["v"]), prev=prev)
+
+    @classmethod
+    def coerce(cls, state: Any) -> OU2State | None:
+        """An OU2State from an OU2State, None, or a mapping {"x", "v"?, "prev"?}; a first-order
+        state (x, prev: no velocity) starts the velocity at 0."""
+        if state is None or isinstance(state, OU2State):
+            return state
+        if isinstance(state, Mapping):
+            x = state.get("x")
+            v = state.get("v")
+            return cls(x=x, v=torch.zeros_like(x) if v is None and x is not None else v,
+                       prev=state.get("prev"), decomposition=state.get("cache"))
+        if hasattr(state, "x"):  # tngd.solvers_ou.OUState
+            return cls(x=state.x, v=torch.zeros_like(state.x), prev=getattr(state, "prev", None))
+        raise TypeError(f"state must be an OU2State, got {type(state).__name__}")
 
 
 def default_gamma(problem: LinearProblem) -> float:
@@ -83,6 +137,13 @@ class OU2ExactSolver(OUSolverBase):
             return "gram" if problem.S.shape[0] < problem.N else "dense"
         return self.method
 
+    def save_state(self, state: Any) -> dict[str, Any] | None:
+        state = OU2State.coerce(state)
+        return None if state is None else state.to_dict()
+
+    def load_state(self, saved: Mapping[str, Any] | None, *, like: Tensor) -> OU2State | None:
+        return None if saved is None else OU2State.from_dict(saved, like=like)
+
     def _device(self, problem: LinearProblem, cache: dict):
         if "ou2" in cache:
             return cache["ou2"], 0
@@ -116,17 +177,18 @@ class OU2ExactSolver(OUSolverBase):
         return dev.step(y, h, gen), m
 
     def _solve(self, problem, x0, state):
-        st = state if isinstance(state, dict) else {}
-        prev = st.get("prev")
-        x = self._start(problem, x0, state)
-        v_prev = st.get("v")
-        own = st.get("x")
-        warm = (v_prev is not None and own is not None and own.shape == x.shape
-                and torch.equal(torch.as_tensor(own).to(x), x))
-        v = v_prev.to(x).clone() if warm else torch.zeros_like(x)
+        st = OU2State.coerce(state)
+        prev = st.prev if st is not None else None
+        if x0 is None and st is not None:
+            x0 = st.x
+        x = self._start(problem, x0, None)
+        warm = (st is not None and st.v is not None and st.x is not None
+                and st.x.shape == x.shape and torch.equal(st.x.to(x), x))
+        v = st.v.to(x).clone() if warm else torch.zeros_like(x)
         y = torch.cat([x, v])
         gen = self._generator(problem.device) if self.kappa0 > 0 else None
-        cache: dict = st.get("cache", {})
+        cache = (st.decomposition if st is not None and isinstance(st.decomposition, dict)
+                 else {})
         new_cache: dict = {}
         segments: list[tuple[str, float]] = []
         matvecs = 0
@@ -149,7 +211,7 @@ class OU2ExactSolver(OUSolverBase):
             "matvecs": matvecs, "t": self.t, "t_d": self.t_d, "kappa0": self.kappa0,
             "gamma": None if dev is None else dev.gamma, "segments": segments,
             "warm_velocity": warm,
-            "state": {"x": x, "v": v, "prev": problem, "cache": new_cache},
+            "state": OU2State(x=x, v=v, prev=problem, decomposition=new_cache),
         }
         return x, None, info
 
