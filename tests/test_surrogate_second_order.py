@@ -172,3 +172,25 @@ def test_solver_state_round_trip():
     assert b2.info["warm_velocity"]
     assert torch.equal(b1.x, b2.x)
 
+
+
+@pytest.mark.skipif(__import__("shutil").which("ngspice") is None, reason="needs ngspice")
+@pytest.mark.parametrize("r", [2, 5])  # factored stages (2r < N) and the dense array
+def test_spice_oscillator_solver_matches_ou2_exact(r):
+    import tngd.solvers_spice  # noqa: F401  (registers spice)
+    from spu_circuits.spec import HardwareSpec
+
+    p = _problem(r=r, n=8, lam=0.2)
+    sp = make_solver("spice", topology="oscillator", t=3.0, t_d=1.0,
+                     spec=HardwareSpec(opamp_gain=1e9, r_max_ohm=1e13))
+    ex = make_solver("ou2-exact", t=3.0, t_d=1.0)
+    try:
+        a, b = sp.solve(p), ex.solve(p)
+        a2 = sp.solve(p, x0=a.x, state=a.info["state"])
+        b2 = ex.solve(p, x0=b.x, state=b.info["state"])
+    finally:
+        sp.close()
+    scale = float(torch.linalg.vector_norm(b2.x))
+    assert float(torch.linalg.vector_norm(a.x - b.x)) / scale < 1e-4
+    assert float(torch.linalg.vector_norm(a2.x - b2.x)) / scale < 1e-4
+    assert a2.info["warm_velocity"] and a.info["gamma"] == pytest.approx(b.info["gamma"])

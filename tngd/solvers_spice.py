@@ -146,6 +146,10 @@ class SpiceSolver(OUSolverBase):
 
 
 def _factory(**kw: Any) -> SpiceSolver:
+    if kw.get("topology") == "oscillator":  # the second-order device (tngd.solvers_ou2)
+        from tngd.solvers_spice_oscillator import SpiceOscillatorSolver
+
+        return SpiceOscillatorSolver(**kw)
     return SpiceSolver(**kw)
 
 
