@@ -12,20 +12,36 @@ cached per (method, seed) in ``--cache`` so an interrupted run resumes.
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from tngd.experiments.plots import _curves, _plt
-from tngd.experiments.records import environment, write_json
-from tngd.experiments.runner import _compact, _run_jobs
+from tngd.experiments.records import environment, json_default, write_json
+from tngd.experiments.runner import MnistRun, _compact, run_one
 from tngd.experiments.specs import LAMBDA, SMOOTH, method_specs
 from tngd.experiments.summary import _mean_sd, smooth
 
 FIRST = ["tngd-t5", "tngd-t10", "tngd-t20", "tngd-t50"]
 SECOND = ["tngd2-t2", "tngd2-t5", "tngd2-t10"]
 METHODS = ["ngd", *FIRST, *SECOND]
+
+
+def run_cached(method: str, spec: dict[str, Any], seed: int, steps: int,
+               cache: str | Path | None) -> dict[str, Any]:
+    """One (method, seed) run of :func:`tngd.experiments.runner.run_one`, stored in and reused
+    from ``cache/<method>_s<seed>_n<steps>_e<steps>.json``."""
+    cfile = Path(cache) / f"{method}_s{seed}_n{steps}_e{steps}.json" if cache else None
+    if cfile is not None and cfile.exists():
+        return json.loads(cfile.read_text())
+    res = run_one(MnistRun(method, tuple(sorted(spec.items())), seed, steps, steps))
+    if cfile is not None:
+        cfile.parent.mkdir(parents=True, exist_ok=True)
+        cfile.write_text(json.dumps(res, default=json_default))
+    print(f"done {method} seed {seed}: {res['wall_s']:.0f} s, error={res['error']}", flush=True)
+    return res
 
 
 def distances(runs: list[dict[str, Any]], ref: str = "ngd") -> dict[str, Any]:
@@ -57,26 +73,54 @@ def distances(runs: list[dict[str, Any]], ref: str = "ngd") -> dict[str, Any]:
     return out
 
 
+def _abs_diff_curve(runs: list[dict[str, Any]], method: str, ref: str = "ngd"):
+    """Iterations and the mean over seeds of the smoothed |loss − loss_ref| (None if absent)."""
+    by = {(r["method"], r["seed"]): r for r in runs if r["steps"]}
+    curves = []
+    for (m, s), r in by.items():
+        if m != method or (ref, s) not in by:
+            continue
+        la = np.array([x["loss"] for x in r["steps"]])
+        lb = np.array([x["loss"] for x in by[(ref, s)]["steps"]])
+        n = min(len(la), len(lb))
+        curves.append(smooth(np.abs(la[:n] - lb[:n]).tolist()))
+    if not curves:
+        return None
+    n = min(len(c) for c in curves)
+    return np.arange(1, n + 1), np.mean([c[:n] for c in curves], axis=0)
+
+
 def plot(runs: list[dict[str, Any]], summary: dict[str, Any], path: Path) -> None:
     plt = _plt()
-    fig, ax = plt.subplots(1, 2, figsize=(11, 4))
+    fig, ax = plt.subplots(1, 3, figsize=(15, 4))
     styles = {"ngd": ("k", "-")}
     for i, m in enumerate(FIRST):
         styles[m] = (f"C{i}", "--")
     for i, m in enumerate(SECOND):
         styles[m] = (f"C{i + 4}", "-")
+
+    def label(m):
+        return {"ngd": "NGD (exact)"}.get(m, m.replace("tngd2-t", "2nd order t=")
+                                         .replace("tngd-t", "1st order t=") + "τ")
+
     for m in METHODS:
         c = _curves(runs, m)
         if c is None:
             continue
         col, ls = styles[m]
-        label = {"ngd": "NGD (exact)"}.get(m, m.replace("tngd2-t", "2nd order t=")
-                                           .replace("tngd-t", "1st order t=") + "τ")
-        ax[0].plot(c[0], c[2], color=col, ls=ls, lw=1.4, label=label)
+        ax[0].plot(c[0], c[2], color=col, ls=ls, lw=1.4, label=label(m))
+        d = _abs_diff_curve(runs, m) if m != "ngd" else None
+        if d is not None:
+            ax[1].plot(d[0], d[1], color=col, ls=ls, lw=1.2, label=label(m))
     ax[0].set_xlabel("iteration")
     ax[0].set_ylabel(f"training loss (running mean over {SMOOTH})")
-    ax[0].set_title("MNIST CNN, batch 64, λ = 0.01")
+    ax[0].set_title("MNIST CNN, batch 64, λ = 0.01, lr 0.01")
     ax[0].legend(fontsize=7)
+    ax[1].set_yscale("log")
+    ax[1].set_xlabel("iteration")
+    ax[1].set_ylabel(f"|loss − loss_NGD| (running mean over {SMOOTH})")
+    ax[1].set_title("distance to exact NGD along the run (mean over seeds)")
+    ax[1].legend(fontsize=7)
     for group, marker, lab in ((FIRST, "o--", "first order (RC)"),
                                (SECOND, "s-", "second order (oscillator)")):
         ts, ys, es = [], [], []
@@ -88,13 +132,16 @@ def plot(runs: list[dict[str, Any]], summary: dict[str, Any], path: Path) -> Non
             ys.append(d["mean"])
             es.append(d.get("sd") or 0.0)
         if ts:
-            ax[1].errorbar(ts, ys, yerr=es, fmt=marker, capsize=3, label=lab)
-    ax[1].set_xscale("log")
-    ax[1].set_yscale("log")
-    ax[1].set_xlabel("analog time per iteration t (τ)")
-    ax[1].set_ylabel("mean |loss − loss_NGD| over the run")
-    ax[1].set_title("distance to exact NGD (mean ± sd over seeds)")
-    ax[1].legend(fontsize=8)
+            ax[2].errorbar(ts, ys, yerr=es, fmt=marker, capsize=3, label=lab)
+    ax[2].set_xscale("log")
+    ax[2].set_yscale("log")
+    ax[2].set_xticks([2, 5, 10, 20, 50])
+    ax[2].set_xticklabels(["2", "5", "10", "20", "50"])
+    ax[2].xaxis.set_minor_locator(plt.NullLocator())
+    ax[2].set_xlabel("analog time per iteration t (τ)")
+    ax[2].set_ylabel("mean |loss − loss_NGD| over the 200 iterations")
+    ax[2].set_title("per method (mean ± sd over seeds)")
+    ax[2].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -106,13 +153,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--methods", nargs="+", default=METHODS)
-    ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--cache", default=None)
     args = ap.parse_args(argv)
     specs = method_specs()
-    jobs = [(m, specs[m], s, args.steps, args.steps, args.cache)
+    runs = [run_cached(m, specs[m], s, args.steps, args.cache)
             for s in args.seeds for m in args.methods]
-    runs = _run_jobs(jobs, args.jobs)
     summary = distances(runs)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
