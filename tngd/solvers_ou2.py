@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from tngd.solvers import LinearProblem, register_solver
+from tngd.solvers import REGISTRY, LinearProblem, register_solver
 from tngd.solvers_ou import OUSolverBase
 from tngd.surrogate_second_order import DenseOU2, LowRankOU2
 
@@ -49,13 +49,7 @@ class OU2State:
 
     def to_dict(self) -> dict[str, Any]:
         """x, v and prev as tensors (``torch.save``-able); ValueError for a matrix-free prev."""
-        if self.prev is None:
-            prev = None
-        elif hasattr(self.prev, "to_dict"):
-            prev = self.prev.to_dict()
-        else:  # pragma: no cover - LinearProblem without to_dict
-            prev = {"g": self.prev.g, "damping": self.prev.damping, "S": self.prev.S,
-                    "F": self.prev.F}
+        prev = None if self.prev is None else self.prev.to_dict()
         return {"x": self.x, "v": self.v, "prev": prev}
 
     @classmethod
@@ -65,11 +59,7 @@ class OU2State:
 
         prev = d.get("prev")
         if isinstance(prev, Mapping):
-            if hasattr(LinearProblem, "from_dict"):
-                prev = LinearProblem.from_dict(prev, like=like)
-            else:  # pragma: no cover
-                prev = LinearProblem(g=cast(prev["g"]), damping=prev["damping"],
-                                     S=cast(prev.get("S")), F=cast(prev.get("F")))
+            prev = LinearProblem.from_dict(prev, like=like)
         return cls(x=cast(d["x"]), v=cast(d["v"]), prev=prev)
 
     @classmethod
@@ -216,4 +206,5 @@ class OU2ExactSolver(OUSolverBase):
         return x, None, info
 
 
-register_solver("ou2-exact", OU2ExactSolver)
+if "ou2-exact" not in REGISTRY:  # registries without the lazy entry (older tngd.solvers)
+    register_solver("ou2-exact", OU2ExactSolver)

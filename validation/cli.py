@@ -23,6 +23,7 @@ from spu_circuits.cli import _spec as spec_from_options
 from spu_circuits.cli import friendly, spec_options
 from spu_circuits.errors import InputError
 from spu_circuits.safety import check_untrusted_deck
+from spu_circuits.timesteps import VALIDATION_NOISE_STEP_FRAC
 
 SPEC_KEYS = ("R0_ohm", "C_F", "volts_per_unit", "opamp_gain", "r_min_ohm", "r_max_ohm",
              "prune_rel", "auto_prune")
@@ -55,7 +56,7 @@ def _target_system(matrix, rhs, deck):
                    "compile when no DECK is given.")
 @click.option("--rhs", type=click.Path(dir_okay=False),
               help="b as .npy (default: the sidecar's b for a DECK, ones when compiling).")
-@click.option("--report", "report_dir", type=click.Path(file_okay=False), required=True,
+@click.option("--report", "report_dir", type=click.Path(file_okay=False), default=None,
               help="Folder for report.json, report.md and the figures.")
 @click.option("--topology", type=click.Choice(["dense", "ideal", "oscillator"]),
               default="dense",
@@ -64,7 +65,8 @@ def _target_system(matrix, rhs, deck):
 @click.option("--kappa0", type=float, default=None,
               help="Noise level κ₀ (default: the deck's, else 0.01).")
 @click.option("--noise-step", "noise_step", type=float, default=None,
-              help="Noise step in units of τ (default: the deck's, else 0.2/λ_max(A)).")
+              help="Noise step in units of τ (default: the deck's, else "
+                   f"{VALIDATION_NOISE_STEP_FRAC}/λ_max(A)).")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of the pathwise noise files and the surrogate.")
 @click.option("--backend", type=click.Choice(["shared", "cli"]), default="shared",
@@ -76,8 +78,13 @@ def _target_system(matrix, rhs, deck):
 @click.option("--timeout", "timeout_s", type=float, default=600.0, show_default=True,
               help="Seconds before one ngspice run is stopped.")
 @click.option("--no-figures", is_flag=True, help="Skip the PNG figures.")
+@click.option("--max-error", "max_error", type=float, default=None,
+              help="The spec: dc and transient fail when the error vs A^-1 b exceeds this, "
+                   "whatever the deck predicts of itself.")
 @click.option("--allow-unsafe", is_flag=True,
               help="Run decks with .control blocks, shell/file commands or outside includes.")
+@click.option("--codes", "codes_path", type=click.Path(dir_okay=False),
+              help="Programmable board: validate DECK.cir as programmed by these codes.")
 @click.option("--sweep", is_flag=True,
               help="Validate every DECK × --seeds as one sweep (sweep.json/md/png in --report).")
 @click.option("--seeds", default="0", show_default=True,
@@ -90,8 +97,8 @@ def _target_system(matrix, rhs, deck):
 @click.pass_context
 @friendly
 def validate_cmd(ctx, decks, matrix, rhs, report_dir, topology, name, kappa0, noise_step,
-                 seed, backend, quick, thorough, checks, timeout_s, no_figures, allow_unsafe,
-                 sweep, seeds, scheduler, cache_dir, **kw):
+                 seed, backend, quick, thorough, checks, timeout_s, no_figures, max_error,
+                 allow_unsafe, sweep, seeds, scheduler, cache_dir, codes_path, **kw):
     """Check DECK.cir (or the deck compiled from --matrix/--rhs) in ngspice against its
     target: DC solution, noiseless transient, pathwise agreement with the surrogate on the
     same noise, and the stationary statistics (mean, covariance, autocovariance) of SPICE
@@ -105,6 +112,15 @@ def validate_cmd(ctx, decks, matrix, rhs, report_dir, topology, name, kappa0, no
     from .checks import Validation, settings_for
     from .report import summary_table, write_report
 
+    if codes_path:
+        if len(decks) != 1:
+            raise InputError("--codes needs one board deck: spu validate BOARD.cir --codes "
+                             "codes.json")
+        from spu_circuits.cli_board import board_validate
+
+        sys.exit(board_validate(decks[0], codes_path, backend, timeout_s, report_dir))
+    if report_dir is None:
+        raise InputError("--report DIR is required (the folder for report.json)")
     if quick and thorough:
         raise InputError("choose one of --quick and --thorough")
     preset = "quick" if quick else "thorough" if thorough else "default"
@@ -132,7 +148,9 @@ def validate_cmd(ctx, decks, matrix, rhs, report_dir, topology, name, kappa0, no
     if len(decks) > 1:
         raise InputError("give one DECK.cir (or several with --sweep)")
     deck_path = decks[0] if decks else None
-    settings = settings_for(preset, seed=seed)
+    if max_error is not None and not (np.isfinite(max_error) and max_error > 0):
+        raise InputError(f"--max-error must be a positive number, got {max_error!r}")
+    settings = settings_for(preset, seed=seed, max_error=max_error)
     given_spec = [k for k in SPEC_KEYS
                   if ctx.get_parameter_source(k) == click.core.ParameterSource.COMMANDLINE]
     info: dict = {"preset": preset}

@@ -55,7 +55,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..graphcheck import check_cell_map, check_netlist
-from ..netlist import Element, Netlist, Subcircuit, fmt
+from ..netlist import GROUND, Element, Netlist, Subcircuit, fmt
 from ..spec import HardwareSpec
 from ..system import FactoredSystem, LinearSystem
 from . import CompiledCircuit, compile_system
@@ -239,6 +239,23 @@ class RealizeOptions:
     temperature_K: float = 300.0
     compensate: bool = False
     trim: str = "all"
+    #: catalogue op-amp (`opamps.CATALOGUE`; None: the generic single-pole model); with a
+    #: part, gain/GBW/v_sat default to its figures and each op-amp carries V_os and I_b
+    opamp: str | None = None
+    #: a user's vendor macromodel `FILE:SUBCKT` (pins inp inn vcc vee out), run by ngspice;
+    #: the extractor, ERC and budget use the `opamp` part's figures (default generic)
+    opamp_model: str | None = None
+    #: include the part's V_os and I_b (False: a part without input errors)
+    offsets: bool = True
+    #: raise C (to an E12 value) until the fastest mode is GBW/`erc.GBW_FACTOR` or slower
+    auto_cap: bool = False
+    #: bias-DAC resolution (bits over ±v_sat; None: exact settings)
+    dac_bits: int | None = None
+    #: electrical rule checks (`erc`): 'warn' records violations (the API default), 'error'
+    #: raises the first as ErcError (the CLI's default; `--allow-erc` selects 'warn')
+    erc: str = "warn"
+    #: resistor package (`erc.RESISTOR_PACKAGES`: sets the power rating)
+    package: str = "0603"
 
     def __post_init__(self):
         if self.series != "exact":
@@ -261,6 +278,21 @@ class RealizeOptions:
             raise InputError(f"realize: temperature must be ≥ 0 K, got {self.temperature_K!r}")
         if self.trim not in ("all", "diagonal", "none"):
             raise InputError(f"realize: trim must be all, diagonal or none, got {self.trim!r}")
+        if self.opamp is not None and self.opamp != "generic":
+            from .opamps import get_part
+
+            get_part(self.opamp)
+        from .erc import RESISTOR_PACKAGES
+
+        if self.erc not in ("warn", "error"):
+            raise InputError(f"realize: erc must be warn or error, got {self.erc!r}")
+        if self.package not in RESISTOR_PACKAGES:
+            raise InputError(f"realize: unknown resistor package {self.package!r}; choose "
+                             f"from {', '.join(RESISTOR_PACKAGES)}")
+        if self.dac_bits is not None and not (isinstance(self.dac_bits, int)
+                                              and 2 <= self.dac_bits <= 32):
+            raise InputError(f"realize: DAC bits must be an integer in [2, 32], "
+                             f"got {self.dac_bits!r}")
 
     @property
     def cap_series(self) -> str:
@@ -425,6 +457,7 @@ class _Realizer:
         spec = HardwareSpec(**meta["spec"])
         noise = _noise_from_meta(meta)
         self.swing = None
+        self.cap_note: str | None = None
         changes = {}
         if options.opamp_gain is not None and self.topology != "ideal":
             changes["opamp_gain"] = float(options.opamp_gain)
@@ -439,6 +472,17 @@ class _Realizer:
                           "peak_per_unit": output_swing(self.system, k0, self.topology, spec,
                                                         n_sigma=options.n_sigma)}
             changes["volts_per_unit"] = v0
+        if options.auto_cap and options.gbw_hz is not None and self.topology != "ideal":
+            from .erc import capacitor_for_gbw
+
+            c_need = capacitor_for_gbw(self.system, spec.with_(**changes), options.gbw_hz,
+                                       self.topology)
+            if c_need > spec.C_F:
+                self.cap_note = (
+                    f"GBW: C raised from {spec.C_F:.3g} F to {c_need:.3g} F so that the fastest "
+                    f"mode sits ≥ 300× below the op-amp GBW {options.gbw_hz:.3g} Hz (give --cap "
+                    "to choose C yourself; the ERC then checks it)")
+                changes["C_F"] = c_need
         if changes and any(getattr(spec, k) != v for k, v in changes.items()):
             spec = spec.with_(**changes)
             compiled = compile_system(self.system, self.topology, spec, name=meta["name"],
@@ -464,6 +508,11 @@ class _Realizer:
         self.opamps = set(cm.elements_with(Role.INTEGRATOR_OPAMP)
                           + cm.elements_with(Role.INVERTER_OPAMP)
                           + cm.elements_with(Role.STAGE_OPAMP))
+        from .hardware import OpAmpHardware
+
+        self.opamp_names = [el.name for el in compiled.netlist.elements
+                            if el.name in self.opamps]
+        self.hardware = OpAmpHardware.from_options(options, self.swing)
 
     # ---- assembly ------------------------------------------------------------------------
     def nominal_plan(self) -> _Plan:
@@ -479,8 +528,9 @@ class _Realizer:
                 for n, t in plan.r_target.items()}
 
     def assemble(self, plan: _Plan, parts: dict[str, Parts], *, draw: bool, poles: bool,
-                 exact_caps: bool = False) -> Netlist:
-        """The realised netlist. draw: apply the Monte-Carlo draw; poles: GBW macromodels."""
+                 exact_caps: bool = False, offsets: bool = True) -> Netlist:
+        """The realised netlist. draw: apply the Monte-Carlo draw; poles: GBW macromodels;
+        offsets: the op-amps' V_os and I_b (off while compensating: they are not known)."""
         base = self.base.netlist
         net = base.copy(elements=False)
         opt = self.opt
@@ -496,8 +546,15 @@ class _Realizer:
             return v * (1.0 + d)
 
         use_poles = poles and opt.gbw_hz is not None and self.topology != "ideal"
+        hw = self.hardware
+        sub = OPAMP_SUBCKT
         if use_poles:
-            net.subcircuits.append(opamp_subckt(self.gain, opt.gbw_hz))
+            if hw.part:
+                hw.add_model(net, self.gain, opt.gbw_hz)
+            else:
+                net.subcircuits.append(opamp_subckt(self.gain, opt.gbw_hz))
+            sub = hw.subckt or sub
+        offs = hw.offsets(self.opamp_names, draw, opt) if offsets else {}
         for el in base.elements:
             k = el.kind
             if k == "r":
@@ -517,10 +574,16 @@ class _Realizer:
             elif k == "g" and el.value is not None:
                 net.add(el.name, el.nodes, tol(el.value), el.spec)
             elif k == "v" and el.value is not None:
-                net.add(el.name, el.nodes, plan.v_value.get(el.name, el.value), el.spec)
-            elif use_poles and el.name in self.opamps:
+                net.add(el.name, el.nodes, hw.dac(plan.v_value.get(el.name, el.value)),
+                        el.spec)
+            elif el.name in self.opamps and (use_poles or el.name in offs):
                 out, _, cp, cm = el.nodes
-                net.add("x" + el.name, (cp, cm, out), None, OPAMP_SUBCKT)
+                if el.name in offs:
+                    cp = hw.add_offsets(net, el.name, cp, cm, offs[el.name])
+                if use_poles:
+                    net.add("x" + el.name, (cp, cm, out), None, sub)
+                else:
+                    net.add(el.name, (out, GROUND, cp, cm), el.value, el.spec)
             else:
                 net.add(el.name, el.nodes, el.value, el.spec)
         return net
@@ -548,14 +611,14 @@ class _Realizer:
         hist = []
         for _ in range(COMP_ITERS):
             net = self.assemble(plan, self.parts(plan, "exact"), draw=False, poles=False,
-                                exact_caps=True)
+                                exact_caps=True, offsets=False)
             ex, es = self.extract(net)
             hist.append(self.errors(es)["rel_error_A"])
             self._correct(plan, ex, es)
         plan.trimmed = self._trim_set()
         # the bias DACs: b_eff = b after snapping (a DAC setting is a free, exact value)
         for _ in range(2):
-            net = self.assemble(plan, self.parts(plan), draw=False, poles=False)
+            net = self.assemble(plan, self.parts(plan), draw=False, poles=False, offsets=False)
             _, es = self.extract(net)
             for cell in self.cell_map.cells:
                 i, name = cell.index, cell.bias
@@ -658,9 +721,8 @@ class _Realizer:
 
 
 def _strip_noise(net: Netlist) -> Netlist:
-    out = Netlist(title=net.title, options=dict(net.options),
-                  models=[m for m in net.models if "filesource" not in m],
-                  analyses=list(net.analyses))
+    out = net.copy(elements=False)
+    out.models = [m for m in net.models if "filesource" not in m]
     for el in net.elements:
         if el.kind == "a" or (el.kind == "i" and el.spec and "trnoise" in el.spec):
             continue
@@ -714,7 +776,9 @@ def realize(compiled: CompiledCircuit, options: RealizeOptions | None = None
     """Realise `compiled` with real parts (see the module docstring); returns the realised
     deck, its sidecar (with `realization`: A_eff, b_eff, errors, Johnson κ₀, ...) and a report.
     """
-    opt = options or RealizeOptions()
+    from .hardware import resolve_options
+
+    opt = resolve_options(options or RealizeOptions())
     rz = _Realizer(compiled, opt)
     meta0 = rz.meta
     # baseline: the compiled deck itself (finite gain, exact values)
@@ -743,6 +807,9 @@ def realize(compiled: CompiledCircuit, options: RealizeOptions | None = None
     check_netlist(qs, rz.spec.with_(r_min_ohm=lo / widen, r_max_ohm=hi * widen))
     ex, es = rz.extract(qs)
     errs = rz.errors(es)
+    from .erc import enforce, realised_deck_erc
+
+    erc = enforce(realised_deck_erc(rz, qs, ex, es), opt.erc != "error")
     # the deck's own noise sources (if any), as κ₀ per variable
     k_deck = [float(v) for v in es.kappa0]
     john = rz.johnson(qs, parts)
@@ -760,12 +827,14 @@ def realize(compiled: CompiledCircuit, options: RealizeOptions | None = None
                                   "per part; value = nominal * (1 + delta)",
         "monte_carlo": ({"seed": opt.mc_seed, "draw": opt.mc_draw}
                         if opt.mc_seed is not None and opt.tolerance > 0 else None),
-        "opamp": {"model": "single_pole" if op_nodes else
-                  ("vcvs" if rz.topology != "ideal" else "none"),
+        "opamp": {"model": ("macromodel" if rz.hardware.part else "single_pole")
+                  if op_nodes else ("vcvs" if rz.topology != "ideal" else "none"),
                   "gain": rz.gain, "gbw_hz": opt.gbw_hz if op_nodes else None,
-                  **({"subckt": OPAMP_SUBCKT, "internal_R_ohm": OPAMP_R_INT,
+                  **({"subckt": rz.hardware.subckt or OPAMP_SUBCKT,
+                      "internal_R_ohm": OPAMP_R_INT,
                       "range_check": "exempt: internal model elements of the amplifier, "
-                                     "not parts"} if op_nodes else {})},
+                                     "not parts"} if op_nodes else {}),
+                  **rz.hardware.record(rz.opamp_names, True, opt)},
         "swing": rz.swing,
         "compensation": comp or {"enabled": False},
         "baseline": baseline,
@@ -778,13 +847,17 @@ def realize(compiled: CompiledCircuit, options: RealizeOptions | None = None
         "parts": n_parts,
         "extraction": "spu_circuits.parser.extract_system on the deck text"
                       + (" with each op-amp macromodel at its DC gain" if op_nodes else ""),
-        "options": asdict(opt),
+        "options": _options_record(opt),
     }
+    if erc:
+        rec["erc"] = [v.to_dict() for v in erc]
     if rec["monte_carlo"]:
         nominal = rz.assemble(plan, parts, draw=False, poles=False)
         rec["nominal_values"] = {e.name: e.value for e in nominal.elements if e.kind in "rcg"
                                  and e.value is not None}
-    cell_map = _realised_cell_map(rz.cell_map, parts, bool(op_nodes))
+    cell_map = _realised_cell_map(rz.cell_map, parts, bool(op_nodes)).with_roles(
+        {e.name: Role.OPAMP_ERROR for e in net.elements
+         if e.name.startswith(("vos_", "iib_"))})
     check_cell_map(net, cell_map)
     meta = dict(meta0)
     meta.update(
@@ -819,7 +892,22 @@ def realize(compiled: CompiledCircuit, options: RealizeOptions | None = None
                                              "rel_error_x_before", "rel_error_x_after")})
     if stab:
         report["stable"] = stab["stable"]
+    notes = ([rz.cap_note] if rz.cap_note else []) + [v.message for v in erc]
+    if notes:
+        report["erc_warnings"] = notes
+    if rz.cap_note:
+        rec["capacitor_choice"] = rz.cap_note
     return RealizedCircuit(net, meta, dict(rz.base.extra_files), report)
+
+
+#: options added with the op-amp catalogue: recorded only when set (older sidecars unchanged)
+_NEW_OPTIONS = {"opamp": None, "opamp_model": None, "offsets": True, "auto_cap": False,
+                "dac_bits": None, "erc": "warn", "package": "0603"}
+
+
+def _options_record(opt: RealizeOptions) -> dict:
+    return {k: v for k, v in asdict(opt).items()
+            if k not in _NEW_OPTIONS or v != _NEW_OPTIONS[k]}
 
 
 def _realised_cell_map(cm: CellMap, parts: dict[str, Parts], poles: bool) -> CellMap:
@@ -843,8 +931,9 @@ def _describe(opt: RealizeOptions, rz: _Realizer) -> str:
     if opt.mc_seed is not None and opt.tolerance > 0:
         bits.append(f"MC seed {opt.mc_seed} draw {opt.mc_draw}")
     if rz.topology != "ideal":
-        bits.append(f"op-amp A0 {rz.gain:g}" + (f", GBW {opt.gbw_hz:g} Hz"
-                                                if opt.gbw_hz is not None else ""))
+        bits.append((f"{rz.hardware.part.name} " if rz.hardware.part else "")
+                    + f"op-amp A0 {rz.gain:g}" + (f", GBW {opt.gbw_hz:g} Hz"
+                                                  if opt.gbw_hz is not None else ""))
     if rz.swing:
         bits.append(f"v0 {rz.swing['volts_per_unit']:g} V for +-{rz.swing['v_sat']:g} V rails")
     if opt.compensate:
@@ -862,6 +951,9 @@ def monte_carlo(compiled: CompiledCircuit, options: RealizeOptions, n_draws: int
     """
     if n_draws < 1:
         raise InputError("monte_carlo needs n_draws ≥ 1")
+    from .hardware import resolve_options
+
+    options = resolve_options(options)
     base_opt = options if seed is None else RealizeOptions(**{**asdict(options),
                                                               "mc_seed": seed})
     if base_opt.mc_seed is None:
