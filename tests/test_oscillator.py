@@ -277,3 +277,31 @@ def test_cli_compile_and_validate_oscillator(tmp_path):
                                   str(tmp_path / "e")])
     assert r.exit_code == 2 and "Traceback" not in r.output
     assert not (tmp_path / "e").exists()
+
+
+@pytest.mark.parametrize("noise", ["none", "file"])
+def test_cell_map_roles_and_couplings(noise):
+    from spu_circuits.compiler.cellmap import OPAMP_ROLES, CellMap, Role
+    from spu_circuits.compiler.topology import coupling_matrix
+    from spu_circuits.graphcheck import check_cell_map
+    from validation.checks import strip_noise
+
+    system = _unit_system(5, 30.0, seed=2)
+    ns = NoiseSpec("none") if noise == "none" else NoiseSpec("file", 0.01, duration_tau=2.0)
+    c = compile_system(system, "oscillator", IDEAL, noise=ns)
+    cm = c.cell_map
+    assert cm.topology == "oscillator"
+    assert sorted(cm.roles) == sorted(el.name for el in c.netlist.elements)
+    check_cell_map(c.netlist, cm)
+    assert CellMap.from_json(cm.to_json()) == cm
+    assert cm.summing_nodes == c.meta["noise_nodes"] == [f"sv{i}" for i in range(5)]
+    assert [cell.velocity for cell in cm.cells] == c.meta["oscillator"]["velocity_nodes"]
+    for cell in cm.cells:
+        assert cm.role_of(cell.capacitor) == Role.INTEGRATOR_CAP
+        assert cm.role_of(cell.velocity_capacitor) == Role.INTEGRATOR_CAP
+    assert len([n for n, r in cm.roles.items() if r in OPAMP_ROLES]) == 3 * 5
+    A_read = coupling_matrix(c.netlist, cm, c.meta["matrix_scale"], c.meta["R0_ohm"])
+    np.testing.assert_allclose(A_read, system.A, rtol=1e-12, atol=0)
+    if noise == "file":
+        text, removed = strip_noise(c.deck_text(), cm.elements_with(Role.NOISE))
+        assert removed == 2  # one filesource instance and its model
