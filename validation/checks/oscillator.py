@@ -154,9 +154,9 @@ def file_deck(v, duration: float, seed: int, tag: str) -> Deck:
 def sample_states(v, deck: Deck, burn_in: float, duration: float, dt: float, y0
                   ) -> tuple[np.ndarray, np.ndarray]:
     """(grid, y) of a noisy run sampled every dt after burn_in (linear interpolation of the
-    simulator's points onto the grid; internal step ≤ h/4)."""
+    simulator's points onto the grid; internal step ≤ h/2, as for first-order decks)."""
     ctx = context(v)
-    u, Y = run_states(v, deck, y0, burn_in + duration, min(dt, ctx.h / 4), ctx.h / 4)
+    u, Y = run_states(v, deck, y0, burn_in + duration, min(dt, ctx.h / 2), ctx.h / 2)
     grid = burn_in + dt * np.arange(int(np.floor(duration / dt + 1e-9)) + 1)
     grid = grid[grid <= u[-1] * (1 + 1e-12)]
     return grid, interp_at(u, Y, grid)
