@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from spu_circuits.cli import _deck_tran
+from spu_circuits.cli_common import check_writable as _check_writable
 from spu_circuits.compiler import compile_system
 from spu_circuits.errors import CompileError, GraphCheckError, InputError, SpuError
 from spu_circuits.graphcheck import check_netlist
@@ -280,6 +282,25 @@ def _prog_f(S, lam):
     return program(FactoredSystem.from_arrays(S, lam, np.full(3, 0.1)), lay)
 
 
+def _board_without_codes(tmp):
+    from spu_circuits.board import BoardSpec, board_circuit, build_board
+    from spu_circuits.board.run import load_programmed
+
+    a = board_circuit(build_board(BoardSpec(n=2, range=2.0)), "a").write(tmp / "a", "a")
+    return load_programmed(Deck.load(a), None)
+
+
+def _codes_for_plain_deck(tmp):
+    from spu_circuits.board import BoardSpec, board_circuit, build_board, program
+    from spu_circuits.board.program import BoardLayout
+    from spu_circuits.board.run import programmed_deck
+
+    a = board_circuit(build_board(BoardSpec(n=2, range=2.0)), "a").write(tmp / "a", "a")
+    prog = program(_board_sys(2), BoardLayout.from_meta(Deck.load(a).meta))
+    plain = compile_system(_board_sys(2), "dense").write(tmp / "p", "p")
+    return programmed_deck(Deck.load(plain), prog)
+
+
 def _codes_other(tmp):
     from spu_circuits.board import BoardSpec, board_circuit, build_board, program
     from spu_circuits.board.program import BoardLayout
@@ -479,6 +500,10 @@ BAD_INPUT_CASES: list[BadInput] = [
              "--bits must lie in 4…20 for an MDAC"),
     BadInput("board-codes-other-board", "codes written for another board",
              lambda tmp: _codes_other(tmp), "the codes were written for another board"),
+    BadInput("board-no-codes", "a board simulated without its codes",
+             lambda tmp: _board_without_codes(tmp), "is a programmable board: give its codes"),
+    BadInput("board-codes-not-board", "codes given for a deck that is not a board",
+             lambda tmp: _codes_for_plain_deck(tmp), "is not a programmable board"),
     # --- sweeps (spu_circuits.execution, validation.sweep) -------------------------------
     BadInput("scheduler-unknown", "--scheduler that is none of serial/local/tcp",
              lambda tmp: _parse_scheduler("cluster"), "use serial, local, local:N or tcp://"),
@@ -523,6 +548,38 @@ BAD_INPUT_CASES: list[BadInput] = [
              lambda tmp: _yield_bad(tmp, 4, -1.0), "--max-error must be a positive number"),
     BadInput("validate-sized-kappa0", "validating at more noise than the deck was sized for",
              lambda tmp: _validate_oversized(tmp), "the deck was sized (v0, ERC) for kappa0"),
+    # --- SPICE reader (spice.lexer, through the deck safety check)
+    BadInput("lib-section-cycle", "a .lib section that includes itself (ngspice 39 crashes)",
+             lambda tmp: _lib_cycle(tmp), "includes itself", _unsafe_error()),
+    BadInput("include-unreadable-deck", "an .include whose file is a NUL-holding binary",
+             lambda tmp: _include_binary(tmp), "control character U+0000", _unsafe_error()),
+    # --- structure (#10): the typed, versioned sidecar
+    BadInput("sidecar-unknown-format", "sidecar of an unknown format version",
+             _sidecar_edit(lambda m: m.update(format="spu-tngd-deck/99")),
+             "unknown sidecar format 'spu-tngd-deck/99'; this version reads spu-tngd-deck/1"),
+    BadInput("sidecar-malformed-record", "sidecar's prediction record is not an object",
+             _sidecar_edit(lambda m: m.update(predicted=[1, 2])), "has a malformed record"),
+    BadInput("sidecar-malformed-system", "sidecar's system record lacks b",
+             _sidecar_edit(lambda m: m["system"].pop("b")),
+             "sidecar's 'system' record is malformed"),
+    BadInput("sidecar-malformed-noise", "legacy noise record without its step",
+             _sidecar_edit(lambda m: m.update(noise={"kind": "trnoise", "kappa0": 0.01})),
+             "sidecar's 'noise' record is malformed"),
+    # --- structure (#10 item 9): what a new user meets first
+    BadInput("matrix-unknown-format", "matrix file of a format that does not load",
+             _bytes("A.dat", lambda: b"2 0\n0 1\n"),
+             "the formats that load are .npy, .npz, .csv (comma-separated) or .txt"),
+    BadInput("matrix-csv-not-numbers", "CSV matrix with a non-number",
+             _bytes("A.csv", lambda: b"2,x\n0,1\n"), "cannot read"),
+    BadInput("output-under-a-file", "output folder inside a regular file",
+             lambda tmp: (tmp / "f").write_text("x") and _check_writable(tmp / "f" / "o",
+                                                                          "--out", True),
+             "--out"),
+    BadInput("output-file-is-a-folder", "--save names an existing folder",
+             lambda tmp: _check_writable(tmp, "--save", False), "exists and is a folder"),
+    BadInput("tran-without-times", "deck without sidecar or .tran card, no --t-stop/--dt",
+             lambda tmp: _deck_tran("t\nv1 a 0 1\nr1 a 0 1k\n.op\n.end\n", None, None),
+             "no sidecar and no .tran card: give --t-stop and --dt in seconds"),
     # --- oscillator topology (#13)
     BadInput("osc-gamma-negative", "oscillator damping γ ≤ 0",
              lambda tmp: compile_system(LinearSystem.from_arrays(GOOD_A), "oscillator",
@@ -538,6 +595,20 @@ BAD_INPUT_CASES: list[BadInput] = [
              "--damping-gamma applies to the oscillator topology only"),
 
 ]
+
+
+def _lib_cycle(tmp: Path):
+    from spu_circuits.safety import check_deck_safety
+
+    (tmp / "m.lib").write_text("* lib\n.lib a\nr1 a 0 1k\n.lib m.lib a\n.endl\n")
+    return check_deck_safety("t\n.lib m.lib a\nv1 a 0 1\n", tmp)
+
+
+def _include_binary(tmp: Path):
+    from spu_circuits.safety import check_deck_safety
+
+    (tmp / "bin.cir").write_bytes(b"r1 a 0 1k\x00\x01\n")
+    return check_deck_safety("t\n.include bin.cir\nv1 a 0 1\n", tmp)
 
 
 def _params() -> list:

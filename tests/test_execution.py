@@ -4,6 +4,7 @@ from the cache."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -155,7 +156,7 @@ def test_sweep_through_a_separately_started_scheduler(tmp_path):
 def test_validate_sweep_cli(tmp_path):
     from click.testing import CliRunner
 
-    from spu_circuits.cli import main
+    from spu_tngd.cli import main
 
     good, _ = _decks(tmp_path)
     text = good.read_text().splitlines()
@@ -180,3 +181,24 @@ def test_validate_sweep_cli(tmp_path):
     r = CliRunner().invoke(main, ["validate", str(good), str(bad), "--report",
                                   str(tmp_path / "rep3")])
     assert r.exit_code == 2 and "several with --sweep" in r.output
+
+
+@needs_ngspice
+def test_yield_sweep_identical_serial_and_local_cluster(tmp_path):
+    """A 40-draw yield sweep: yield.json byte-identical serially and on 2 workers."""
+    from spu_circuits.board_yield import run_yield
+    from spu_circuits.compiler.realize import RealizeOptions, realize
+    from spu_circuits.simulate import Deck
+
+    rz = realize(compile_system(make_system(4, 10.0, seed=3), "dense", HardwareSpec()),
+                 RealizeOptions(series="e96", tolerance=0.01))
+    deck = Deck.load(rz.write(tmp_path, "y4"))
+    runs = {}
+    for sched in ("serial", "local:2"):
+        rep = run_yield(deck, draws=40, max_error=5e-3, seed=7, report_dir=tmp_path / sched,
+                        scheduler=sched)
+        runs[sched] = (tmp_path / sched / "yield.json").read_bytes()
+        assert rep.draws == 40 and 0 <= rep.within <= 40
+    assert runs["serial"] == runs["local:2"]
+    errs = json.loads(runs["serial"])["errors"]
+    assert len(set(errs)) > 30  # the draws differ from each other

@@ -236,7 +236,11 @@ def test_sidecar_cell_map_and_determinism(tmp_path):
         t2.settling_time(system.A, system.b, osc["damping_gamma"]), rel=1e-9)
     assert a.meta["noise_nodes"] == [f"sv{i}" for i in range(4)]
     assert a.meta["noise"]["kappa0"] == 0.01
-    assert a.meta["noise"]["gamma_kappa0"] == pytest.approx(0.01 * osc["damping_gamma"])
+    m = a.meta  # the velocity integrators' current carries 2γκ₀: σ_I = αv₀/R₀·sqrt(2γκ₀τ)
+    assert m["noise"]["sigma_I"] == pytest.approx(
+        m["matrix_scale"] * m["volts_per_unit"] / m["R0_ohm"]
+        * math.sqrt(2 * osc["damping_gamma"] * 0.01 * m["tau_s"]), rel=1e-12)
+    assert m["noise"]["spec"]["kappa0"] == 0.01
     text = a.deck_text()
     for i in range(4):
         assert f"rg{i} w{i} sv{i} " in text  # the damping resistor R0/γ
@@ -261,7 +265,7 @@ def test_parser_extracts_second_order_drift():
 
 
 def test_cli_compile_and_validate_oscillator(tmp_path):
-    from spu_circuits.cli import main
+    from spu_tngd.cli import main
 
     np.save(tmp_path / "A.npy", np.array(_unit_system(3, 10.0, seed=0).A))
     r = CliRunner().invoke(main, ["compile", "--matrix", str(tmp_path / "A.npy"), "--topology",

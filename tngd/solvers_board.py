@@ -75,7 +75,7 @@ class _BoardBase(OUSolverBase):
             path = board_circuit(build_board(spec), "board").write(self._workdir, "board")
             self.deck = Deck.load(path)
             self.layout = BoardLayout.from_meta(self.deck.meta)
-            self.board_sha256 = self.deck.meta["deck_sha256"]
+            self.board_sha256 = self.deck.sidecar.deck_sha256
         return self.deck
 
     def _programmed(self, problem: LinearProblem, x: Tensor):

@@ -19,14 +19,16 @@ import click
 import numpy as np
 
 from spu_circuits.backends import Op, Tran
-from spu_circuits.cli import _spec as spec_from_options
-from spu_circuits.cli import friendly, spec_options
+from spu_circuits.cli_common import (
+    SPEC_KEYS,
+    check_writable,
+    friendly,
+    spec_from_options,
+    spec_options,
+)
 from spu_circuits.errors import InputError
 from spu_circuits.safety import check_untrusted_deck
 from spu_circuits.timesteps import VALIDATION_NOISE_STEP_FRAC
-
-SPEC_KEYS = ("R0_ohm", "C_F", "volts_per_unit", "opamp_gain", "r_min_ohm", "r_max_ohm",
-             "prune_rel", "auto_prune")
 
 
 def _echo(msg: str) -> None:
@@ -105,7 +107,6 @@ def validate_cmd(ctx, decks, matrix, rhs, report_dir, topology, name, kappa0, no
     and of the surrogate. Exits 1 when a check fails."""
     from spu_circuits.compiler import compile_system
     from spu_circuits.compiler.noise import NoiseSpec
-    from spu_circuits.netlist import deck_digest
     from spu_circuits.simulate import Deck
     from spu_circuits.system import load_system
 
@@ -155,8 +156,7 @@ def validate_cmd(ctx, decks, matrix, rhs, report_dir, topology, name, kappa0, no
                   if ctx.get_parameter_source(k) == click.core.ParameterSource.COMMANDLINE]
     info: dict = {"preset": preset}
     out = Path(report_dir)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"report path {out} exists and is not a folder")
+    check_writable(out, "--report", folder=True)  # before any check runs
     if deck_path is None:
         if matrix is None:
             raise InputError("give a DECK.cir to check, or --matrix (and --rhs) to compile one")
@@ -184,8 +184,7 @@ def validate_cmd(ctx, decks, matrix, rhs, report_dir, topology, name, kappa0, no
         # validate runs .op and transients of this text
         check_untrusted_deck(deck, [Op(), Tran(step_s=1.0, stop_s=1.0)],
                              allow_unsafe=allow_unsafe)
-        want = (deck.meta or {}).get("deck_sha256")
-        if want and want != deck_digest(deck.text):
+        if deck.edited:
             _echo(f"note: {deck_path} differs from what was compiled (sha256 mismatch); "
                   "checking it against " + ("the given system" if matrix else
                                             "the system in its sidecar"))

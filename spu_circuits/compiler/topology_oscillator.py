@@ -237,31 +237,32 @@ def sidecar_record(sc, gamma: float, rule: str, cell_map: CellMap) -> dict:
             "settling_rule": "last time the exact mean from x0 = 0, v0 = 0 has relative error "
                              "> 1e-3 (ideal elements)",
             "dynamics": "tau dx/dt = v, tau dv/dt = -(A x - b) - gamma v + sqrt(2 gamma kappa0 "
-                        "tau) xi"}
+                        "tau) xi",
+            "noise_intensity": "the velocity integrators' noise current carries 2*gamma*kappa0 "
+                               "(the noise record's kappa0 is kappa0)"}
 
 
-def add_noise(net: Netlist, meta: dict, noise, A: np.ndarray, name: str, gamma: float, *,
-              roles: dict[str, str] | None = None) -> dict[str, bytes]:
+def add_noise(net: Netlist, side, noise, A: np.ndarray, name: str, gamma: float, *,
+              roles: dict[str, str] | None = None):
     """The compiler's noise pass for the velocity integrators: intensity sqrt(2γκ₀τ) (so the
-    stationary law keeps κ₀), default step DEFAULT_STEP_FRAC·T_fast; records κ₀ (not γκ₀)."""
+    stationary law keeps κ₀), default step DEFAULT_STEP_FRAC·T_fast. Returns (NoiseRecord,
+    files); the record holds κ₀ and the NoiseSpec as given (recompiling reproduces it)."""
     from dataclasses import replace
 
     from .noise import DEFAULT_STEP_FRAC
     from .noise import add_noise as _add_noise
 
     if noise.kind == "none":
-        return _add_noise(net, meta, noise, A, name, NOISE_SIGN, roles=roles)
+        return _add_noise(net, side, noise, A, name, NOISE_SIGN, roles=roles)
     step = noise.step_tau
     rule = "given"
     if step is None:
         step = DEFAULT_STEP_FRAC * timescales(A, gamma)[1]
         rule = f"{DEFAULT_STEP_FRAC}/max(sqrt(lambda_max(A)), gamma)"
-    files = _add_noise(net, meta, replace(noise, kappa0=gamma * noise.kappa0, step_tau=step),
-                       A, name, NOISE_SIGN, roles=roles)
-    rec = meta["noise"]
-    rec.update(kappa0=noise.kappa0, gamma_kappa0=gamma * noise.kappa0, step_rule=rule,
-               model="dv carries sqrt(2 gamma kappa0) dW (units of tau)")
-    return files
+    rec, files = _add_noise(net, side, replace(noise, kappa0=gamma * noise.kappa0,
+                                               step_tau=step), A, name, NOISE_SIGN,
+                            roles=roles)
+    return replace(rec, kappa0=noise.kappa0, spec=noise, step_rule=rule), files
 
 
 class OscillatorTopology(BaseTopology):
@@ -315,12 +316,15 @@ class OscillatorTopology(BaseTopology):
                 f"tau = R0*C/alpha = {scaled.tau_s:.6g} s (R0 = {spec.R0_ohm:g} ohm, C = "
                 f"{spec.C_F:g} F, alpha = {scaled.alpha:.6g}); v_i = V(w<i>)/v0")
 
-    def add_noise(self, net: Netlist, meta: dict, noise, A: np.ndarray, name: str, *,
-                  roles: dict[str, str] | None = None) -> dict[str, bytes]:
-        g = float((meta.get("oscillator") or {}).get("damping_gamma", 0.0))
+    def add_noise(self, net: Netlist, side, noise, A: np.ndarray, name: str, *,
+                  roles: dict[str, str] | None = None):
+        """The noise pass with the velocity integrators' intensity; γ from the sidecar's
+        `oscillator` record."""
+        rec = getattr(side, "extra", {}).get("oscillator") or {}
+        g = float(rec.get("damping_gamma", 0.0))
         if not g > 0:
             raise InputError("the sidecar records no oscillator damping γ")
-        return add_noise(net, meta, noise, A, name, g, roles=roles)
+        return add_noise(net, side, noise, A, name, g, roles=roles)
 
 
 TOPOLOGY = OscillatorTopology()

@@ -82,7 +82,8 @@ class OscillatorContext:
 
 
 def _meta(v) -> dict:
-    return v.deck._need_meta()
+    """The deck's sidecar as its JSON object (the oscillator record is one of its keys)."""
+    return v.deck.need_sidecar().to_json()
 
 
 def context(v) -> OscillatorContext:
@@ -124,11 +125,7 @@ def context(v) -> OscillatorContext:
 
 def ic_voltages(deck: Deck, y0: np.ndarray) -> dict[str, float]:
     """Initial node voltages from y0 = (x₀, v₀) (2N) through the sidecar's ic_map."""
-    m = deck._need_meta()["ic_map"]
-    y0 = np.asarray(y0, dtype=float)
-    ic = {node: coef * y0[var] for node, var, coef in m["linear"]}
-    ic.update({node: val for node, val in m["const"]})
-    return ic
+    return deck.ic_voltages(np.asarray(y0, dtype=float))
 
 
 def run_states(v, deck: Deck, y0, t_stop: float, step: float, tmax: float
@@ -186,7 +183,7 @@ def spice_samples(v) -> np.ndarray:
 
 
 def noise_files(deck: Deck) -> np.ndarray:
-    return read_noise_files(deck.path.parent, deck.meta)
+    return read_noise_files(deck.path.parent, deck.need_sidecar().noise)
 
 
 def _sd(v, kappa0: float) -> np.ndarray:
