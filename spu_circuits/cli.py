@@ -46,6 +46,9 @@ def main() -> None:
 @click.option("--topology", type=click.Choice(sorted(TOPOLOGIES)),
               default=None, help="Circuit topology [default: factored with --factor, "
               "else dense].")
+@click.option("--damping-gamma", "damping_gamma", type=float, default=None,
+              help="Oscillator topology: velocity damping gamma > 0 [default: "
+                   "2*sqrt(lambda_min(A)), the slowest mode critically damped].")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True,
               help="Output folder.")
 @click.option("--name", default=None, help="Deck name (default: the matrix file's stem).")
@@ -88,9 +91,9 @@ def main() -> None:
 @click.option("--block-jacobi", is_flag=True,
               help="With --tiles: drop the couplings between tiles.")
 @friendly
-def compile_cmd(matrix, factor, damping, rhs, topology, out_dir, name, series, tolerance,
-                mc_seed, mc_draw, gbw, vsat, opamp, opamp_model, size_kappa0, dac_bits,
-                package, allow_erc, compensate, write_bom, tiles, block_jacobi, **kw):
+def compile_cmd(matrix, factor, damping, rhs, topology, damping_gamma, out_dir, name, series,
+                tolerance, mc_seed, mc_draw, gbw, vsat, opamp, opamp_model, size_kappa0,
+                dac_bits, package, allow_erc, compensate, write_bom, tiles, block_jacobi, **kw):
     """Compile A x = b (or (S^T S + damping I) x = b) into OUT/NAME.cir and OUT/NAME.json."""
     from .compiler import compile_system
     from .units import parse_quantity
@@ -108,10 +111,15 @@ def compile_cmd(matrix, factor, damping, rhs, topology, out_dir, name, series, t
         raise InputError("--block-jacobi needs --tiles K")
     if tiles and realizing:
         raise InputError("--realize and --tiles cannot be combined yet")
+    if topology == "oscillator" and (realizing or tiles):
+        raise InputError("--realize and --tiles are not available for the oscillator topology")
+    if damping_gamma is not None and topology != "oscillator":
+        raise InputError("--damping-gamma applies to --topology oscillator only")
     system = _load_input(matrix, factor, damping, rhs, name)
     topology = topology or ("factored" if factor else "dense")
     name = name or system.name
-    compiled = compile_system(system, topology, spec, name=name, noise=noise)
+    compiled = compile_system(system, topology, spec, name=name, noise=noise,
+                              gamma=damping_gamma)
     if tiles:
         from .compiler.tiles import tile_circuit
 
@@ -140,6 +148,12 @@ def compile_cmd(matrix, factor, damping, rhs, topology, out_dir, name, series, t
     click.echo(f"  tau = {m.tau_s:.4g} s, scale alpha = {m.matrix_scale:.4g}, "
                f"cond(A) = {m.condition_number:.3g}, predicted DC deviation "
                f"{m.predicted.rel_deviation_from_exact:.2e} ({m.predicted.cause})")
+    osc = m.extra.get("oscillator")
+    if osc:
+        ts = osc["expected_settling_tau"]
+        click.echo(f"  oscillator: gamma = {osc['damping_gamma']:.4g} ({osc['gamma_rule']}), "
+                   "expected settling to 1e-3 from 0: "
+                   + (f"{ts:.4g} tau = {osc['expected_settling_s']:.3g} s" if ts else "n/a"))
     rep = getattr(compiled, "report", None)
     if rep:
         click.echo(f"  realised ({rep['description']}): |A_eff - A|/|A| = "

@@ -125,11 +125,18 @@ class Deck:
         return None if self.sidecar is None else self.sidecar.to_system()
 
     def ic_voltages(self, x0: np.ndarray) -> dict[str, float]:
-        """Initial node voltages (V) that start the circuit at state x0 (N,)."""
+        """Initial node voltages (V) that start the circuit at state x0 (N,). A second-order
+        (oscillator) deck also takes (x₀, v₀) (2N,); with x₀ alone its velocity starts at 0."""
+        side = self.need_sidecar()
         x0 = np.asarray(x0, dtype=float).reshape(-1)
-        if x0.shape[0] != len(self.outputs):
-            raise InputError(f"x0 has length {x0.shape[0]}, the deck has {len(self.outputs)}")
-        return self.need_sidecar().ic_voltages(x0)
+        n = len(self.outputs)
+        second = bool(side.extra.get("oscillator"))
+        if second and x0.shape[0] in (n, 2 * n):
+            x0 = np.concatenate([x0, np.zeros(2 * n - x0.shape[0])])
+        elif x0.shape[0] != n:
+            raise InputError(f"x0 has length {x0.shape[0]}, the deck has {n}"
+                             + (f" (or {2 * n} with the velocities)" if second else ""))
+        return side.ic_voltages(x0)
 
 
 def _backend(backend: Backend | str | None, timeout_s: float) -> tuple[Backend, bool]:

@@ -703,6 +703,20 @@ BAD_INPUT_CASES: list[BadInput] = [
              "factored deck (2·r·N = 2 × 640 × 5,074) ≈ 6,494,720 resistors per OU segment"),
     BadInput("tngd-group-damping-zero", "param groups with unequal damping, one of them 0",
              _groups_zero_damping, "different damping need every damping > 0"),
+    # --- oscillator topology (#13)
+    BadInput("osc-gamma-negative", "oscillator damping γ ≤ 0",
+             lambda tmp: compile_system(LinearSystem.from_arrays(GOOD_A), "oscillator",
+                                        gamma=-1.0),
+             "--damping-gamma must be a positive number, got -1.0"),
+    BadInput("osc-gamma-range", "oscillator damping resistor R₀/(αγ) beyond the range",
+             lambda tmp: compile_system(LinearSystem.from_arrays(GOOD_A), "oscillator",
+                                        gamma=1e-9),
+             "velocity damping R0/(alpha*gamma) needs 1e+12 Ω, outside the resistor range",
+             CompileError),
+    BadInput("osc-gamma-topology", "damping γ given for a first-order topology",
+             lambda tmp: compile_system(LinearSystem.from_arrays(GOOD_A), "dense", gamma=1.0),
+             "--damping-gamma applies to the oscillator topology only"),
+
 ]
 
 

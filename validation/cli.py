@@ -2,7 +2,8 @@
 
     spu validate DECK.cir --report DIR [--matrix A.npy --rhs b.npy] [--backend shared|cli]
                  [--quick | --thorough] [--allow-unsafe]
-    spu validate --matrix A.npy --rhs b.npy [--topology dense|ideal] [--kappa0 K] --report DIR
+    spu validate --matrix A.npy --rhs b.npy [--topology dense|ideal|oscillator] [--kappa0 K]
+                 --report DIR
 
 Exit status: 0 every check passed, 1 a check failed, 2 bad input (files, options, decks),
 3 ngspice failed.
@@ -59,7 +60,8 @@ def _target_system(matrix, rhs, deck):
               help="b as .npy (default: the sidecar's b for a DECK, ones when compiling).")
 @click.option("--report", "report_dir", type=click.Path(file_okay=False), default=None,
               help="Folder for report.json, report.md and the figures.")
-@click.option("--topology", type=click.Choice(["dense", "ideal"]), default="dense",
+@click.option("--topology", type=click.Choice(["dense", "ideal", "oscillator"]),
+              default="dense",
               show_default=True, help="Compile mode: the circuit topology.")
 @click.option("--name", default=None, help="Compile mode: deck name (default: matrix stem).")
 @click.option("--kappa0", type=float, default=None,
@@ -163,8 +165,11 @@ def validate_cmd(ctx, decks, matrix, rhs, report_dir, topology, name, kappa0, no
         lam = np.linalg.eigvalsh(system.A)
         k0 = kappa0 if kappa0 is not None else settings.kappa0
         h = noise_step if noise_step is not None else settings.noise_step_frac / lam[-1]
+        # the oscillator's checks draw their own seeded file noise (never TRNOISE)
+        noise = (NoiseSpec("none") if topology == "oscillator"
+                 else NoiseSpec("trnoise", k0, step_tau=h))
         compiled = compile_system(system, topology, spec, name=name or system.name,
-                                  noise=NoiseSpec("trnoise", k0, step_tau=h))
+                                  noise=noise)
         path = compiled.write(out, name or system.name)
         _echo(f"compiled {topology} deck {path} (N = {system.n}, κ₀ = {k0:g}, noise step "
               f"{h:.3g} τ)")

@@ -19,14 +19,14 @@ from ..sidecar import FORMAT, IcMap, Pruning, Sidecar, SystemRecord
 from ..sidecar import Prediction as PredictionRecord
 from ..spec import HardwareSpec
 from ..system import FactoredSystem, LinearSystem
-from . import topology_dense, topology_factored, topology_ideal
+from . import topology_dense, topology_factored, topology_ideal, topology_oscillator
 from .cellmap import CellMap
 from .noise import NoiseSpec, add_noise
 from .topology import TOPOLOGIES, Topology, register
 from .topology import get as get_topology
 
 #: the built-in topologies, one module each (each defines TOPOLOGY, a `Topology` object)
-TOPOLOGY_MODULES = (topology_dense, topology_ideal, topology_factored)
+TOPOLOGY_MODULES = (topology_dense, topology_ideal, topology_factored, topology_oscillator)
 for _mod in TOPOLOGY_MODULES:
     register(_mod.TOPOLOGY)
 
@@ -95,8 +95,10 @@ class CompiledCircuit:
 
 def compile_system(system: LinearSystem | FactoredSystem, topology: str = "dense",
                    spec: HardwareSpec | None = None, *, name: str | None = None,
-                   noise: NoiseSpec | None = None, predict: bool = True) -> CompiledCircuit:
-    """Compile `system` into a netlist of the given topology ('dense', 'ideal', 'factored').
+                   noise: NoiseSpec | None = None, predict: bool = True,
+                   gamma: float | None = None) -> CompiledCircuit:
+    """Compile `system` into a netlist of the given topology ('dense', 'ideal', 'factored',
+    'oscillator'; gamma: the oscillator's damping γ, default 2√λ_min(A)).
 
     A FactoredSystem (S, λ, b) compiles to any topology (dense/ideal use F̃ = SᵀS + λI);
     `factored` needs one. noise: optional noise sources (NoiseSpec: 'trnoise' or
@@ -106,6 +108,10 @@ def compile_system(system: LinearSystem | FactoredSystem, topology: str = "dense
     spec = spec or HardwareSpec()
     noise = noise or NoiseSpec()
     topo = get_topology(topology)
+    if gamma is not None:
+        if not hasattr(topo, "with_gamma"):
+            raise InputError("--damping-gamma applies to the oscillator topology only")
+        topo = topo.with_gamma(gamma)
     sc = topo.scale(system, spec)
     if not topo.needs_factor and isinstance(system, FactoredSystem):
         system = system.as_linear_system()
@@ -117,7 +123,9 @@ def compile_system(system: LinearSystem | FactoredSystem, topology: str = "dense
     predicted = (_predicted(system, sc, spec, topo, net, cell_map) if predict else
                  PredictionRecord(x_dc=None, rel_deviation_from_exact=None,
                                   cause="not computed"))
-    net.header = _header(system, sc, spec, topology, outputs, predicted)
+    net.header = _header(system, sc, spec, topology, outputs, predicted,
+                         topo.dynamics_line(sc, spec) if hasattr(topo, "dynamics_line")
+                         else None)
     check_netlist(net, spec)
     side = Sidecar(
         format=FORMAT,
@@ -144,11 +152,16 @@ def compile_system(system: LinearSystem | FactoredSystem, topology: str = "dense
         spec=spec,
         system=SystemRecord.of(system, factored=topo.needs_factor),
     )
+    if hasattr(topo, "sidecar_extra"):  # e.g. the oscillator's damping and velocity nodes
+        side = side.with_(extra={**side.extra, **topo.sidecar_extra(sc, spec, cell_map)})
     noise_roles: dict[str, str] = {}
-    # the dense A (N×N) only when the noise step must come from its fastest mode
-    A_noise = sc.A if noise.kind != "none" and noise.step_tau is None else None
-    noise_rec, extra = add_noise(net, side, noise, A_noise, name, topo.noise_sign,
-                                 roles=noise_roles)
+    if hasattr(topo, "add_noise"):  # a topology with its own noise scaling (oscillator)
+        noise_rec, extra = topo.add_noise(net, side, noise, sc.A, name, roles=noise_roles)
+    else:
+        # the dense A (N×N) only when the noise step must come from its fastest mode
+        A_noise = sc.A if noise.kind != "none" and noise.step_tau is None else None
+        noise_rec, extra = add_noise(net, side, noise, A_noise, name, topo.noise_sign,
+                                     roles=noise_roles)
     cell_map = cell_map.with_roles(noise_roles)
     check_cell_map(net, cell_map)
     side = side.with_(noise=noise_rec, element_counts=net.counts(), cell_map=cell_map)
@@ -175,16 +188,18 @@ def _predicted(system, sc, spec: HardwareSpec, topo: Topology, net: Netlist,
                             cause=" and ".join(cause) or "none (ideal elements)")
 
 
-def _header(system, sc, spec, topology, outputs, predicted) -> list[str]:
+def _header(system, sc, spec, topology, outputs, predicted, dynamics=None) -> list[str]:
     n = system.n
+    dynamics = dynamics or (
+        f"dynamics: tau dx/dt = -(A x - b), tau = R0*C/alpha = {sc.tau_s:.6g} s "
+        f"(R0 = {spec.R0_ohm:g} ohm, C = {spec.C_F:g} F, alpha = {sc.alpha:.6g})")
     return [
         f"generator: spu-tngd {__version__}; topology: {topology}; N = {n}",
         f"system sha256: {system.digest()}",
         f"mapping: x_i = V({outputs[0]})/{spec.volts_per_unit:g} ... "
         f"V({outputs[-1]})/{spec.volts_per_unit:g} (volts per unit v0 = "
         f"{spec.volts_per_unit:g})",
-        f"dynamics: tau dx/dt = -(A x - b), tau = R0*C/alpha = {sc.tau_s:.6g} s "
-        f"(R0 = {spec.R0_ohm:g} ohm, C = {spec.C_F:g} F, alpha = {sc.alpha:.6g})",
+        dynamics,
         f"couplings: resistor R0/(alpha*|A_ij|); pruned pairs: {sc.pruned} "
         f"(relative mass {sc.pruned_rel_mass:.3g})",
         "predicted DC deviation from A^-1 b: "

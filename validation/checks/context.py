@@ -92,6 +92,7 @@ class Validation:
                 f"--size-kappa0 {self.kappa0:g}")
         self.h = float(noise_step if noise_step is not None
                        else nz.step_tau or self.settings.noise_step_frac / self.lam_max)
+        self.noise_step_given = noise_step
         self.own_noise_ok = (kappa0 is None or kappa0 == nz.kappa0) and (
             noise_step is None or noise_step == nz.step_tau)
         self.backend_name = backend if isinstance(backend, str) else backend.name
@@ -180,7 +181,9 @@ class Validation:
 
     # -- running ---------------------------------------------------------------------------
     def run(self, names: list[str] | None = None) -> list[CheckResult]:
-        from validation.checks.registry import CHECKS  # the checks import this module
+        from validation.checks.registry import checks_for  # the checks import this module
+
+        CHECKS = checks_for(self.sidecar.topology)  # noqa: N806
 
         names = list(names or CHECKS)
         unknown = [n for n in names if n not in CHECKS]

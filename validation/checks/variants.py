@@ -50,7 +50,11 @@ def with_noise(deck: Deck, noise: NoiseSpec, A: np.ndarray, workdir: Path | None
             raise InputError(f"unknown topology {side.topology!r} in the sidecar")
         sign = TOPOLOGIES[side.topology].NOISE_SIGN
         net = Netlist(title="noise")
-        rec, files = add_noise(net, side, noise, np.asarray(A, dtype=float), name, sign)
+        topo = TOPOLOGIES[side.topology]
+        if hasattr(topo, "add_noise"):  # its own noise scaling (oscillator: sqrt(2γκ₀) into v)
+            rec, files = topo.add_noise(net, side, noise, np.asarray(A, dtype=float), name)
+        else:
+            rec, files = add_noise(net, side, noise, np.asarray(A, dtype=float), name, sign)
         lines += net.models + [el.line() for el in net.elements]
         if files:
             if workdir is None:
