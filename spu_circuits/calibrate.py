@@ -48,18 +48,22 @@ class Calibration:
 
 
 def _set_sources(text: str, values: dict[str, float]) -> str:
-    """The deck with the DC values of the named top-level V sources replaced."""
-    out = []
-    for line in text.splitlines():
-        toks = line.split()
-        if toks and toks[0].lower() in values and len(toks) >= 4:
-            name, a, b = toks[:3]
-            rest = toks[3:]
-            if rest[0].lower() == "dc":
-                rest = rest[1:]
-            line = " ".join([name, a, b, repr(float(values[toks[0].lower()])), *rest[1:]])
-        out.append(line)
-    return "\n".join(out) + "\n"
+    """The deck with the DC values of the named top-level V sources replaced (each card as
+    ngspice reads it, continuation lines included: spice.edit.rewrite_cards)."""
+    from .spice.edit import rewrite_cards
+    from .spice.lexer import lex
+
+    def new(card) -> list[str] | None:
+        toks = card.text.split()
+        if card.subckt or not toks or toks[0].lower() not in values or len(toks) < 4:
+            return None
+        name, a, b = toks[:3]
+        rest = toks[3:]
+        if rest[0].lower() == "dc":
+            rest = rest[1:]
+        return [" ".join([name, a, b, repr(float(values[name.lower()])), *rest[1:]])]
+
+    return "\n".join(rewrite_cards(lex(text), new)[0]) + "\n"
 
 
 def _dc_values(text: str, names: list[str]) -> dict[str, float]:

@@ -70,9 +70,12 @@ def default_step_tau(A: np.ndarray, frac: float = DEFAULT_STEP_FRAC) -> float:
 
 
 def draw_noise(seed: int, n_steps: int, n: int) -> np.ndarray:
-    """Standard-normal samples z (n_steps + 1, n), rounded to the 10 digits written to file."""
+    """Standard-normal samples z (n_steps + 1, n), rounded to the 10 digits written to file
+    (each value is the float of its ``%.9e`` text; one format call per row)."""
     z = np.random.default_rng(seed).standard_normal((n_steps + 1, n))
-    return np.array([[float(f"{v:.9e}") for v in row] for row in z])
+    row = " ".join(["%.9e"] * n)
+    text = " ".join(row % tuple(r) for r in z.tolist())
+    return np.array(text.split(), dtype=np.float64).reshape(z.shape)
 
 
 def file_names(name: str, n: int) -> list[str]:
@@ -138,9 +141,9 @@ def add_noise(net: Netlist, side: Sidecar, noise: NoiseSpec, A: np.ndarray | Non
                 f".model {model} filesource(file=\"{fname}\" amploffset=[{zeros}] "
                 f"amplscale=[{ones}] timeoffset=0 timescale=1 timerelative=false "
                 "amplstep=false)")
-            lines = [" ".join([f"{t[r]:.12e}", *(f"{z[r, i]:.9e}" for i in cols)])
-                     for r in range(k_steps + 1)]
-            files[fname] = ("\n".join(lines) + "\n").encode()
+            row = " ".join(["%.12e", *(["%.9e"] * len(cols))])
+            block = np.column_stack([t, z[:, cols.start:cols.stop]]).tolist()
+            files[fname] = ("\n".join(row % tuple(r) for r in block) + "\n").encode()
         rec.update(reproducible=True, seed=noise.seed, files=tuple(names),
                    n_samples=k_steps + 1, duration_tau=k_steps * h, sign=sign)
     return NoiseRecord(spec=noise, **rec), files
