@@ -146,12 +146,23 @@ def _parts(x) -> tuple[list[_Part], dict]:
     gbw = rec.opamp.gbw_hz if rec is not None else None
     digits = {"e12": 2, "e24": 2, "e96": 3, "e192": 3}
     roles = _roles(side)
+    part_no = rec.opamp.part if rec is not None else None
+    # decks with a catalogue op-amp list the op-amp part and the resistors' package/rating
+    pkg = ""
+    fig = (rec.opamp.figures if rec is not None else None) or {}
+    if part_no:
+        from .compiler.erc import RESISTOR_PACKAGES
+
+        p = (rec.options or {}).get("package", "0603")
+        pkg = f" {p} {RESISTOR_PACKAGES[p]:g} W"
     parts: list[_Part] = []
     for name, letter, nodes, value, spec in els:
         v = nominal.get(name, value)
         role = roles.get(name)
         if role == Role.TILE.value:
             continue                    # a tile instance: its parts are listed one by one
+        if role == Role.OPAMP_ERROR.value:
+            continue                    # an op-amp's V_os / I_b: a model, not a part
         if role in OPAMP_ROLES and letter == "e":
             parts.append(_Part(name, "op-amp", None,
                                f"A0 {value:g}" if value is not None else "op-amp"))
@@ -161,7 +172,7 @@ def _parts(x) -> tuple[list[_Part], dict]:
                                else "white-noise current"))
         elif letter == "r":
             parts.append(_Part(name, "resistor", v,
-                               format_value(v, "Ω", digits.get(series, 4))))
+                               format_value(v, "Ω", digits.get(series, 4)) + pkg))
         elif letter == "c":
             parts.append(_Part(name, "capacitor", v,
                                format_value(v, "F", digits.get(cap_series, 3), strip=True)))
@@ -170,9 +181,11 @@ def _parts(x) -> tuple[list[_Part], dict]:
                                f"A0 {value:g}" if value is not None else "op-amp"))
         elif letter == "x":
             lab = f"A0 {gain:g}" if gain else "op-amp"
+            if part_no:
+                lab = f"{part_no} ({fig.get('package', '')}, {lab}"
             if gbw:
                 lab += f", GBW {format_value(gbw, 'Hz', 3, strip=True)}"
-            parts.append(_Part(name, "op-amp", None, lab))
+            parts.append(_Part(name, "op-amp", None, lab + (")" if part_no else "")))
         elif letter == "g":
             parts.append(_Part(name, "transconductor", v,
                                format_value(abs(v), "S", 4) if v is not None else "gm"))

@@ -64,7 +64,8 @@ def main() -> None:
               help="Op-amp output swing +-V (e.g. 10V): choose v0 so outputs stay inside "
                    "(|x*| + 4 sigma at the sizing kappa0; default: the --opamp part's swing).")
 @click.option("--opamp", "opamp", default=None,
-              help="Catalogue op-amp: LT1028, ADA4077, OPA189, OPA192, TL072 or generic "
+              help="Catalogue op-amp: LT1028, ADA4077, OPA189, OPA192, TL072, generic, or auto "
+                   "(the cheapest whose V_os/I_b error is <= 0.1x the passive parts') "
                    "(gain, GBW, slew, swing, current limit, V_os, I_b from its datasheet).")
 @click.option("--opamp-model", "opamp_model", default=None,
               help="Vendor op-amp macromodel FILE:SUBCKT (pins: inp inn vcc vee out), "

@@ -16,6 +16,9 @@ woodbury       tngd.solvers:WoodburySolver                 no
 ou-exact       tngd.solvers_ou:OUExactSolver               yes
 ou-euler       tngd.solvers_ou:OUEulerSolver               yes
 spice          tngd.solvers_spice:SpiceSolver (ngspice)    yes
+spice-board    tngd.solvers_board:BoardSpiceSolver         yes
+board-         tngd.solvers_board:BoardSurrogateSolver     yes
+surrogate
 =============  ==========================================  ======
 
 A new solver is one line in that table (or a :func:`register_solver` call); nothing is
@@ -373,6 +376,8 @@ REGISTRY: dict[str, SolverEntry] = {
     "ou-exact": SolverEntry("tngd.solvers_ou:OUExactSolver", device=True),
     "ou-euler": SolverEntry("tngd.solvers_ou:OUEulerSolver", device=True),
     "spice": SolverEntry("tngd.solvers_spice:SpiceSolver", device=True),
+    "spice-board": SolverEntry("tngd.solvers_board:BoardSpiceSolver", device=True),
+    "board-surrogate": SolverEntry("tngd.solvers_board:BoardSurrogateSolver", device=True),
 }
 
 #: The device solvers of the table above (kept for scripts that read it).

@@ -278,7 +278,7 @@ class RealizeOptions:
             raise InputError(f"realize: temperature must be ≥ 0 K, got {self.temperature_K!r}")
         if self.trim not in ("all", "diagonal", "none"):
             raise InputError(f"realize: trim must be all, diagonal or none, got {self.trim!r}")
-        if self.opamp is not None and self.opamp != "generic":
+        if self.opamp is not None and self.opamp not in ("generic", "auto"):
             from .opamps import get_part
 
             get_part(self.opamp)
@@ -753,7 +753,14 @@ def realize(compiled: CompiledCircuit, options: RealizeOptions | None = None
     """
     from .hardware import resolve_options
 
-    opt = resolve_options(options or RealizeOptions())
+    opt = options or RealizeOptions()
+    choice = None
+    if opt.opamp == "auto":
+        from .hardware import pick_opamp
+
+        choice = pick_opamp(compiled, opt)
+        opt = replace(opt, opamp=choice.part)
+    opt = resolve_options(opt)
     rz = _Realizer(compiled, opt)
     side0 = rz.side
     # baseline: the compiled deck itself (finite gain, exact values)
@@ -862,6 +869,9 @@ def realize(compiled: CompiledCircuit, options: RealizeOptions | None = None
     if stab:
         report["stable"] = stab["stable"]
     notes = ([rz.cap_note] if rz.cap_note else []) + [v.message for v in erc]
+    if choice is not None:
+        notes.insert(0, choice.describe())
+        rec.extra["opamp_choice"] = choice.describe()
     if notes:
         report["erc_warnings"] = notes
     return RealizedCircuit(net, side, dict(rz.base.extra_files), report)
