@@ -55,7 +55,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..graphcheck import check_cell_map, check_netlist
-from ..netlist import Element, Netlist, Subcircuit, fmt
+from ..netlist import Element, Netlist, Subcircuit
 from ..spec import HardwareSpec
 from ..system import FactoredSystem, LinearSystem
 from . import CompiledCircuit, compile_system
@@ -485,7 +485,7 @@ class _Realizer:
         net = base.copy(elements=False)
         opt = self.opt
         rng = None
-        if draw and opt.mc_seed is not None and opt.tolerance > 0:
+        if draw and self.draws:
             rng = np.random.default_rng([opt.mc_seed, opt.mc_draw])
 
         def tol(v: float) -> float:
@@ -498,39 +498,51 @@ class _Realizer:
         use_poles = poles and opt.gbw_hz is not None and self.topology != "ideal"
         if use_poles:
             net.subcircuits.append(opamp_subckt(self.gain, opt.gbw_hz))
+        put = net.append
         for el in base.elements:
             k = el.kind
             if k == "r":
                 p = parts[el.name]
                 a, b = el.nodes
                 if p.kind == "single":
-                    net.add(el.name, el.nodes, tol(p.values[0]))
+                    put(Element(el.name, el.nodes, tol(p.values[0])))
                 elif p.kind == "series":
                     mid = f"{el.name}_mid"
-                    net.add(el.name, (a, mid), tol(p.values[0]))
-                    net.add(el.name + "t", (mid, b), tol(p.values[1]))
+                    put(Element(el.name, (a, mid), tol(p.values[0])))
+                    put(Element(el.name + "t", (mid, b), tol(p.values[1])))
                 else:
-                    net.add(el.name, (a, b), tol(p.values[0]))
-                    net.add(el.name + "t", (a, b), tol(p.values[1]))
+                    put(Element(el.name, (a, b), tol(p.values[0])))
+                    put(Element(el.name + "t", (a, b), tol(p.values[1])))
             elif k == "c":
-                net.add(el.name, el.nodes, tol(el.value if exact_caps else self.c_value))
+                put(Element(el.name, el.nodes, tol(el.value if exact_caps else self.c_value)))
             elif k == "g" and el.value is not None:
-                net.add(el.name, el.nodes, tol(el.value), el.spec)
+                put(Element(el.name, el.nodes, tol(el.value), el.spec))
             elif k == "v" and el.value is not None:
-                net.add(el.name, el.nodes, plan.v_value.get(el.name, el.value), el.spec)
+                v = plan.v_value.get(el.name, el.value)
+                same = v == el.value and math.copysign(1.0, v) == math.copysign(1.0, el.value)
+                put(el if same else Element(el.name, el.nodes, v, el.spec))
             elif use_poles and el.name in self.opamps:
                 out, _, cp, cm = el.nodes
-                net.add("x" + el.name, (cp, cm, out), None, OPAMP_SUBCKT)
+                put(Element("x" + el.name, (cp, cm, out), None, OPAMP_SUBCKT))
             else:
-                net.add(el.name, el.nodes, el.value, el.spec)
+                put(el)
         return net
 
+    @property
+    def draws(self) -> bool:
+        """Whether `assemble(draw=True)` perturbs the parts (a Monte-Carlo draw)."""
+        return self.opt.mc_seed is not None and self.opt.tolerance > 0
+
     # ---- measurement ---------------------------------------------------------------------
-    def extract(self, net: Netlist):
-        from ..parser import extract_system, parse_deck
+    def extract(self, net: Netlist, *, from_text: bool = False):
+        """(Extracted, EffectiveSystem) of `net` by the extractor. The IR is read without
+        text (`parse_netlist`, equal to parsing the written deck) unless `from_text`."""
+        from ..spice import extract_system, parse_deck
+        from ..spice.from_netlist import parse_netlist
 
         step = (self.meta.get("noise") or {}).get("step_s")
-        ex = extract_system(parse_deck(net.to_text()), outputs=list(self.meta["outputs"]),
+        parsed = parse_deck(net.to_text()) if from_text else parse_netlist(net)
+        ex = extract_system(parsed, outputs=list(self.meta["outputs"]),
                             volts_per_unit=float(self.meta["volts_per_unit"]),
                             noise_step_s=step)
         return ex, ex.as_system(self.tau_s)
@@ -646,9 +658,10 @@ class _Realizer:
         return rec
 
     def stability(self, net: Netlist) -> dict:
-        from ..parser import parse_deck, state_space
+        from ..spice import state_space
+        from ..spice.from_netlist import parse_netlist
 
-        ss, _, _ = state_space(parse_deck(net.to_text()))
+        ss, _, _ = state_space(parse_netlist(net))
         ev = np.linalg.eigvals(ss.F)
         re_max = float(np.max(ev.real))
         return {"states": int(len(ev)), "stable": bool(re_max < 0),
@@ -657,31 +670,58 @@ class _Realizer:
                 "note": "eigenvalues of the full deck (integrators and op-amp poles)"}
 
 
-def _strip_noise(net: Netlist) -> Netlist:
-    out = Netlist(title=net.title, options=dict(net.options),
-                  models=[m for m in net.models if "filesource" not in m],
-                  analyses=list(net.analyses))
+def _strip_noise(net: Netlist, noise: set[str]) -> Netlist:
+    """`net` without the elements `noise` and the models only they use."""
+    used = {(el.spec or "").split()[-1] for el in net.elements if el.name in noise and el.spec}
+    out = net.copy(elements=False)
+    out.models = [m for m in net.models if m.split()[1].lower() not in used]
+    out.header, out.ic, out.control = [], {}, []
     for el in net.elements:
-        if el.kind == "a" or (el.kind == "i" and el.spec and "trnoise" in el.spec):
-            continue
-        out.add(el.name, el.nodes, el.value, el.spec)
+        if el.name not in noise:
+            out.add(el.name, el.nodes, el.value, el.spec)
     return out
 
 
 def johnson_full(net: Netlist, meta: dict, temperature_K: float, tau_s: float | None = None
                  ) -> np.ndarray:
-    """Johnson-noise κ₀ per variable (N,) of every resistor of `net` (op-amps at DC gain):
-    a 2kT/R white current across each resistor, diffusion extracted by the parser."""
-    from ..parser import extract_system, parse_deck
+    """Johnson-noise κ₀ per variable (N,) of every resistor of `net` (op-amps at DC gain): a
+    white current of two-sided PSD 2kT/R across each resistor, propagated to the outputs by
+    the extractor's nodal analysis. The deck's own noise sources (the cell map's Role.NOISE
+    elements) are left out.
 
-    quiet = _strip_noise(net)
-    nt = 1e-9
-    for k, el in enumerate([e for e in quiet.elements if e.kind == "r"]):
-        na = math.sqrt(2.0 * K_BOLTZMANN * temperature_K / el.value / nt)
-        quiet.add(f"ijn{k}", el.nodes[:2], None, f"dc 0 trnoise({fmt(na)} {fmt(nt)} 0 0)")
-    ex = extract_system(parse_deck(quiet.to_text()), outputs=list(meta["outputs"]),
-                        volts_per_unit=float(meta["volts_per_unit"]))
-    return ex.as_system(tau_s or float(meta["tau_s"])).kappa0
+    Method (the extractor's Kron reduction, in adjoint form): with K the MNA matrix whose
+    capacitors are voltage-source states, E the unit columns of the capacitor branches and
+    n_R = e_b − e_a the injection of resistor R (a → b), the capacitor currents respond to
+    the noise by Rn = Eᵀ K⁻¹ N = (K⁻ᵀ E)ᵀ N: two solves with one column per capacitor instead
+    of one per resistor. B = Rn·diag(σ)/C, σ_R² = 2kT/R; in x units Bx = H B/v₀ (H: the
+    outputs' response to unit capacitor voltages, K⁻¹E); κ₀,i = τ/2·Σ_R Bx[i, R]².
+    """
+    from ..spice.from_netlist import parse_netlist
+    from ..spice.mna import build_mna, solve
+
+    noise = set(CellMap.from_json(meta["cell_map"]).elements_with(Role.NOISE)) \
+        if meta.get("cell_map") else set()
+    parsed = parse_netlist(_strip_noise(net, noise))
+    ckt = build_mna(parsed, caps_as_states=True)
+    nn, nc = len(ckt.nodes), len(ckt.caps)
+    cap_rows = [nn + ckt.branches.index(c.name) for c in ckt.caps]
+    E = np.zeros((ckt.K.shape[0], nc))
+    E[cap_rows, np.arange(nc)] = 1.0
+    Z = solve(ckt.K, E, ckt.nodes, "Johnson noise")
+    Y = solve(ckt.K.T.tocsc(), E, ckt.nodes, "Johnson noise (adjoint)")
+    nidx = {n: k for k, n in enumerate(ckt.nodes)}
+    res = [e for e in parsed.elements if e.kind == "r" and "." not in e.name]
+    Yg = np.vstack([Y[:nn], np.zeros((1, nc))])          # row nn: ground
+    a = np.array([nidx.get(e.nodes[0], nn) for e in res], dtype=int)
+    b = np.array([nidx.get(e.nodes[1], nn) for e in res], dtype=int)
+    sigma = np.sqrt(2.0 * K_BOLTZMANN * temperature_K / np.array([e.value for e in res]))
+    Rn = (Yg[b] - Yg[a]).T                                # (nc, n_R)
+    cvals = np.array([c.value for c in ckt.caps])
+    B = Rn * sigma[None, :] / cvals[:, None]
+    rows = [nidx[o] for o in meta["outputs"]]
+    Bx = Z[rows, :nc] @ B / float(meta["volts_per_unit"])
+    tau = tau_s or float(meta["tau_s"])
+    return 0.5 * tau * np.sum(Bx * Bx, axis=1)
 
 
 def _ic_map(meta: dict, ex, op_nodes: dict[str, str]) -> dict:
@@ -727,22 +767,24 @@ def realize(compiled: CompiledCircuit, options: RealizeOptions | None = None
         plain_net = rz.assemble(plan, rz.parts(plan), draw=False, poles=False)
         before = rz.errors(rz.extract(plain_net)[1])
         plan, hist = rz.compensate()
-        parts = rz.parts(plan)
-        after = rz.errors(rz.extract(rz.assemble(plan, parts, draw=False, poles=False))[1])
-        comp = {"enabled": True, "trim": opt.trim, **hist,
-                "trimmed_parts": sum(1 for p in parts.values() if p.kind != "single"),
-                "rel_error_A_before": before["rel_error_A"],
-                "rel_error_x_before": before["rel_error_x"],
-                "rel_error_A_after": after["rel_error_A"],
-                "rel_error_x_after": after["rel_error_x"]}
     parts = rz.parts(plan)
     net = rz.assemble(plan, parts, draw=True, poles=True)
     qs = rz.assemble(plan, parts, draw=True, poles=False)
     lo, hi = rz.spec.r_min_ohm, rz.spec.r_max_ohm
     widen = 1.0 + opt.tolerance
     check_netlist(qs, rz.spec.with_(r_min_ohm=lo / widen, r_max_ohm=hi * widen))
-    ex, es = rz.extract(qs)
+    ex, es = rz.extract(qs, from_text=True)     # the recorded measurement: on the deck text
     errs = rz.errors(es)
+    if opt.compensate and rz.topology != "ideal":
+        # without a Monte-Carlo draw the nominal compensated deck is `qs` itself
+        after = errs if not rz.draws else rz.errors(
+            rz.extract(rz.assemble(plan, parts, draw=False, poles=False))[1])
+        comp = {"enabled": True, "trim": opt.trim, **hist,
+                "trimmed_parts": sum(1 for p in parts.values() if p.kind != "single"),
+                "rel_error_A_before": before["rel_error_A"],
+                "rel_error_x_before": before["rel_error_x"],
+                "rel_error_A_after": after["rel_error_A"],
+                "rel_error_x_after": after["rel_error_x"]}
     # the deck's own noise sources (if any), as κ₀ per variable
     k_deck = [float(v) for v in es.kappa0]
     john = rz.johnson(qs, parts)
