@@ -20,6 +20,7 @@ from ..system import FactoredSystem, LinearSystem
 from . import topology_dense, topology_factored, topology_ideal
 from .cellmap import CellMap
 from .noise import NoiseSpec, add_noise
+from .scaling import ScaledFactored
 from .topology import TOPOLOGIES, Topology, register
 from .topology import get as get_topology
 
@@ -138,12 +139,24 @@ def compile_system(system: LinearSystem | FactoredSystem, topology: str = "dense
                    else {"A": system.A.tolist(), "b": system.b.tolist()}),
     }
     noise_roles: dict[str, str] = {}
-    extra = add_noise(net, meta, noise, sc.A, name, topo.noise_sign, roles=noise_roles)
+    extra = add_noise(net, meta, noise, sc.A, name, topo.noise_sign, roles=noise_roles,
+                      lambda_max=_lambda_max(system, sc) if noise.kind != "none" else None)
     meta["element_counts"] = net.counts()
     cell_map = cell_map.with_roles(noise_roles)
     check_cell_map(net, cell_map)
     meta["cell_map"] = cell_map.to_json()
     return CompiledCircuit(net, meta, extra)
+
+
+def _lambda_max(system, sc) -> float | None:
+    """λ_max of the matrix the circuit realises, without a new eigen-decomposition when the
+    system already has it (unpruned A) or a factor gives it (λ + σ_max(S)²); else None."""
+    if isinstance(sc, ScaledFactored):
+        sv = np.linalg.svd(sc.S, compute_uv=False) if sc.S.size else np.zeros(1)
+        return sc.damping + float(sv[0] ** 2)
+    if isinstance(system, LinearSystem) and np.array_equal(sc.A, system.A):
+        return system.lambda_max
+    return None
 
 
 def _predicted(system, sc, spec: HardwareSpec, topo: Topology, net: Netlist,

@@ -59,7 +59,7 @@ from ..netlist import Element, Netlist, Subcircuit
 from ..spec import HardwareSpec
 from ..system import FactoredSystem, LinearSystem
 from . import CompiledCircuit, compile_system
-from .cellmap import OPAMP_ROLES, CellMap, Role
+from .cellmap import OPAMP_ROLES, CellMap, Coupling, Role
 from .noise import NoiseSpec
 from .scaling import scale, scale_factored
 
@@ -79,8 +79,10 @@ SERIES_DIGITS = {"e12": 2, "e24": 2, "e96": 3, "e192": 3}
 OPAMP_SUBCKT = "opamp_sp"
 #: internal resistance of the macromodel's gain node (sets gm = A0/R and C = 1/(2π GBW/A0 R))
 OPAMP_R_INT = 1e3
-#: continuous compensation iterations (each one extraction); they converge geometrically
+#: continuous compensation iterations at most (each one extraction); they converge
+#: geometrically and stop early once a correction moves no target by more than COMP_RTOL
 COMP_ITERS = 6
+COMP_RTOL = 1e-13
 
 
 # ------------------------------------------------------------------------------ E series
@@ -350,8 +352,13 @@ def choose_v0(system: LinearSystem | FactoredSystem, kappa0: float, v_sat: float
         raise InputError(f"v_sat must be a positive number, got {v_sat!r}")
     if not (math.isfinite(kappa0) and kappa0 >= 0):
         raise InputError(f"kappa0 must be ≥ 0, got {kappa0!r}")
-    peak = max(output_swing(system, kappa0, topology, spec, n_sigma=n_sigma,
-                            include_bias=include_bias).values())
+    return _v0_for(v_sat, output_swing(system, kappa0, topology, spec, n_sigma=n_sigma,
+                                       include_bias=include_bias))
+
+
+def _v0_for(v_sat: float, swing: dict[str, float]) -> float:
+    """v₀ = v_sat / (largest peak per volt-per-unit), rounded down to 3 significant digits."""
+    peak = max(swing.values())
     if not peak > 0:
         raise InputError("the system's solution and noise are zero: no swing to fit")
     v0 = v_sat / peak
@@ -432,12 +439,12 @@ class _Realizer:
             k0 = options.kappa0_swing
             if k0 is None:
                 k0 = float((meta.get("noise") or {}).get("kappa0", 0.0) or 0.0)
-            v0 = choose_v0(self.system, k0, options.v_sat, self.topology, spec,
-                           n_sigma=options.n_sigma)
+            if not (math.isfinite(k0) and k0 >= 0):
+                raise InputError(f"kappa0 must be ≥ 0, got {k0!r}")
+            peaks = output_swing(self.system, k0, self.topology, spec, n_sigma=options.n_sigma)
+            v0 = _v0_for(options.v_sat, peaks)
             self.swing = {"v_sat": options.v_sat, "kappa0": k0, "n_sigma": options.n_sigma,
-                          "volts_per_unit": v0,
-                          "peak_per_unit": output_swing(self.system, k0, self.topology, spec,
-                                                        n_sigma=options.n_sigma)}
+                          "volts_per_unit": v0, "peak_per_unit": peaks}
             changes["volts_per_unit"] = v0
         if changes and any(getattr(spec, k) != v for k, v in changes.items()):
             spec = spec.with_(**changes)
@@ -461,6 +468,7 @@ class _Realizer:
             raise InputError("realize needs a sidecar with a cell map (recompile the deck "
                              "with this version)")
         self.cell_map = cm
+        self._memo: dict = {}                 # parse_netlist's memo across extractions
         self.opamps = set(cm.elements_with(Role.INTEGRATOR_OPAMP)
                           + cm.elements_with(Role.INVERTER_OPAMP)
                           + cm.elements_with(Role.STAGE_OPAMP))
@@ -474,6 +482,8 @@ class _Realizer:
 
     def parts(self, plan: _Plan, series: str | None = None) -> dict[str, Parts]:
         series = self.opt.series if series is None else series
+        if series == "exact":
+            return {n: Parts("single", (float(t),)) for n, t in plan.r_target.items()}
         lo, hi = self.spec.r_min_ohm, self.spec.r_max_ohm
         return {n: realise_resistor(t, series, lo, hi, n in plan.trimmed)
                 for n, t in plan.r_target.items()}
@@ -514,7 +524,8 @@ class _Realizer:
                     put(Element(el.name, (a, b), tol(p.values[0])))
                     put(Element(el.name + "t", (a, b), tol(p.values[1])))
             elif k == "c":
-                put(Element(el.name, el.nodes, tol(el.value if exact_caps else self.c_value)))
+                v = tol(el.value if exact_caps else self.c_value)
+                put(el if v == el.value else Element(el.name, el.nodes, v))
             elif k == "g" and el.value is not None:
                 put(Element(el.name, el.nodes, tol(el.value), el.spec))
             elif k == "v" and el.value is not None:
@@ -541,7 +552,7 @@ class _Realizer:
         from ..spice.from_netlist import parse_netlist
 
         step = (self.meta.get("noise") or {}).get("step_s")
-        parsed = parse_deck(net.to_text()) if from_text else parse_netlist(net)
+        parsed = parse_deck(net.to_text()) if from_text else parse_netlist(net, self._memo)
         ex = extract_system(parsed, outputs=list(self.meta["outputs"]),
                             volts_per_unit=float(self.meta["volts_per_unit"]),
                             noise_step_s=step)
@@ -563,7 +574,11 @@ class _Realizer:
                                 exact_caps=True)
             ex, es = self.extract(net)
             hist.append(self.errors(es)["rel_error_A"])
+            old = dict(plan.r_target)
             self._correct(plan, ex, es)
+            # converged: a further iteration would move no target by more than rounding
+            if all(abs(t / old[k] - 1.0) <= COMP_RTOL for k, t in plan.r_target.items()):
+                break
         plan.trimmed = self._trim_set()
         # the bias DACs: b_eff = b after snapping (a DAC setting is a free, exact value)
         for _ in range(2):
@@ -573,7 +588,7 @@ class _Realizer:
                 i, name = cell.index, cell.bias
                 if name in plan.v_value and es.b[i] != 0 and self.b[i] != 0:
                     plan.v_value[name] *= self.b[i] / es.b[i]
-        return plan, {"continuous_iterations": COMP_ITERS,
+        return plan, {"continuous_iterations": len(hist),
                       "continuous_rel_error_A": hist}
 
     def _trim_set(self) -> set[str]:
@@ -598,10 +613,17 @@ class _Realizer:
         A, Ae = self.A, es.A
         cm = self.cell_map
         if not cm.stages:
-            for cp in cm.couplings_of("A"):
-                name, i, j = cp.elements[0], cp.row, cp.col
-                if name in plan.r_target and A[i, j] != 0 and Ae[i, j] * A[i, j] > 0:
-                    plan.r_target[name] *= float(np.clip(Ae[i, j] / A[i, j], 0.5, 2.0))
+            cps = [cp for cp in cm.couplings_of("A") if cp.elements[0] in plan.r_target]
+            i = np.array([cp.row for cp in cps], dtype=int)
+            j = np.array([cp.col for cp in cps], dtype=int)
+            a, ae = A[i, j], Ae[i, j]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ratio = np.clip(ae / a, 0.5, 2.0)
+            ok = (a != 0) & (ae * a > 0)
+            r = plan.r_target
+            for cp, use, q in zip(cps, ok.tolist(), ratio.tolist(), strict=True):
+                if use:
+                    r[cp.elements[0]] *= q
             return
         nidx = {nd: k for k, nd in enumerate(ex.nodes)}
         G = ex.node_gain
@@ -650,7 +672,8 @@ class _Realizer:
                   if el.kind == "r" and cell.summing in el.nodes]
             per.append(johnson_kappa0(rs, temperature_K=T, R0_ohm=r0, alpha=alpha, v0=v0,
                                       tau_s=self.tau_s))
-        full = johnson_full(net, meta, T, self.tau_s) if T > 0 else np.zeros(n)
+        full = johnson_full(net, meta, T, self.tau_s, memo=self._memo) if T > 0 \
+            else np.zeros(n)
         rec.update(kappa0_summing_node=per, kappa0_full=[float(v) for v in full],
                    kappa0_eff=float(np.mean(full)), kappa0_max=float(np.max(full)),
                    formula="kappa0_i = k T R0^2 sum(1/R into s_i) / (alpha^2 v0^2 tau); full: "
@@ -682,8 +705,8 @@ def _strip_noise(net: Netlist, noise: set[str]) -> Netlist:
     return out
 
 
-def johnson_full(net: Netlist, meta: dict, temperature_K: float, tau_s: float | None = None
-                 ) -> np.ndarray:
+def johnson_full(net: Netlist, meta: dict, temperature_K: float, tau_s: float | None = None,
+                 *, memo: dict | None = None) -> np.ndarray:
     """Johnson-noise κ₀ per variable (N,) of every resistor of `net` (op-amps at DC gain): a
     white current of two-sided PSD 2kT/R across each resistor, propagated to the outputs by
     the extractor's nodal analysis. The deck's own noise sources (the cell map's Role.NOISE
@@ -701,7 +724,7 @@ def johnson_full(net: Netlist, meta: dict, temperature_K: float, tau_s: float | 
 
     noise = set(CellMap.from_json(meta["cell_map"]).elements_with(Role.NOISE)) \
         if meta.get("cell_map") else set()
-    parsed = parse_netlist(_strip_noise(net, noise))
+    parsed = parse_netlist(_strip_noise(net, noise), memo)
     ckt = build_mna(parsed, caps_as_states=True)
     nn, nc = len(ckt.nodes), len(ckt.caps)
     cap_rows = [nn + ckt.branches.index(c.name) for c in ckt.caps]
@@ -869,9 +892,12 @@ def _realised_cell_map(cm: CellMap, parts: dict[str, Parts], poles: bool) -> Cel
     couplings, op-amps renamed to their macromodel instances (`x<name>`) when `poles`."""
     trims = {name: name + "t" for name, p in parts.items() if p.kind != "single"}
     cm = cm.with_roles({t: Role.TRIM for t in trims.values()})
-    cm = replace(cm, couplings=tuple(
-        replace(cp, elements=(*cp.elements, *(trims[e] for e in cp.elements if e in trims)))
-        for cp in cm.couplings))
+    couplings = []
+    for cp in cm.couplings:
+        extra = [trims[e] for e in cp.elements if e in trims]
+        couplings.append(Coupling(cp.kind, cp.row, cp.col, cp.sign, (*cp.elements, *extra))
+                         if extra else cp)
+    cm = replace(cm, couplings=tuple(couplings))
     if poles:
         ops = [n for n, r in cm.roles.items() if r in OPAMP_ROLES]
         cm = cm.renamed(elements={n: "x" + n for n in ops})

@@ -36,8 +36,22 @@ def _card(text: str, lineno: int, read):
     return read(lines[0][1])
 
 
-def parse_netlist(net: Netlist) -> ParsedDeck:
-    """The ParsedDeck of `net`, equal to `parse_deck(net.to_text())` (see the module doc)."""
+def parse_netlist(net: Netlist, memo: dict | None = None) -> ParsedDeck:
+    """The ParsedDeck of `net`, equal to `parse_deck(net.to_text())` (see the module doc).
+
+    memo: a dict the caller keeps between calls on similar netlists: an element already read
+    at the same line is not read again (ParsedElements are immutable).
+    """
+    if memo is None:
+        memo = {}
+
+    def element(el: Element, lineno: int) -> ParsedElement:
+        key = (el, lineno)
+        got = memo.get(key)
+        if got is None:
+            got = memo[key] = _element(el, lineno)
+        return got
+
     deck = ParsedDeck(title=net.title.replace("\n", " ").strip())
     top = Scope()
     lineno = 1 + len(net.header)
@@ -56,12 +70,12 @@ def parse_netlist(net: Netlist) -> ParsedDeck:
         lineno += len(sub.comments)
         for el in sub.elements:
             lineno += 1
-            definition.scope.elements.append(_element(el, lineno))
+            definition.scope.elements.append(element(el, lineno))
         lineno += 1
         top.subckts[sub.name] = definition
     for el in net.elements:
         lineno += 1
-        top.elements.append(_element(el, lineno))
+        top.elements.append(element(el, lineno))
     if net.ic:
         lineno += 1
         text = ".ic " + " ".join(f"v({n})={fmt(v)}" for n, v in net.ic.items())
