@@ -28,7 +28,8 @@
    and from the bill of materials. Without `gbw_hz` the VCVS stays, with gain A0.
 
 Each realised deck is then measured by the independent extractor (`parser.extract_system`
-on the deck text, with τ = the sidecar's `tau_s` and v₀): A_eff, b_eff (stored in the
+on the deck, read from the IR by `spice.parse_netlist`, which equals parsing the written text
+(tested), with τ = the sidecar's `tau_s` and v₀): A_eff, b_eff (stored in the
 sidecar's `realization` record for the surrogate), ‖A_eff − A‖/‖A‖, the error of
 A_eff⁻¹b_eff against A⁻¹b, and the Johnson-noise floor as an effective κ₀. With a GBW
 macromodel the extraction runs on the same deck with each macromodel at its DC gain (the
@@ -82,7 +83,7 @@ OPAMP_R_INT = 1e3
 #: continuous compensation iterations at most (each one extraction); they converge
 #: geometrically and stop early once a correction moves no target by more than COMP_RTOL
 COMP_ITERS = 6
-COMP_RTOL = 1e-13
+COMP_RTOL = 1e-12
 
 
 # ------------------------------------------------------------------------------ E series
@@ -469,6 +470,7 @@ class _Realizer:
                              "with this version)")
         self.cell_map = cm
         self._memo: dict = {}                 # parse_netlist's memo across extractions
+        self._last_parts: tuple | None = None  # parts() of the last plan (same plan: same)
         self.opamps = set(cm.elements_with(Role.INTEGRATOR_OPAMP)
                           + cm.elements_with(Role.INVERTER_OPAMP)
                           + cm.elements_with(Role.STAGE_OPAMP))
@@ -484,9 +486,14 @@ class _Realizer:
         series = self.opt.series if series is None else series
         if series == "exact":
             return {n: Parts("single", (float(t),)) for n, t in plan.r_target.items()}
+        last = self._last_parts
+        if last and last[0] == series and last[1] == plan.r_target and last[2] == plan.trimmed:
+            return dict(last[3])
         lo, hi = self.spec.r_min_ohm, self.spec.r_max_ohm
-        return {n: realise_resistor(t, series, lo, hi, n in plan.trimmed)
-                for n, t in plan.r_target.items()}
+        parts = {n: realise_resistor(t, series, lo, hi, n in plan.trimmed)
+                 for n, t in plan.r_target.items()}
+        self._last_parts = (series, dict(plan.r_target), set(plan.trimmed), parts)
+        return dict(parts)
 
     def assemble(self, plan: _Plan, parts: dict[str, Parts], *, draw: bool, poles: bool,
                  exact_caps: bool = False) -> Netlist:
@@ -654,7 +661,8 @@ class _Realizer:
                 plan.r_target[st.inverter_r_fb] /= float(np.clip(s, 0.5, 2.0))
 
     # ---- noise and stability -------------------------------------------------------------
-    def johnson(self, net: Netlist, parts: dict[str, Parts]) -> dict:
+    def johnson(self, net: Netlist, parts: dict[str, Parts], state=None) -> dict:
+        """The Johnson-noise record of `net`; state: the StateSpace of its extraction."""
         T = self.opt.temperature_K
         meta = self.meta
         n = int(meta["n"])
@@ -672,8 +680,9 @@ class _Realizer:
                   if el.kind == "r" and cell.summing in el.nodes]
             per.append(johnson_kappa0(rs, temperature_K=T, R0_ohm=r0, alpha=alpha, v0=v0,
                                       tau_s=self.tau_s))
-        full = johnson_full(net, meta, T, self.tau_s, memo=self._memo) if T > 0 \
-            else np.zeros(n)
+        full = johnson_full(net, meta, T, self.tau_s, memo=self._memo, state=state,
+                            noise_elements=self.cell_map.elements_with(Role.NOISE)) \
+            if T > 0 else np.zeros(n)
         rec.update(kappa0_summing_node=per, kappa0_full=[float(v) for v in full],
                    kappa0_eff=float(np.mean(full)), kappa0_max=float(np.max(full)),
                    formula="kappa0_i = k T R0^2 sum(1/R into s_i) / (alpha^2 v0^2 tau); full: "
@@ -698,7 +707,6 @@ def _strip_noise(net: Netlist, noise: set[str]) -> Netlist:
     used = {(el.spec or "").split()[-1] for el in net.elements if el.name in noise and el.spec}
     out = net.copy(elements=False)
     out.models = [m for m in net.models if m.split()[1].lower() not in used]
-    out.header, out.ic, out.control = [], {}, []
     for el in net.elements:
         if el.name not in noise:
             out.add(el.name, el.nodes, el.value, el.spec)
@@ -706,31 +714,39 @@ def _strip_noise(net: Netlist, noise: set[str]) -> Netlist:
 
 
 def johnson_full(net: Netlist, meta: dict, temperature_K: float, tau_s: float | None = None,
-                 *, memo: dict | None = None) -> np.ndarray:
+                 *, memo: dict | None = None, noise_elements=None, state=None) -> np.ndarray:
     """Johnson-noise κ₀ per variable (N,) of every resistor of `net` (op-amps at DC gain): a
     white current of two-sided PSD 2kT/R across each resistor, propagated to the outputs by
-    the extractor's nodal analysis. The deck's own noise sources (the cell map's Role.NOISE
-    elements) are left out.
+    the extractor's nodal analysis. The deck's own noise sources (`noise_elements`, default:
+    the sidecar cell map's Role.NOISE elements) are left out.
 
     Method (the extractor's Kron reduction, in adjoint form): with K the MNA matrix whose
     capacitors are voltage-source states, E the unit columns of the capacitor branches and
     n_R = e_b − e_a the injection of resistor R (a → b), the capacitor currents respond to
-    the noise by Rn = Eᵀ K⁻¹ N = (K⁻ᵀ E)ᵀ N: two solves with one column per capacitor instead
+    the noise by Rn = Eᵀ K⁻¹ N = (K⁻ᵀ E)ᵀ N: one solve with a column per capacitor instead
     of one per resistor. B = Rn·diag(σ)/C, σ_R² = 2kT/R; in x units Bx = H B/v₀ (H: the
-    outputs' response to unit capacitor voltages, K⁻¹E); κ₀,i = τ/2·Σ_R Bx[i, R]².
+    outputs' response to unit capacitor voltages, K⁻¹E, taken from `state`, a StateSpace of
+    the same circuit, when its nodes and capacitors match); κ₀,i = τ/2·Σ_R Bx[i, R]².
     """
     from ..spice.from_netlist import parse_netlist
     from ..spice.mna import build_mna, solve
 
-    noise = set(CellMap.from_json(meta["cell_map"]).elements_with(Role.NOISE)) \
-        if meta.get("cell_map") else set()
-    parsed = parse_netlist(_strip_noise(net, noise), memo)
+    if noise_elements is None:
+        noise_elements = CellMap.from_json(meta["cell_map"]).elements_with(Role.NOISE) \
+            if meta.get("cell_map") else ()
+    noise = set(noise_elements)
+    quiet = _strip_noise(net, noise) if noise else net
+    parsed = parse_netlist(quiet, memo)
     ckt = build_mna(parsed, caps_as_states=True)
     nn, nc = len(ckt.nodes), len(ckt.caps)
     cap_rows = [nn + ckt.branches.index(c.name) for c in ckt.caps]
     E = np.zeros((ckt.K.shape[0], nc))
     E[cap_rows, np.arange(nc)] = 1.0
-    Z = solve(ckt.K, E, ckt.nodes, "Johnson noise")
+    if state is not None and tuple(state.nodes) == tuple(ckt.nodes) and \
+            tuple(state.capacitors) == tuple(c.name for c in ckt.caps):
+        Pz = np.asarray(state.Pz)
+    else:
+        Pz = solve(ckt.K, E, ckt.nodes, "Johnson noise")[:nn]
     Y = solve(ckt.K.T.tocsc(), E, ckt.nodes, "Johnson noise (adjoint)")
     nidx = {n: k for k, n in enumerate(ckt.nodes)}
     res = [e for e in parsed.elements if e.kind == "r" and "." not in e.name]
@@ -742,7 +758,7 @@ def johnson_full(net: Netlist, meta: dict, temperature_K: float, tau_s: float | 
     cvals = np.array([c.value for c in ckt.caps])
     B = Rn * sigma[None, :] / cvals[:, None]
     rows = [nidx[o] for o in meta["outputs"]]
-    Bx = Z[rows, :nc] @ B / float(meta["volts_per_unit"])
+    Bx = Pz[rows] @ B / float(meta["volts_per_unit"])
     tau = tau_s or float(meta["tau_s"])
     return 0.5 * tau * np.sum(Bx * Bx, axis=1)
 
@@ -796,7 +812,7 @@ def realize(compiled: CompiledCircuit, options: RealizeOptions | None = None
     lo, hi = rz.spec.r_min_ohm, rz.spec.r_max_ohm
     widen = 1.0 + opt.tolerance
     check_netlist(qs, rz.spec.with_(r_min_ohm=lo / widen, r_max_ohm=hi * widen))
-    ex, es = rz.extract(qs, from_text=True)     # the recorded measurement: on the deck text
+    ex, es = rz.extract(qs)             # the recorded measurement (IR read as the deck text)
     errs = rz.errors(es)
     if opt.compensate and rz.topology != "ideal":
         # without a Monte-Carlo draw the nominal compensated deck is `qs` itself
@@ -810,7 +826,7 @@ def realize(compiled: CompiledCircuit, options: RealizeOptions | None = None
                 "rel_error_x_after": after["rel_error_x"]}
     # the deck's own noise sources (if any), as κ₀ per variable
     k_deck = [float(v) for v in es.kappa0]
-    john = rz.johnson(qs, parts)
+    john = rz.johnson(qs, parts, ex.state)
     op_nodes = {}
     if opt.gbw_hz is not None and rz.topology != "ideal":
         op_nodes = {f"x{el.name}.nop": el.nodes[0] for el in rz.base.netlist.elements
