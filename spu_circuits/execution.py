@@ -42,6 +42,9 @@ from .netlist import atomic_write
 #: `allowed-failures` for tasks that kill workers)
 TASK_RETRIES = 2
 
+#: thread-count variables set to 1 in local workers (one single-threaded process per core)
+_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
 _TCP = re.compile(r"^tcp://[A-Za-z0-9_.\-\[\]:]+:\d{1,5}$")
 
 
@@ -79,6 +82,30 @@ def parse_scheduler(text: str | Scheduler | None) -> Scheduler:
     if _TCP.match(text):
         return Scheduler("remote", address=text)
     raise InputError(f"--scheduler {text!r}: use serial, local, local:N or tcp://HOST:PORT")
+
+
+def parse_seeds(text: str) -> tuple[int, ...]:
+    """'0,1,5' or '0-9' (inclusive) or a mix: the seeds of a sweep."""
+    seeds: list[int] = []
+    for part in (p.strip() for p in str(text).split(",")):
+        if not part:
+            continue
+        lo, sep, hi = part.partition("-")
+        try:
+            if sep:
+                a, b = int(lo), int(hi)
+                if b < a:
+                    raise ValueError
+                seeds.extend(range(a, b + 1))
+            else:
+                seeds.append(int(part))
+        except ValueError:
+            raise InputError(f"--seeds {text!r}: give seeds as 0,1,2 or a range 0-9") from None
+    if not seeds:
+        raise InputError(f"--seeds {text!r}: no seed given")
+    if any(s < 0 for s in seeds):
+        raise InputError(f"--seeds {text!r}: seeds must be ≥ 0")
+    return tuple(dict.fromkeys(seeds))
 
 
 @dataclass(frozen=True)
@@ -220,9 +247,12 @@ def _run_dask(sched: Scheduler, fn, tasks, keys, todo, store, bar) -> None:
                           "distributed.logging.distributed": "error"}):
         try:
             if sched.kind == "local":
+                # one process per core, each single-threaded (BLAS, torch): no
+                # oversubscription
                 cluster = LocalCluster(n_workers=sched.workers or os.cpu_count() or 1,
                                        threads_per_worker=1, processes=True,
-                                       dashboard_address=None, silence_logs=40)
+                                       dashboard_address=None, silence_logs=40,
+                                       env=dict.fromkeys(_THREAD_VARS, "1"))
                 client = Client(cluster)
             else:
                 try:

@@ -167,8 +167,11 @@ class Netlist:
         return "\n".join(lines) + "\n"
 
 
-def atomic_write(files: dict[Path, str | bytes]) -> None:
-    """Write several files so that each appears whole or not at all (temp file + rename)."""
+def atomic_write(files: dict[Path, str | bytes], *, durable: bool = True) -> None:
+    """Write several files so that each appears whole or not at all (temp file + rename).
+
+    durable: fsync each file before the rename (survives a power loss); False skips that
+    (still whole-or-nothing if the process dies), for files written in a loop."""
     tmps: list[tuple[str, Path]] = []
     try:
         for path, content in files.items():
@@ -178,8 +181,9 @@ def atomic_write(files: dict[Path, str | bytes]) -> None:
             tmps.append((tmp, path))
             with os.fdopen(fd, "wb") as fh:
                 fh.write(content.encode() if isinstance(content, str) else content)
-                fh.flush()
-                os.fsync(fh.fileno())
+                if durable:
+                    fh.flush()
+                    os.fsync(fh.fileno())
         for tmp, path in tmps:
             os.replace(tmp, path)
         tmps = []

@@ -16,6 +16,7 @@ from .backends import Backend, Op, Tran, get_backend
 from .errors import InputError
 from .netlist import deck_digest, sidecar_path
 from .system import FactoredSystem, LinearSystem
+from .timesteps import INTERNAL_STEP_FRAC
 
 SIDECAR_KEYS = ("outputs", "volts_per_unit", "tau_s", "topology", "n")
 
@@ -151,7 +152,7 @@ def solve_op(deck: Deck, backend: Backend | str | None = None, timeout_s: float 
     return res.voltages(deck.outputs) / deck.volts_per_unit
 
 
-def default_tmax_tau(deck: Deck, frac: float = 0.01) -> float:
+def default_tmax_tau(deck: Deck, frac: float = INTERNAL_STEP_FRAC) -> float:
     """Internal step bound in units of τ: frac/λ_max(A) (A from the sidecar; frac if
     unknown), and at most a quarter of the deck's noise step."""
     sysm = deck.system()

@@ -27,6 +27,11 @@ import math
 import numpy as np
 import scipy.linalg as sla
 
+from . import ou_math
+from .batch_means import batch_mean_se, split_batches
+from .ou_math import interp_coefficients, interpolated_variance_ratio
+from .timesteps import WHITE_NOISE_STEP_FRAC
+
 __all__ = [
     "eigh_spd",
     "stationary_mean",
@@ -110,7 +115,7 @@ def transient_mean(A, b, x0, u) -> np.ndarray:
     xs = stationary_mean(A, b)
     d = Q.T @ (np.asarray(x0, dtype=np.float64) - xs)
     ut, scalar = _times(u)
-    out = xs + (np.exp(-np.outer(ut, w)) * d) @ Q.T
+    out = xs + (ou_math.decay(w, ut[:, None]) * d) @ Q.T
     return out[0] if scalar else out
 
 
@@ -118,7 +123,7 @@ def transient_cov(A, kappa0: float, u) -> np.ndarray:
     """Covariance at time u from a fixed x0: ``κ₀ A⁻¹ (I − e^{−2Au})``; (N, N) or (T, N, N)."""
     w, Q = eigh_spd(A)
     ut, scalar = _times(u)
-    out = _fun(Q, kappa0 * -np.expm1(-2.0 * np.outer(ut, w)) / w)
+    out = _fun(Q, ou_math.transition_var(w, ut[:, None], kappa0))
     return out[0] if scalar else out
 
 
@@ -132,41 +137,11 @@ def autocov(A, kappa0: float, lag, cov=None) -> np.ndarray:
     w, Q = eigh_spd(A)
     S = stationary_cov(A, kappa0) if cov is None else np.asarray(cov, dtype=np.float64)
     lt, scalar = _times(lag)
-    out = _fun(Q, np.exp(-np.outer(lt, w))) @ S
+    out = _fun(Q, ou_math.decay(w, lt[:, None])) @ S
     return out[0] if scalar else out
 
 
 # ----------------------------------------------------------------------------- interpolated noise
-
-_SERIES_CUT = 0.5
-_SERIES_TERMS = 25
-
-
-def interp_coefficients(y) -> tuple[np.ndarray, np.ndarray]:
-    """Scalar weights of the interpolated-noise map for ``y = a h`` (a an eigenvalue).
-
-    Returns ``(ψ0, ψ1)`` with ``Γ0 = h ψ0(Ah)`` and ``Γ1 = h ψ1(Ah)``:
-    ``ψ0(y) = ∫_0^1 e^{−yw} w dw = (1 − (1+y)e^{−y})/y²`` and
-    ``ψ1(y) = ∫_0^1 e^{−yw} (1−w) dw = (y − 1 + e^{−y})/y²`` (= φ₂(−y)), evaluated by their
-    Taylor series for y < 0.5 (no cancellation), with ψ0(0) = ψ1(0) = 1/2.
-    """
-    y = np.asarray(y, dtype=np.float64)
-    small = y < _SERIES_CUT
-    ys = np.where(small, y, 0.0)
-    yl = np.where(small, 1.0, y)
-    # series: ψ0 = Σ (−y)^k / (k! (k+2)),  ψ1 = Σ (−y)^k / (k+2)!
-    p0 = np.zeros_like(ys)
-    p1 = np.zeros_like(ys)
-    term = np.ones_like(ys)  # (−y)^k / k!
-    for k in range(_SERIES_TERMS):
-        p0 = p0 + term / (k + 2)
-        p1 = p1 + term / ((k + 1) * (k + 2))
-        term = term * (-ys) / (k + 1)
-    e = np.exp(-yl)
-    q0 = (1.0 - (1.0 + yl) * e) / yl**2
-    q1 = (yl - 1.0 + e) / yl**2
-    return np.where(small, p0, q0), np.where(small, p1, q1)
-
 
 def interpolated_noise_maps(A, h: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(Φ, Γ0, Γ1)`` (each N×N) of the exact grid map for linearly interpolated noise."""
@@ -174,7 +149,7 @@ def interpolated_noise_maps(A, h: float) -> tuple[np.ndarray, np.ndarray, np.nda
         raise ValueError("h must be positive")
     w, Q = eigh_spd(A)
     p0, p1 = interp_coefficients(w * h)
-    return _fun(Q, np.exp(-w * h)), _fun(Q, h * p0), _fun(Q, h * p1)
+    return _fun(Q, ou_math.decay(w, h)), _fun(Q, h * p0), _fun(Q, h * p1)
 
 
 def noise_scale(kappa0: float, h: float) -> float:
@@ -232,16 +207,10 @@ def interpolated_noise_autocov(A, kappa0: float, h: float, lag: int) -> np.ndarr
 
 
 def interpolated_noise_variance_ratio(y) -> np.ndarray:
-    """Scalar case: stationary grid variance / (κ₀/a) as a function of y = a h.
-
-    ``r(y) = 2 y (ψ0² + ψ1² + 2 e^{−y} ψ0 ψ1) / (1 − e^{−2y})``; r(y) = 1 − y/2 + O(y²),
-    r(0.01) ≈ 0.995, r(0.1) ≈ 0.952, r(1) ≈ 0.640, and r ~ 2/y for large y.
-    """
-    y = np.asarray(y, dtype=np.float64)
-    p0, p1 = interp_coefficients(y)
-    yy = np.where(y > 0, y, 1.0)
-    r = 2.0 * yy * (p0**2 + p1**2 + 2.0 * np.exp(-yy) * p0 * p1) / -np.expm1(-2.0 * yy)
-    return np.where(y > 0, r, 1.0)
+    """Scalar case: stationary grid variance / (κ₀/a) as a function of y = a h
+    (:func:`spu_circuits.ou_math.interpolated_variance_ratio`): r(y) = 1 − y/2 + O(y²),
+    r(0.01) ≈ 0.995, r(0.1) ≈ 0.952, r(1) ≈ 0.640, and r ~ 2/y for large y."""
+    return interpolated_variance_ratio(np.asarray(y, dtype=np.float64))
 
 
 # ----------------------------------------------------------------------------- time scales
@@ -252,9 +221,10 @@ def fastest_rate(A) -> float:
     return float(eigh_spd(A)[0][-1])
 
 
-def default_noise_step(A, frac: float = 0.01) -> float:
-    """Noise step h = frac / λ_max(A) in units of τ (NT = h τ); frac = 0.01 keeps the
-    interpolation bias of the stationary variance at ~0.5 % (r ≈ 1 − frac/2)."""
+def default_noise_step(A, frac: float = WHITE_NOISE_STEP_FRAC) -> float:
+    """Noise step h = frac / λ_max(A) in units of τ (NT = h τ); the default
+    (:data:`spu_circuits.timesteps.WHITE_NOISE_STEP_FRAC` = 0.01) keeps the interpolation bias
+    of the stationary variance at ~0.5 % (r ≈ 1 − frac/2)."""
     return frac / fastest_rate(A)
 
 
@@ -272,16 +242,6 @@ def _as_chains(samples) -> np.ndarray:
     return x
 
 
-def _batches(x: np.ndarray, n_batches: int) -> np.ndarray:
-    """(chains, T, ...) → (chains·n_batches, T//n_batches, ...), dropping the first T mod n."""
-    c, t = x.shape[:2]
-    m = t // n_batches
-    if m < 1:
-        raise ValueError(f"need at least n_batches={n_batches} samples per chain, got {t}")
-    x = x[:, t - m * n_batches :]
-    return x.reshape(c * n_batches, m, *x.shape[2:])
-
-
 def batch_means_se(samples, n_batches: int = 20) -> np.ndarray:
     """Standard error of the (pooled) sample mean of autocorrelated samples, per coordinate.
 
@@ -290,9 +250,8 @@ def batch_means_se(samples, n_batches: int = 20) -> np.ndarray:
     batch means m_j, SE = std(m_j, ddof=1)/sqrt(B). Valid when a batch is much longer than the
     integrated autocorrelation time. Returns shape (N,).
     """
-    x = _batches(_as_chains(samples), n_batches)
-    m = x.mean(axis=1)
-    return m.std(axis=0, ddof=1) / math.sqrt(m.shape[0])
+    m = split_batches(_as_chains(samples), n_batches).mean(axis=1)
+    return batch_mean_se(m)[1]
 
 
 def batch_cov_se(samples, n_batches: int = 20) -> tuple[np.ndarray, np.ndarray]:
@@ -303,11 +262,10 @@ def batch_cov_se(samples, n_batches: int = 20) -> tuple[np.ndarray, np.ndarray]:
     average. samples: (T, N) or (chains, T, N). Returns (cov (N, N), se (N, N)).
     """
     x = _as_chains(samples)
-    xb = _batches(x, n_batches)
+    xb = split_batches(x, n_batches)
     n_tot = xb.shape[0] * xb.shape[1]
     d = xb - xb.reshape(-1, xb.shape[-1]).mean(axis=0)
     bm = np.einsum("btj,btk->bjk", d, d) / d.shape[1]
     corr = n_tot / (n_tot - 1)
-    cov = corr * bm.mean(axis=0)
-    se = corr * bm.std(axis=0, ddof=1) / math.sqrt(bm.shape[0])
-    return _sym(cov), _sym(se)
+    cov, se = batch_mean_se(bm)
+    return _sym(corr * cov), _sym(corr * se)

@@ -40,6 +40,25 @@ class BadInput:
 
 # ---------------------------------------------------------------------------------- builders
 
+def _parse_scheduler(text: str):
+    from spu_circuits.execution import parse_scheduler
+
+    return parse_scheduler(text)
+
+
+def _parse_seeds(text: str):
+    from validation.sweep import parse_seeds
+
+    return parse_seeds(text)
+
+
+def _sweep_task_without_sidecar(tmp: Path):
+    from validation.sweep import task_for_deck
+
+    (tmp / "d.cir").write_text("t\nr1 a 0 1k\n.end\n")
+    return task_for_deck(tmp / "d.cir", 0, ("dc",))
+
+
 def _sys(A, b=None) -> Callable[[Path], object]:
     return lambda tmp: LinearSystem.from_arrays(A, b)
 
@@ -162,6 +181,114 @@ V1 = ("v1", "a 0", 1.0)
 R_LOAD = ("r1", "a 0", 1e3)
 
 # ------------------------------------------------------------------------------------ table
+
+# ---------------------------------------------------------------------- hardware builders
+
+def _erc_error():
+    from spu_circuits.compiler.erc import ErcError
+
+    return ErcError
+
+
+def _unsafe_error():
+    from spu_circuits.errors import UnsafeDeckError
+
+    return UnsafeDeckError
+
+
+def _hw_realise(R0: float = 1e3, **opt):
+    from spu_circuits.compiler.realize import RealizeOptions, realize
+    from spu_circuits.examples import example_system
+
+    return realize(compile_system(example_system(), "dense", HardwareSpec(R0_ohm=R0)),
+                   RealizeOptions(**{"erc": "error", **opt}))
+
+
+def _quantity(text, unit, req):
+    from spu_circuits.units import parse_quantity
+
+    return parse_quantity(text, unit, what="--option", require_unit=req)
+
+
+def _user_model(tmp: Path, text: str):
+    from spu_circuits.compiler.opamps import get_part, load_user_model
+
+    (tmp / "m.lib").write_text(text)
+    return load_user_model(f"{tmp / 'm.lib'}:opx" if "bad" not in text else
+                           f"{tmp / 'm.lib'}:bad", get_part("TL072"))
+
+
+def _budget_plain(tmp: Path):
+    from spu_circuits.budget import error_budget
+
+    path = compile_system(LinearSystem.from_arrays(GOOD_A, np.ones(2)), "dense").write(tmp, "p")
+    return error_budget(Deck.load(path), spice=False)
+
+
+def _yield_bad(tmp: Path, draws: int, max_error: float):
+    from spu_circuits.board_yield import run_yield
+
+    path = compile_system(LinearSystem.from_arrays(GOOD_A, np.ones(2)), "dense").write(tmp, "p")
+    return run_yield(Deck.load(path), draws=draws, max_error=max_error, seed=0,
+                     report_dir=tmp / "y", scheduler="serial")
+
+
+def _validate_oversized(tmp: Path):
+    from spu_circuits.compiler.realize import RealizeOptions, realize
+    from validation.checks import Validation
+
+    rz = realize(compile_system(LinearSystem.from_arrays(GOOD_A, np.ones(2)), "dense"),
+                 RealizeOptions(v_sat=10.0, kappa0_swing=0.001))
+    path = rz.write(tmp, "s")
+    return Validation(Deck.load(path), kappa0=0.01)
+
+
+
+# --- programmable board helpers (#12)
+
+def _bspec(**kw):
+    from spu_circuits.board import BoardSpec
+
+    return BoardSpec(**kw)
+
+
+def _layout(n, r=None, bits=12, rng=2.0):
+    from spu_circuits.board import BoardLayout, board_circuit, build_board
+
+    cc = board_circuit(build_board(_bspec(n=n, r=r, bits=bits, range=rng)), "b")
+    return BoardLayout.from_meta(dict(cc.meta))
+
+
+def _board_sys(n, scale=1.0, b=None):
+    A = np.eye(n) * 2.0 * scale
+    return LinearSystem.from_arrays(A, np.ones(n) if b is None else np.array(b, float))
+
+
+def _prog(n, system, bits=12):
+    from spu_circuits.board import program
+
+    return program(system, _layout(n, bits=bits), "round")
+
+
+def _prog_f(S, lam):
+    from spu_circuits.board import program
+    from spu_circuits.system import FactoredSystem
+
+    lay = _layout(3, r=2, rng=1.0)
+    if S is None:
+        return program(LinearSystem.from_arrays(np.eye(3) * 0.5, np.ones(3) * 0.1), lay)
+    return program(FactoredSystem.from_arrays(S, lam, np.full(3, 0.1)), lay)
+
+
+def _codes_other(tmp):
+    from spu_circuits.board import BoardSpec, board_circuit, build_board, program
+    from spu_circuits.board.program import BoardLayout
+    from spu_circuits.board.run import programmed_deck
+
+    a = board_circuit(build_board(BoardSpec(n=2, range=2.0)), "a").write(tmp / "a", "a")
+    b = board_circuit(build_board(BoardSpec(n=2, range=2.0, seed=1)), "b").write(tmp / "b", "b")
+    prog = program(_board_sys(2), BoardLayout.from_meta(Deck.load(a).meta))
+    return programmed_deck(Deck.load(b), prog)
 
 BAD_INPUT_CASES: list[BadInput] = [
     # --- the matrix A
@@ -318,6 +445,85 @@ BAD_INPUT_CASES: list[BadInput] = [
              _net(V1, R_LOAD, ("g1", "a 0 a 0", 1.0), spec=SPEC),
              "transconductance 'g1' = 1 S (1/|g| = 1 Ω) lies outside the spec range",
              GraphCheckError),
+    # --- programmable board (spu board / spu program, #12)
+    BadInput("board-too-many-vars", "system has more variables than the board has cells",
+             lambda tmp: _prog(8, _board_sys(9)), "the system has 9 variables, the board 8 cells"),
+    BadInput("board-entry-range", "an entry of A beyond the board's --range",
+             lambda tmp: _prog(4, _board_sys(4, scale=3.0)),
+             "A[0,0] = 6 lies outside the board's range ±2"),
+    BadInput("board-rhs-range", "an entry of b beyond the bias range",
+             lambda tmp: _prog(4, _board_sys(4, b=[0, 0, 5.0, 0])),
+             "b[2] = 5 lies outside the board's bias range ±2"),
+    BadInput("board-factor-range", "an entry of S beyond the factored board's range",
+             lambda tmp: _prog_f(np.array([[0.5, 2.5, 0.0]]), 0.1),
+             "S[0,1] = 2.5 lies outside the board's range ±1"),
+    BadInput("board-factor-rows", "S has more rows than the board has stages",
+             lambda tmp: _prog_f(np.full((3, 3), 0.1), 0.1),
+             "S has 3 rows, the board 2 stages"),
+    BadInput("board-damping-range", "damping λ beyond range²",
+             lambda tmp: _prog_f(np.full((1, 3), 0.1), 1.5),
+             "damping λ = 1.5 lies outside the board's range 1"),
+    BadInput("board-kind", "a dense matrix for a factored board",
+             lambda tmp: _prog_f(None, None), "this is a factored board"),
+    BadInput("board-aq-not-pd", "quantised A_q not positive definite (too few bits)",
+             lambda tmp: _prog(2, LinearSystem.from_arrays(
+                 np.array([[2.0, 1.9999], [1.9999, 2.0]]), np.ones(2)), bits=4),
+             "the quantised matrix A_q is not positive definite"),
+    BadInput("board-swing", "solution beyond the op-amp rails",
+             lambda tmp: _prog(2, LinearSystem.from_arrays(np.eye(2) * 0.01,
+                                                           np.ones(2))),
+             "V, beyond the ±10 V rails; use a board with a smaller v0"),
+    BadInput("board-cells", "a dense board beyond 32 cells", lambda tmp: _bspec(n=33),
+             "a dense board has at most 32 cells"),
+    BadInput("board-bits", "MDAC bits outside 4…20", lambda tmp: _bspec(n=2, bits=30),
+             "--bits must lie in 4…20 for an MDAC"),
+    BadInput("board-codes-other-board", "codes written for another board",
+             lambda tmp: _codes_other(tmp), "the codes were written for another board"),
+    # --- sweeps (spu_circuits.execution, validation.sweep) -------------------------------
+    BadInput("scheduler-unknown", "--scheduler that is none of serial/local/tcp",
+             lambda tmp: _parse_scheduler("cluster"), "use serial, local, local:N or tcp://"),
+    BadInput("scheduler-local-zero", "--scheduler local:0",
+             lambda tmp: _parse_scheduler("local:0"), "needs a worker count N ≥ 1"),
+    BadInput("sweep-seeds", "--seeds that are not integers or ranges",
+             lambda tmp: _parse_seeds("0-x"), "give seeds as 0,1,2 or a range 0-9"),
+    BadInput("sweep-no-sidecar", "a deck without sidecar in a validation sweep",
+             lambda tmp: _sweep_task_without_sidecar(tmp), "a sweep needs the sidecar"),
+    # --- hardware: op-amps, ERC, units, budget, yield (issue 11) --------------------------
+    BadInput("erc-gbw", "circuit too fast for the op-amp's GBW (C = 1 nF at 10 MHz)",
+             lambda tmp: _hw_realise(gbw_hz=1e7, opamp_gain=1e5, v_sat=10.0, R0=1e4),
+             "ERC gbw: the fastest mode", _erc_error()),
+    BadInput("erc-current", "an op-amp must drive more than its output current limit",
+             lambda tmp: _hw_realise(opamp="TL072", auto_cap=True),
+             "ERC current: op-amp eint", _erc_error()),
+    BadInput("erc-power", "a resistor dissipates more than its package rating",
+             lambda tmp: _hw_realise(gbw_hz=1e7, opamp_gain=1e5, v_sat=10.0, auto_cap=True),
+             "ERC power: resistor", _erc_error()),
+    BadInput("erc-swing", "--vsat beyond the op-amp's own output swing",
+             lambda tmp: _hw_realise(opamp="OPA192", v_sat=44.0, auto_cap=True, R0=1e5),
+             "ERC swing: op-amp", _erc_error()),
+    BadInput("units-bare-gbw", "--gbw 10 (no unit)",
+             lambda tmp: _quantity("10", "Hz", True), "has no unit: write e.g. 10MHz"),
+    BadInput("units-bad-suffix", "--cap 100nX (unknown unit)",
+             lambda tmp: _quantity("100nX", "F", False), "unknown prefix or unit 'nX'"),
+    BadInput("opamp-unknown", "--opamp of a part not in the catalogue",
+             lambda tmp: _hw_realise(opamp="NE5532"), "unknown op-amp 'NE5532'"),
+    BadInput("opamp-model-pins", "--opamp-model whose .subckt has 3 pins, not 5",
+             lambda tmp: _user_model(tmp, ".subckt bad inp inn out\nr1 inp out 1k\n.ends\n"),
+             "has 3 pins; the pin order is inp inn vcc vee out"),
+    BadInput("opamp-model-missing", "--opamp-model FILE:SUBCKT naming no subcircuit",
+             lambda tmp: _user_model(tmp, "* empty\n"), "defines no .subckt opx"),
+    BadInput("opamp-model-unsafe", "--opamp-model file with a .control block",
+             lambda tmp: _user_model(tmp, ".control\nshell ls\n.endc\n"), ".control",
+             _unsafe_error()),
+    BadInput("budget-not-realised", "spu budget on a deck that was not realised",
+             lambda tmp: _budget_plain(tmp), "not a realised deck"),
+    BadInput("yield-draws", "spu yield --draws 0", lambda tmp: _yield_bad(tmp, 0, 1e-2),
+             "--draws must be a positive integer"),
+    BadInput("yield-max-error", "spu yield --max-error -1",
+             lambda tmp: _yield_bad(tmp, 4, -1.0), "--max-error must be a positive number"),
+    BadInput("validate-sized-kappa0", "validating at more noise than the deck was sized for",
+             lambda tmp: _validate_oversized(tmp), "the deck was sized (v0, ERC) for kappa0"),
+
 ]
 
 

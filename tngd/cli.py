@@ -29,12 +29,13 @@ def _finite_nonneg(ctx: click.Context, param: click.Parameter, value: float | No
 
 
 def _load_spice() -> None:
+    """Fail early (before any training) when the spice solver cannot be imported."""
+    from tngd.solvers import REGISTRY
+
     try:
-        import tngd.solvers_spice  # noqa: F401
-    except ImportError as exc:
-        raise click.ClickException(
-            f"solver 'spice' is not available: tngd.solvers_spice could not be imported ({exc})"
-        ) from None
+        REGISTRY["spice"].load("spice")
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def _spu_error() -> type[Exception]:

@@ -29,7 +29,6 @@ RUNS = [  # label, optimizer, solver, lr
 
 
 def training(out: Path, steps: int, seed: int = 0) -> list[dict]:
-    import tngd.solvers_spice  # noqa: F401 - registers "spice"
     from tngd.train import train
 
     common = dict(task="digits", model="logreg", steps=steps, seed=seed, batch_size=32,

@@ -33,8 +33,6 @@ solver's generator state, so that a reloaded optimizer takes identical subsequen
 from __future__ import annotations
 
 import copy
-import importlib
-import inspect
 import math
 import time
 from collections.abc import Callable
@@ -44,81 +42,14 @@ import torch
 from torch import Tensor, nn
 
 from tngd.curvature import compute_curvature, flatten_params, load_params_, make_ggn_vp
-from tngd.solvers import REGISTRY, LinearProblem, Solver, make_solver
-from tngd.solvers_ou import OUSolverBase
+from tngd.solvers import LinearProblem, Solver, build_solver
 
 __all__ = ["NGD", "TNGD", "NumericalError", "build_solver"]
 
 Schedule = float | Callable[[int], float]
 
-_OU_DEFAULTS = {"t": 50.0, "t_d": 0.0, "kappa0": 0.0}
-
-
 class NumericalError(RuntimeError):
     """A NaN or Inf appeared in a quantity of the TNGD step (named in the message)."""
-
-
-def _ensure_registered(name: str) -> None:
-    """Import the module that registers a solver lazily (``"spice"``)."""
-    if name == "spice" and name not in REGISTRY:
-        try:
-            importlib.import_module("tngd.solvers_spice")
-        except ImportError as exc:
-            raise ValueError(
-                f"solver 'spice' is not available (tngd.solvers_spice could not be imported: {exc})"
-            ) from None
-
-
-def build_solver(
-    solver: str | Solver,
-    *,
-    t: float | None = None,
-    t_d: float | None = None,
-    kappa0: float | None = None,
-    seed: int | None = None,
-    **solver_kwargs: Any,
-) -> Solver:
-    """A solver from a name (passing t, t_d, κ₀ and seed where its factory accepts them) or an
-    instance (returned unchanged; t, t_d, κ₀ must then be None: configure the instance)."""
-    if isinstance(solver, Solver):
-        given = [k for k, v in (("t", t), ("t_d", t_d), ("kappa0", kappa0)) if v is not None]
-        if given or solver_kwargs:
-            raise ValueError(
-                f"{', '.join(given + list(solver_kwargs))} given with a Solver instance; "
-                "configure the instance instead"
-            )
-        return solver
-    if not isinstance(solver, str):
-        raise TypeError(f"solver must be a name or a Solver, got {type(solver).__name__}")
-    _ensure_registered(solver)
-    if solver not in REGISTRY:
-        make_solver(solver)  # raises the registry's error listing the known names
-    factory = REGISTRY[solver]
-    try:
-        params = inspect.signature(factory).parameters
-        accepts_all = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-        accepted = set(params)
-    except (TypeError, ValueError):  # pragma: no cover - builtins without a signature
-        accepts_all, accepted = True, set()
-    values = {"t": t, "t_d": t_d, "kappa0": kappa0}
-    # OU-like: the factory takes t, t_d and kappa0 by name, is an OU solver class, or is a plain
-    # function taking any keyword (as the spice factory does); a class with **kwargs (CGSolver)
-    # forwards them to Solver, which takes none of these.
-    is_class = isinstance(factory, type)
-    ou_like = (
-        {"t", "t_d", "kappa0"} <= accepted
-        or (is_class and issubclass(factory, OUSolverBase))
-        or (accepts_all and not is_class)
-    )
-    kw = dict(solver_kwargs)
-    for key, val in values.items():
-        if ou_like:
-            kw[key] = _OU_DEFAULTS[key] if val is None else val
-        elif val is not None and key != "t" and float(val) != 0.0:
-            raise ValueError(f"solver {solver!r} does not support {key} (got {val})")
-    if seed is not None and ("seed" in accepted or ou_like):
-        kw["seed"] = seed
-    return make_solver(solver, **kw)
 
 
 def _nonfinite(x: Tensor | None) -> bool:
@@ -331,7 +262,7 @@ class TNGD(torch.optim.Optimizer):
         if self.base == "adam":
             st["exp_avg"], st["exp_avg_sq"] = m, v
         st["device_state"] = g_tilde
-        st["solver_state"] = result.info.get("state")
+        st["solver_state"] = result.state
         st["step"] = k + 1
         load_params_(self.model, new_theta, spec)
         diag["update_norm"] = float(torch.linalg.vector_norm(new_theta - theta))
@@ -344,17 +275,6 @@ class TNGD(torch.optim.Optimizer):
     def state_dict(self) -> dict[str, Any]:
         sd = super().state_dict()
         st = self._tngd
-        prev = None
-        sstate = st["solver_state"]
-        if isinstance(sstate, dict) and sstate.get("prev") is not None:
-            p: LinearProblem = sstate["prev"]
-            if p.S is None and p.F is None:
-                raise ValueError(
-                    "cannot save the solver's previous system: it is matrix-free "
-                    "(curvature='matvec'); use curvature='factor' to checkpoint with a delay"
-                )
-            prev = {"g": p.g, "damping": p.damping, "S": p.S, "F": p.F}
-        rng = self.solver.get_rng_state() if hasattr(self.solver, "get_rng_state") else None
         sd["tngd"] = copy.deepcopy(
             {
                 "step": st["step"],
@@ -362,9 +282,8 @@ class TNGD(torch.optim.Optimizer):
                 "device_state": st["device_state"],
                 "exp_avg": st["exp_avg"],
                 "exp_avg_sq": st["exp_avg_sq"],
-                "prev_system": prev,
-                "has_solver_state": sstate is not None,
-                "solver_rng_state": rng,
+                "solver_state": self.solver.save_state(st["solver_state"]),
+                "solver_rng_state": self.solver.get_rng_state(),
             }
         )
         return sd
@@ -387,21 +306,8 @@ class TNGD(torch.optim.Optimizer):
         st["device_state"] = cast(extra["device_state"])
         st["exp_avg"] = cast(extra["exp_avg"])
         st["exp_avg_sq"] = cast(extra["exp_avg_sq"])
-        prev = extra.get("prev_system")
-        if extra.get("has_solver_state"):
-            prev_problem = None
-            if prev is not None:
-                prev_problem = LinearProblem(
-                    g=cast(prev["g"]),
-                    damping=prev["damping"],
-                    S=cast(prev["S"]),
-                    F=cast(prev["F"]),
-                )
-            st["solver_state"] = {"x": st["device_state"], "prev": prev_problem, "cache": {}}
-        else:
-            st["solver_state"] = None
-        if extra.get("solver_rng_state") is not None and hasattr(self.solver, "set_rng_state"):
-            self.solver.set_rng_state(extra["solver_rng_state"])
+        st["solver_state"] = self.solver.load_state(extra.get("solver_state"), like=ref)
+        self.solver.set_rng_state(extra.get("solver_rng_state"))
 
 
 class NGD(TNGD):

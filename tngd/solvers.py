@@ -2,16 +2,35 @@
 
 A :class:`LinearProblem` holds g (N,), the damping λ and F in one of three forms: the factor
 S (r, N) with F = SᵀS, a matvec callable v -> F v, or a dense F (N, N). A :class:`Solver` maps
-a problem to a :class:`SolveResult`. Solvers are built by name with :func:`make_solver`; the
-digital ones here are "exact" (dense Cholesky, i.e. NGD), "cg" and "woodbury". Other modules
-add theirs (the reserved names "ou-exact", "ou-euler", "spice") with :func:`register_solver`.
+a problem to a :class:`SolveResult`. Solvers are built by name with :func:`make_solver` (or
+:func:`build_solver`, which also passes the device settings t, t_d, κ₀ and seed to the solvers
+that model a device). :data:`REGISTRY` maps each name to a :class:`SolverEntry`: a lazy import
+path ``"module:attribute"`` and whether the solver is a device (takes t, t_d, κ₀, seed):
 
-Stateful solvers (e.g. an OU device warm-started from its previous output) take ``state`` in
-``solve`` and return the state to pass next time as ``result.info["state"]``.
+=============  ==========================================  ======
+name           factory                                     device
+=============  ==========================================  ======
+exact          tngd.solvers:ExactSolver (dense Cholesky)   no
+cg             tngd.solvers:CGSolver                       no
+woodbury       tngd.solvers:WoodburySolver                 no
+ou-exact       tngd.solvers_ou:OUExactSolver               yes
+ou-euler       tngd.solvers_ou:OUEulerSolver               yes
+spice          tngd.solvers_spice:SpiceSolver (ngspice)    yes
+=============  ==========================================  ======
+
+A new solver is one line in that table (or a :func:`register_solver` call); nothing is
+registered by importing a module.
+
+Stateful solvers (an OU device warm-started from its previous output) take ``state`` in
+``solve`` and return the state to pass next time as ``result.state`` (also
+``result.info["state"]``); :meth:`Solver.save_state`/:meth:`Solver.load_state` turn it into
+tensors for a checkpoint and back. :meth:`Solver.close` releases what a solver holds (the
+`spice` solver's ngspice instance); solvers are context managers.
 """
 
 from __future__ import annotations
 
+import importlib
 import math
 import time
 from abc import ABC, abstractmethod
@@ -22,7 +41,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from tngd.gram import GramFactor
+
 __all__ = [
+    "DEVICE_DEFAULTS",
     "REGISTRY",
     "RESERVED_NAMES",
     "CGSolver",
@@ -30,8 +52,10 @@ __all__ = [
     "LinearProblem",
     "SolveResult",
     "Solver",
+    "SolverEntry",
     "WoodburySolver",
     "available_solvers",
+    "build_solver",
     "make_solver",
     "register_solver",
 ]
@@ -71,6 +95,27 @@ class LinearProblem:
     def from_curvature(cls, curv: Any, damping: float, *, g: Tensor | None = None) -> LinearProblem:
         """Problem from a :class:`tngd.curvature.Curvature` (its S and grad, or ``g``)."""
         return cls(g=curv.grad if g is None else g, damping=damping, S=curv.S)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The problem as tensors and a float (for a checkpoint); a matrix-free problem (fvp
+        only) cannot be saved: ValueError."""
+        if self.S is None and self.F is None:
+            raise ValueError(
+                "cannot save the solver's previous system: it is matrix-free "
+                "(curvature='matvec'); use curvature='factor' to checkpoint with a delay"
+            )
+        return {"g": self.g, "damping": self.damping, "S": self.S, "F": self.F}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], *, like: Tensor | None = None) -> LinearProblem:
+        """Inverse of :meth:`to_dict`; tensors cast to ``like``'s dtype and device if given."""
+
+        def cast(v: Tensor | None) -> Tensor | None:
+            if v is None or like is None:
+                return v
+            return v.to(dtype=like.dtype, device=like.device)
+
+        return cls(g=cast(d["g"]), damping=d["damping"], S=cast(d["S"]), F=cast(d["F"]))
 
     @property
     def N(self) -> int:
@@ -127,6 +172,8 @@ class SolveResult:
     iterations: int | None
     time_s: float
     info: dict[str, Any] = field(default_factory=dict)
+    #: what to pass as ``state`` to the next solve (None for stateless solvers)
+    state: Any = None
 
 
 # --------------------------------------------------------------------------- solvers
@@ -137,7 +184,10 @@ class Solver(ABC):
 
     Subclasses implement :meth:`_solve`; :meth:`solve` times it and adds the residual (one more
     product with F̃, skipped when ``compute_residual`` is False). A subclass may instead override
-    :meth:`solve` itself.
+    :meth:`solve` itself. A stateful subclass returns its next state as ``info["state"]`` and
+    overrides :meth:`save_state`/:meth:`load_state`; one with its own random generator
+    overrides :meth:`get_rng_state`/:meth:`set_rng_state`; one that holds resources overrides
+    :meth:`close`.
     """
 
     name: str = "solver"
@@ -158,7 +208,37 @@ class Solver(ABC):
         x, iterations, info = self._solve(problem, x0, state)
         elapsed = time.perf_counter() - t0
         residual = problem.residual(x) if self.compute_residual else math.nan
-        return SolveResult(x=x, residual=residual, iterations=iterations, time_s=elapsed, info=info)
+        return SolveResult(x=x, residual=residual, iterations=iterations, time_s=elapsed,
+                           info=info, state=info.get("state"))
+
+    # ---------------------------------------------------------------- state and resources
+
+    def save_state(self, state: Any) -> dict[str, Any] | None:
+        """A solve's ``state`` as plain tensors/numbers (``torch.save``-able); None when the
+        solver keeps none."""
+        return None
+
+    def load_state(self, saved: dict[str, Any] | None, *, like: Tensor) -> Any:
+        """Inverse of :meth:`save_state`; tensors moved to ``like``'s dtype and device."""
+        return None
+
+    def get_rng_state(self) -> Tensor | None:
+        """State of the solver's own random generator (None: it has none)."""
+        return None
+
+    def set_rng_state(self, rng_state: Tensor | None) -> None:
+        """Restore :meth:`get_rng_state`'s value (no-op for solvers without a generator)."""
+        return None
+
+    def close(self) -> None:
+        """Release what the solver holds (a simulator instance); idempotent."""
+        return None
+
+    def __enter__(self) -> Solver:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -242,7 +322,8 @@ class CGSolver(Solver):
 class WoodburySolver(Solver):
     """Woodbury identity on the factor: (λI + SᵀS)⁻¹ g = (g − Sᵀ(λI_r + SSᵀ)⁻¹ S g) / λ.
 
-    O(r² N + r³) with an r×r Cholesky; needs ``problem.S`` and λ > 0.
+    O(r² N + r³) with an r×r Cholesky (:class:`tngd.gram.GramFactor`: SSᵀ in S's dtype, the
+    r×r factorisation in float64); needs ``problem.S`` and λ > 0.
     """
 
     name = "woodbury"
@@ -253,38 +334,63 @@ class WoodburySolver(Solver):
             raise ValueError("WoodburySolver needs a problem with the factor S")
         if not lam > 0:
             raise ValueError(f"WoodburySolver needs damping > 0, got {lam}")
-        K = S @ S.T
-        K = K + lam * torch.eye(K.shape[0], dtype=K.dtype, device=K.device)
-        L, err = torch.linalg.cholesky_ex(K)
-        if int(err) != 0:
-            raise RuntimeError(f"Cholesky of λI + SSᵀ failed (info={int(err)})")
-        z = torch.cholesky_solve((S @ g).unsqueeze(-1), L).squeeze(-1)
-        x = (g - S.T @ z) / lam
-        return x, None, {"r": S.shape[0]}
+        return GramFactor(S, lam).solve(g), None, {"r": S.shape[0]}
 
 
 # --------------------------------------------------------------------------- registry
 
 SolverFactory = Callable[..., Solver]
 
-REGISTRY: dict[str, SolverFactory] = {
-    "exact": ExactSolver,
-    "cg": CGSolver,
-    "woodbury": WoodburySolver,
+#: t, t_d and κ₀ given to a device solver when the caller leaves them unset (the paper's loop)
+DEVICE_DEFAULTS: dict[str, float] = {"t": 50.0, "t_d": 0.0, "kappa0": 0.0}
+
+
+@dataclass(frozen=True)
+class SolverEntry:
+    """A registered solver: ``target`` is a factory or a lazy ``"module:attribute"`` path;
+    ``device``: it models the analog device and takes t, t_d, kappa0 and seed."""
+
+    target: str | SolverFactory
+    device: bool = False
+
+    def load(self, name: str) -> SolverFactory:
+        """The factory (importing its module on first use); ValueError when that fails."""
+        if not isinstance(self.target, str):
+            return self.target
+        module, _, attr = self.target.partition(":")
+        try:
+            return getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError) as exc:
+            raise ValueError(
+                f"solver {name!r} is not available ({self.target} could not be imported: {exc})"
+            ) from None
+
+
+REGISTRY: dict[str, SolverEntry] = {
+    "exact": SolverEntry("tngd.solvers:ExactSolver"),
+    "cg": SolverEntry("tngd.solvers:CGSolver"),
+    "woodbury": SolverEntry("tngd.solvers:WoodburySolver"),
+    "ou-exact": SolverEntry("tngd.solvers_ou:OUExactSolver", device=True),
+    "ou-euler": SolverEntry("tngd.solvers_ou:OUEulerSolver", device=True),
+    "spice": SolverEntry("tngd.solvers_spice:SpiceSolver", device=True),
 }
 
-#: Names other modules register (OU surrogate: exact transitions / Euler-Maruyama; ngspice).
+#: The device solvers of the table above (kept for scripts that read it).
 RESERVED_NAMES: tuple[str, ...] = ("ou-exact", "ou-euler", "spice")
 
 
-def register_solver(name: str, factory: SolverFactory, *, overwrite: bool = False) -> None:
-    """Make ``make_solver(name, **kw)`` call ``factory(**kw)``. Re-registering a name raises
-    unless ``overwrite`` (or it is the same factory)."""
+def register_solver(
+    name: str, factory: str | SolverFactory, *, device: bool = False, overwrite: bool = False
+) -> None:
+    """Make ``make_solver(name, **kw)`` call ``factory(**kw)`` (a callable or a lazy
+    ``"module:attribute"`` path); ``device=True`` for a device model taking t, t_d, kappa0 and
+    seed. Re-registering a name raises unless ``overwrite`` (or it is the same entry)."""
     if not name or not isinstance(name, str):
         raise ValueError("solver name must be a non-empty string")
-    if name in REGISTRY and REGISTRY[name] is not factory and not overwrite:
+    entry = SolverEntry(factory, device=device)
+    if name in REGISTRY and REGISTRY[name] != entry and not overwrite:
         raise ValueError(f"solver {name!r} is already registered")
-    REGISTRY[name] = factory
+    REGISTRY[name] = entry
 
 
 def available_solvers() -> list[str]:
@@ -292,16 +398,55 @@ def available_solvers() -> list[str]:
     return sorted(REGISTRY)
 
 
-def make_solver(name: str, **kwargs: Any) -> Solver:
-    """Build the solver registered under ``name`` with ``kwargs``."""
+def _entry(name: str) -> SolverEntry:
     try:
-        factory = REGISTRY[name]
+        return REGISTRY[name]
     except KeyError:
         known = ", ".join(available_solvers())
-        hint = (
-            f" ({name!r} is registered by its own module when imported)"
-            if name in RESERVED_NAMES
-            else ""
-        )
-        raise ValueError(f"unknown solver {name!r}{hint}; known solvers: {known}") from None
-    return factory(**kwargs)
+        raise ValueError(f"unknown solver {name!r}; known solvers: {known}") from None
+
+
+def make_solver(name: str, **kwargs: Any) -> Solver:
+    """Build the solver registered under ``name`` with ``kwargs``."""
+    return _entry(name).load(name)(**kwargs)
+
+
+def build_solver(
+    solver: str | Solver,
+    *,
+    t: float | None = None,
+    t_d: float | None = None,
+    kappa0: float | None = None,
+    seed: int | None = None,
+    **solver_kwargs: Any,
+) -> Solver:
+    """A solver from a name or an instance (returned unchanged; t, t_d, κ₀ must then be None:
+    configure the instance).
+
+    For a device solver (``SolverEntry.device``) unset t, t_d, κ₀ take
+    :data:`DEVICE_DEFAULTS` and ``seed`` is passed on; a digital solver ignores t and seed and
+    refuses a nonzero t_d or κ₀.
+    """
+    if isinstance(solver, Solver):
+        given = [k for k, v in (("t", t), ("t_d", t_d), ("kappa0", kappa0)) if v is not None]
+        if given or solver_kwargs:
+            raise ValueError(
+                f"{', '.join(given + list(solver_kwargs))} given with a Solver instance; "
+                "configure the instance instead"
+            )
+        return solver
+    if not isinstance(solver, str):
+        raise TypeError(f"solver must be a name or a Solver, got {type(solver).__name__}")
+    entry = _entry(solver)
+    kw = dict(solver_kwargs)
+    values = {"t": t, "t_d": t_d, "kappa0": kappa0}
+    if entry.device:
+        for key, val in values.items():
+            kw[key] = DEVICE_DEFAULTS[key] if val is None else val
+        if seed is not None:
+            kw["seed"] = seed
+    else:
+        for key, val in values.items():
+            if val is not None and key != "t" and float(val) != 0.0:
+                raise ValueError(f"solver {solver!r} does not support {key} (got {val})")
+    return entry.load(solver)(**kw)

@@ -1,12 +1,15 @@
 """OU-device solvers: the SPU's Ornstein–Uhlenbeck process as a linear solver for TNGD.
 
-Registers two names with :func:`tngd.solvers.register_solver` on import:
+Two solvers (registered in :data:`tngd.solvers.REGISTRY` as device solvers):
 
 * ``"ou-exact"`` (:class:`OUExactSolver`): exact OU transitions of ``A = λI + SᵀS`` (or a dense
-  F̃): no discretisation error, O(N r) per transition after an O(N r²) set-up (the r×r Gram
-  eigendecomposition of :class:`GramLowRankOU`, or :class:`tngd.surrogate.LowRankOU`'s SVD, or
-  :class:`tngd.surrogate.DenseOU` when r ≥ N). With κ₀ = 0 and t → ∞ it returns F̃⁻¹g
-  exactly (NGD); ``t = float("inf")`` is allowed.
+  F̃): no discretisation error. By default (``method="krylov"`` when r < N) at the cost of the
+  Woodbury solve it is equivalent to: one Cholesky of the r×r λI + SSᵀ gives x* = A⁻¹g, and the
+  decay e^{−At} and the noise are evaluated by Lanczos on that factor in r-space
+  (:class:`tngd.krylov.KrylovLowRankOU`); ``"gram"`` (eigendecomposition of SSᵀ,
+  :class:`GramLowRankOU`), ``"lowrank"`` (SVD of S, :class:`tngd.surrogate.LowRankOU`) and
+  ``"dense"`` (:class:`tngd.surrogate.DenseOU`) give the same law. With κ₀ = 0 and t → ∞ it
+  returns F̃⁻¹g exactly (NGD); ``t = float("inf")`` is allowed.
 * ``"ou-euler"`` (:class:`OUEulerSolver`): the paper's simulation, Euler–Maruyama with step δt
   (default 0.1τ), matrix-free through ``problem.matvec`` (one F̃ product per step).
 
@@ -18,24 +21,28 @@ time ``t`` starting from
 
 * ``x0`` when given (the optimizer passes its previous output g̃ for a warm start, or g_k for a
   reset);
-* else ``state["x"]`` (the device's end state of the previous call: a warm start);
+* else ``state.x`` (the device's end state of the previous call: a warm start);
 * else ``problem.g`` (the paper's first start g̃₀ = g₀).
 
 **Delay t_d** (0 ≤ t_d ≤ t; 0 is the synchronous loop): the new system (A_k, g_k) reaches the
 device t_d after the iteration starts. Meanwhile the device keeps evolving under the PREVIOUS
-system (A_{k−1}, g_{k−1}), kept in ``state["prev"]``; it then evolves under the new system for the
+system (A_{k−1}, g_{k−1}), kept in ``state.prev``; it then evolves under the new system for the
 remaining ``t − t_d``. At the first call there is no previous system: the device is held at its
 start state during the delay (nothing programmed yet) and then runs ``t − t_d`` under the new
 one. A reset start (x0 = g_k) is applied at the start of the iteration, before the delay.
 
-The returned ``SolveResult.x`` is the device state at the end (the estimate of F̃⁻¹g);
-``info["state"]`` = ``{"x": x, "prev": problem, "cache": {...}}`` (the cache holds the new
-system's decomposition, reused when it acts as the previous one) is what to pass as ``state``
-next time.
+**State.** ``result.state`` (also ``result.info["state"]``) is an :class:`OUState`: the device
+output x, the system programmed last (``prev``) and its set-up (``decomposition``: the Gram
+factor, eigendecomposition or dense eigenbasis), reused when that system acts during the next
+delay. Pass it as ``state`` next time. :meth:`OUSolverBase.save_state` keeps x and prev as
+tensors (the decomposition is recomputed after a reload, deterministically);
+:meth:`OUSolverBase.load_state` restores it.
+
 Diagnostics in ``info``: ``matvecs`` (F̃ products used by the dynamics, not counting the residual
 check), ``t``, ``t_d``, ``kappa0``, ``segments`` (the (system, duration) pieces that were run),
-and for Euler ``n_steps`` and ``dt``. ``SolveResult.residual`` is ‖F̃x − g‖/‖g‖ for the new
-system; ``time_s`` the wall time.
+for ou-exact ``method`` and ``krylov_iterations`` (r-space products; ``krylov_fallbacks``: the
+times the exact eigendecomposition took over), and for Euler ``n_steps`` and ``dt``.
+``SolveResult.residual`` is ‖F̃x − g‖/‖g‖ for the new system; ``time_s`` the wall time.
 
 Randomness (κ₀ > 0) comes only from the solver's ``torch.Generator`` (``generator=`` or built
 from ``seed=`` on first use on the problem's device; with neither, torch's global RNG).
@@ -44,15 +51,60 @@ from ``seed=`` on first use on the problem's device; with neither, torch's globa
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from tngd.solvers import LinearProblem, Solver, register_solver
+from spu_circuits import ou_math
+from tngd.gram import GramFactor
+from tngd.krylov import KrylovLowRankOU
+from tngd.lowrank_ou import GramLowRankOU
+from tngd.solvers import LinearProblem, Solver
 from tngd.surrogate import DenseOU, EulerMaruyamaOU, LowRankOU
 
-__all__ = ["GramLowRankOU", "OUEulerSolver", "OUExactSolver", "OUSolverBase"]
+__all__ = ["GramLowRankOU", "OUEulerSolver", "OUExactSolver", "OUSolverBase", "OUState"]
+
+
+@dataclass
+class OUState:
+    """The device between two solves.
+
+    x: its output at the end of the last solve (N,); prev: the system programmed last (it acts
+    during the next delay); decomposition: prev's set-up as the solver built it (reused, never
+    saved; None: build it when needed).
+    """
+
+    x: Tensor
+    prev: LinearProblem | None = None
+    decomposition: Any = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """x and prev as tensors (``torch.save``-able); ValueError for a matrix-free prev."""
+        return {"x": self.x, "prev": None if self.prev is None else self.prev.to_dict()}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], *, like: Tensor | None = None) -> OUState:
+        """Inverse of :meth:`to_dict`; tensors cast to ``like``'s dtype and device if given."""
+        x = d["x"]
+        if like is not None and x is not None:
+            x = x.to(dtype=like.dtype, device=like.device)
+        prev = d.get("prev")
+        if isinstance(prev, Mapping):
+            prev = LinearProblem.from_dict(prev, like=like)
+        return cls(x=x, prev=prev)
+
+    @classmethod
+    def coerce(cls, state: Any) -> OUState | None:
+        """An OUState from an OUState, None, or the mapping ``{"x", "prev"[, "cache"]}`` that
+        earlier versions returned."""
+        if state is None or isinstance(state, OUState):
+            return state
+        if isinstance(state, Mapping):
+            return cls(x=state.get("x"), prev=state.get("prev"))
+        raise TypeError(f"state must be an OUState, got {type(state).__name__}")
 
 
 def _check_time(t: float, t_d: float, *, allow_inf: bool) -> tuple[float, float]:
@@ -118,11 +170,20 @@ class OUSolverBase(Solver):
             self.generator = torch.Generator()
         self.generator.set_state(rng_state)
 
+    # ---------------------------------------------------------------- state
+
+    def save_state(self, state: Any) -> dict[str, Any] | None:
+        state = OUState.coerce(state)
+        return None if state is None else state.to_dict()
+
+    def load_state(self, saved: Mapping[str, Any] | None, *, like: Tensor) -> OUState | None:
+        return None if saved is None else OUState.from_dict(saved, like=like)
+
     # ---------------------------------------------------------------- the run
 
-    def _start(self, problem: LinearProblem, x0: Tensor | None, state: Any) -> Tensor:
-        if x0 is None and isinstance(state, dict):
-            x0 = state.get("x")
+    def _start(self, problem: LinearProblem, x0: Tensor | None, state: OUState | None) -> Tensor:
+        if x0 is None and state is not None:
+            x0 = state.x
         if x0 is None:
             x0 = problem.g
         x0 = torch.as_tensor(x0).to(dtype=problem.dtype, device=problem.device)
@@ -130,31 +191,47 @@ class OUSolverBase(Solver):
             raise ValueError(f"start state must be ({problem.N},), got {tuple(x0.shape)}")
         return x0.clone()
 
+    def _setup(self, problem: LinearProblem) -> tuple[Any, int]:
+        """Set-up for running ``problem`` (a decomposition; None when there is none) and the F̃
+        products it cost."""
+        return None, 0
+
+    def _reusable(self, setup: Any, problem: LinearProblem) -> bool:
+        """Whether a set-up found in the state (built by this or another solver) fits."""
+        return True
+
     def _evolve(
-        self, problem: LinearProblem, x: Tensor, h: float, gen: torch.Generator | None, cache: dict
+        self, problem: LinearProblem, setup: Any, x: Tensor, h: float,
+        gen: torch.Generator | None,
     ) -> tuple[Tensor, int]:
-        """Evolve x for time h > 0 under ``problem``; returns (x, matvecs)."""
+        """Evolve x for time h > 0 under ``problem`` (with its ``setup``); returns
+        (x, matvecs)."""
         raise NotImplementedError
 
     def _solve(self, problem, x0, state):
-        prev = state.get("prev") if isinstance(state, dict) else None
+        state = OUState.coerce(state)
+        prev = state.prev if state is not None else None
         x = self._start(problem, x0, state)
         gen = self._generator(problem.device) if self.kappa0 > 0 else None
-        cache: dict = state.get("cache", {}) if isinstance(state, dict) else {}
         segments: list[tuple[str, float]] = []
         matvecs = 0
-        new_cache: dict = {}
         if self.t_d > 0:
             if prev is not None:
-                x, m = self._evolve(prev, x, self.t_d, gen, cache)
+                setup = state.decomposition
+                if setup is None or not self._reusable(setup, prev):
+                    setup, m = self._setup(prev)
+                    matvecs += m
+                x, m = self._evolve(prev, setup, x, self.t_d, gen)
                 matvecs += m
                 segments.append(("previous", self.t_d))
             else:
                 segments.append(("hold", self.t_d))
         rest = self.t - self.t_d
+        new_setup = None
         if rest > 0:
-            x, m = self._evolve(problem, x, rest, gen, new_cache)
-            matvecs += m
+            new_setup, m = self._setup(problem)
+            x, m2 = self._evolve(problem, new_setup, x, rest, gen)
+            matvecs += m + m2
             segments.append(("current", rest))
         info: dict[str, Any] = {
             "matvecs": matvecs,
@@ -162,68 +239,9 @@ class OUSolverBase(Solver):
             "t_d": self.t_d,
             "kappa0": self.kappa0,
             "segments": segments,
-            "state": {"x": x, "prev": problem, "cache": new_cache},
+            "state": OUState(x=x, prev=problem, decomposition=new_setup),
         }
         return x, None, info
-
-
-class GramLowRankOU:
-    """Exact OU transitions for ``A = λI + SᵀS`` from the r×r Gram matrix (no SVD of S).
-
-    With ``K = S Sᵀ = U diag(μ) Uᵀ`` (one ``eigh``, float64) every matrix function is
-
-        f(A) v = f(λ) v + Sᵀ U diag(q(μ)) Uᵀ S v,    q(μ) = (f(λ + μ) − f(λ)) / μ   (q = 0 at μ = 0)
-
-    (exact: Sᵀ q(SSᵀ) S = q(SᵀS) SᵀS = f(A) − f(λ)I). Set-up O(r² N + r³), the cost of
-    NGD-Woodbury, and two products with S per function application; the singular vectors V of S
-    are never formed, so no orthogonality is lost for small singular values. Same transition
-    law as :class:`tngd.surrogate.LowRankOU` (whose SVD of a wide S is ~10× slower on CPU).
-    """
-
-    def __init__(self, S: Tensor, lam: float, b: Tensor, kappa0: float, dtype=None) -> None:
-        if S.ndim != 2:
-            raise ValueError("S must be r×N")
-        if not lam > 0:
-            raise ValueError("lam must be > 0")
-        dtype = dtype or S.dtype
-        S64 = S.to(torch.float64)
-        mu, U = torch.linalg.eigh(S64 @ S64.T)
-        self._mu64 = mu.clamp_min(0.0)
-        self.lam = float(lam)
-        self.kappa0 = float(kappa0)
-        self.n = S.shape[1]
-        self.S = S.to(dtype)
-        self.U = U.to(dtype)
-        self.b = b.to(dtype)
-        self.x_star = self.apply_function(lambda a: 1.0 / a, self.b)
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.S.dtype
-
-    def _coeffs(self, fn) -> tuple[float, Tensor]:
-        lam64 = torch.tensor(self.lam, dtype=torch.float64, device=self._mu64.device)
-        f_lam = fn(lam64)
-        mu = self._mu64
-        pos = mu > 0
-        q = torch.where(pos, (fn(lam64 + mu) - f_lam) / torch.where(pos, mu, 1.0), 0.0)
-        return float(f_lam), q.to(self.dtype)
-
-    def apply_function(self, fn, v: Tensor) -> Tensor:
-        """``f(A) v`` for v of shape (..., N); fn maps a float64 tensor of eigenvalues."""
-        f_lam, q = self._coeffs(fn)
-        w = (v @ self.S.T) @ self.U  # (..., r)
-        return f_lam * v + ((q * w) @ self.U.T) @ self.S
-
-    def step(self, x: Tensor, h: float, generator: torch.Generator | None = None) -> Tensor:
-        """One exact transition of length h: mean x* + e^{−Ah}(x − x*), covariance
-        κ₀ A⁻¹ (I − e^{−2Ah})."""
-        x = self.x_star + self.apply_function(lambda a: torch.exp(-a * h), x - self.x_star)
-        if self.kappa0 > 0:
-            xi = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
-            k0 = self.kappa0
-            x = x + self.apply_function(lambda a: torch.sqrt(k0 * -torch.expm1(-2 * a * h) / a), xi)
-        return x
 
 
 class OUExactSolver(OUSolverBase):
@@ -231,22 +249,25 @@ class OUExactSolver(OUSolverBase):
 
     ``method``:
 
-    * ``"auto"`` (default): ``"gram"`` when the problem has the factor S with r < N and λ > 0,
-      else ``"dense"``;
-    * ``"gram"``: :class:`GramLowRankOU` (eigh of the r×r Gram SSᵀ, O(r²N));
+    * ``"auto"`` (default): ``"krylov"`` when the problem has the factor S with r < N and
+      λ > 0, else ``"dense"``;
+    * ``"krylov"``: :class:`tngd.krylov.KrylovLowRankOU` — one Cholesky of λI + SSᵀ (the
+      Woodbury solve's) and Lanczos in r-space for the decay and the noise, O(r²N + r³/3);
+    * ``"gram"``: :class:`GramLowRankOU` (eigh of the r×r Gram SSᵀ, O(r²N + r³));
     * ``"lowrank"``: :class:`tngd.surrogate.LowRankOU` (thin SVD of S, O(r²N) but slow on CPU);
     * ``"dense"``: :class:`tngd.surrogate.DenseOU` on ``problem.dense()`` (eigh of the N×N F̃,
       the cheapest when r ≥ N; from a matvec alone forming F̃ costs N products).
 
-    One decomposition per system: the previous system's is kept in the state for the delay. At
-    most two exact transitions per call (one without delay), so the result has the exact law of
-    x(t) for any t; with κ₀ = 0 and t = ∞ it is F̃⁻¹g. ``info["matvecs"]`` is 0 except for a
-    dense F̃ built from a matvec (N products).
+    One set-up per system: the previous system's is kept in the state for the delay. At most
+    two exact transitions per call (one without delay), so the result has the exact law of x(t)
+    for any t; with κ₀ = 0 and t = ∞ it is F̃⁻¹g. ``info["matvecs"]`` is 0 except for a dense F̃
+    built from a matvec (N products). ``krylov_tol``/``krylov_max_iter`` go to the Krylov
+    set-up (defaults: 1e-13 in float64, 1e-7 otherwise; 64 steps before the exact fallback).
     """
 
     name = "ou-exact"
     _allow_inf = True
-    METHODS = ("auto", "gram", "lowrank", "dense")
+    METHODS = ("auto", "krylov", "gram", "lowrank", "dense")
 
     def __init__(
         self,
@@ -255,12 +276,16 @@ class OUExactSolver(OUSolverBase):
         kappa0: float = 0.0,
         *,
         method: str = "auto",
+        krylov_tol: float | None = None,
+        krylov_max_iter: int = 64,
         **kwargs: Any,
     ) -> None:
         super().__init__(t, t_d, kappa0, **kwargs)
         if method not in self.METHODS:
             raise ValueError(f"method must be one of {self.METHODS}, got {method!r}")
         self.method = method
+        self.krylov_tol = krylov_tol
+        self.krylov_max_iter = int(krylov_max_iter)
 
     def __repr__(self) -> str:
         return (
@@ -269,39 +294,60 @@ class OUExactSolver(OUSolverBase):
         )
 
     def method_for(self, problem: LinearProblem) -> str:
-        """The decomposition used for ``problem``: "gram", "lowrank" or "dense"."""
+        """The set-up used for ``problem``: "krylov", "gram", "lowrank" or "dense"."""
         if problem.S is None or not problem.damping > 0:
-            if self.method in ("gram", "lowrank"):
+            if self.method in ("krylov", "gram", "lowrank"):
                 raise ValueError(f"method {self.method!r} needs the factor S and damping > 0")
             return "dense"
         if self.method == "auto":
-            return "gram" if problem.S.shape[0] < problem.N else "dense"
+            return "krylov" if problem.S.shape[0] < problem.N else "dense"
         return self.method
 
-    def _ou(self, problem: LinearProblem, cache: dict) -> tuple[Any, int]:
-        if "ou" in cache:
-            return cache["ou"], 0
+    def _setup(self, problem: LinearProblem) -> tuple[Any, int]:
         method = self.method_for(problem)
-        m = 0
-        if method == "gram":
-            ou: Any = GramLowRankOU(problem.S, problem.damping, problem.g, self.kappa0)
+        S, lam, g = problem.S, problem.damping, problem.g
+        if method == "krylov":
+            ou: Any = KrylovLowRankOU(S, lam, g, self.kappa0, factor=GramFactor(S, lam),
+                                      tol=self.krylov_tol, max_iter=self.krylov_max_iter)
+        elif method == "gram":
+            ou = GramLowRankOU(S, lam, g, self.kappa0)
         elif method == "lowrank":
-            ou = LowRankOU(problem.S, problem.damping, problem.g, self.kappa0, dtype=problem.dtype)
+            ou = LowRankOU(S, lam, g, self.kappa0, dtype=problem.dtype)
         else:
             m = problem.N if (problem.F is None and problem.S is None) else 0
-            ou = DenseOU(problem.dense(), problem.g, self.kappa0, dtype=problem.dtype)
-        cache["ou"] = ou
-        return ou, m
+            return DenseOU(problem.dense(), g, self.kappa0, dtype=problem.dtype), m
+        return ou, 0
 
-    def _evolve(self, problem, x, h, gen, cache):
-        ou, m = self._ou(problem, cache)
+    _SETUP_TYPES = {"krylov": KrylovLowRankOU, "gram": GramLowRankOU, "lowrank": LowRankOU,
+                    "dense": DenseOU}
+
+    def _reusable(self, setup: Any, problem: LinearProblem) -> bool:
+        return (type(setup) is self._SETUP_TYPES[self.method_for(problem)]
+                and setup.kappa0 == self.kappa0)
+
+    def _evolve(self, problem, setup, x, h, gen):
+        if isinstance(setup, KrylovLowRankOU):
+            return setup.step(x, h, gen), 0
         if math.isinf(h):
-            x = ou.x_star.clone()
+            x = setup.x_star.clone()
             if self.kappa0 > 0:  # a stationary sample
                 xi = torch.randn(x.shape, generator=gen, dtype=x.dtype, device=x.device)
-                x = x + ou.apply_function(lambda a: torch.sqrt(self.kappa0 / a), xi)
-            return x, m
-        return ou.step(x, h, gen), m
+                k0 = self.kappa0
+                x = x + setup.apply_function(lambda a: ou_math.transition_std(a, h, k0), xi)
+            return x, 0
+        return setup.step(x, h, gen), 0
+
+    def _solve(self, problem, x0, state):
+        state = OUState.coerce(state)
+        old = state.decomposition if state is not None else None
+        before = (old.iterations, old.fallbacks) if isinstance(old, KrylovLowRankOU) else (0, 0)
+        x, it, info = super()._solve(problem, x0, state)
+        setups = [info["state"].decomposition, old]
+        kry = [s for s in setups if isinstance(s, KrylovLowRankOU)]
+        info["method"] = self.method_for(problem)
+        info["krylov_iterations"] = sum(s.iterations for s in kry) - before[0]
+        info["krylov_fallbacks"] = sum(s.fallbacks for s in kry) - before[1]
+        return x, it, info
 
 
 class OUEulerSolver(OUSolverBase):
@@ -336,7 +382,7 @@ class OUEulerSolver(OUSolverBase):
         """Euler steps for a segment of length h."""
         return max(1, math.ceil(h / self.dt - 1e-9))
 
-    def _evolve(self, problem, x, h, gen, cache):
+    def _evolve(self, problem, setup, x, h, gen):
         n = self.n_steps(h)
         em = EulerMaruyamaOU(problem.matvec, problem.g, self.kappa0, dtype=problem.dtype)
         du = h / n
@@ -350,6 +396,3 @@ class OUEulerSolver(OUSolverBase):
         info["n_steps"] = info["matvecs"]
         return x, info["matvecs"], info
 
-
-register_solver("ou-exact", OUExactSolver)
-register_solver("ou-euler", OUEulerSolver)

@@ -7,18 +7,21 @@ the sidecar. κ₀ > 0 adds reproducible noise: standard-normal samples drawn fr
 torch generator, written beside the deck and fed through XSPICE filesource, so a seeded run
 is repeatable. Delay, warm start and reset behave as in the OU solvers (tngd.solvers_ou).
 
-Decks are written under `keep_dir/step_NNNN/` every `keep_every` solves (others in a
-temporary folder). A simulator fault stops training with a SimulationError naming the deck
-and the ngspice log it kept.
+Decks are written under `keep_dir/step_NNNN/` every `keep_every` solves. The others are
+never written: ngspice gets the deck text in memory, and only noise files (which the XSPICE
+filesource reads from disk) go to a temporary folder. Nothing is re-read or fsync'ed on the
+way; λ_max(F̃), which sets the noise and internal steps, is λ + σ_max(S)² from the r×r Gram
+SSᵀ. A simulator fault stops training with a SimulationError naming the deck and the ngspice
+log it kept.
 """
 
 from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import numpy as np
+import scipy.linalg as sla
 import torch
 from torch import Tensor
 
@@ -29,7 +32,8 @@ from spu_circuits.errors import SimulationError
 from spu_circuits.simulate import Deck, interp_at, transient
 from spu_circuits.spec import HardwareSpec
 from spu_circuits.system import FactoredSystem, LinearSystem
-from tngd.solvers import LinearProblem, register_solver
+from spu_circuits.timesteps import NOISE_STEP_FRAC, TRAINING_INTERNAL_STEP_FRAC
+from tngd.solvers import LinearProblem
 from tngd.solvers_ou import OUSolverBase
 
 __all__ = ["SpiceSolver"]
@@ -44,15 +48,18 @@ class SpiceSolver(OUSolverBase):
         backend: 'shared' (default) or 'cli', or a Backend instance.
         spec: HardwareSpec (default: the paper's 1 kΩ, 1 nF, op-amp gain 1e6).
         keep_dir: folder for kept decks; keep_every: keep every k-th solve (0: none).
-        tmax_frac: ngspice's internal step ≤ tmax_frac/λ_max(F̃) (units of τ).
-        noise_step_frac: noise step NT = noise_step_frac/λ_max(F̃) when κ₀ > 0.
+        tmax_frac: ngspice's internal step ≤ tmax_frac/λ_max(F̃) (units of τ; default
+            :data:`spu_circuits.timesteps.TRAINING_INTERNAL_STEP_FRAC`).
+        noise_step_frac: noise step NT = noise_step_frac/λ_max(F̃) when κ₀ > 0 (default
+            :data:`spu_circuits.timesteps.NOISE_STEP_FRAC`).
         timeout_s: per ngspice run.
     """
 
     def __init__(self, t: float = 50.0, t_d: float = 0.0, kappa0: float = 0.0, *,
                  topology: str | None = None, backend: str | Backend = "shared",
                  spec: HardwareSpec | None = None, keep_dir: str | Path | None = None,
-                 keep_every: int = 1, tmax_frac: float = 0.02, noise_step_frac: float = 0.05,
+                 keep_every: int = 1, tmax_frac: float = TRAINING_INTERNAL_STEP_FRAC,
+                 noise_step_frac: float = NOISE_STEP_FRAC,
                  timeout_s: float = 120.0, seed: int | None = None,
                  generator: torch.Generator | None = None, compute_residual: bool = True):
         super().__init__(t, t_d, kappa0, seed=seed, generator=generator,
@@ -87,6 +94,7 @@ class SpiceSolver(OUSolverBase):
             self._backend = None
 
     def _system(self, problem: LinearProblem):
+        """(system, topology, λ_max(F̃)); λ_max from the r×r Gram for a factored system."""
         g = problem.g.detach().double().cpu().numpy()
         lam = float(problem.damping)
         topo = self.topology
@@ -95,15 +103,18 @@ class SpiceSolver(OUSolverBase):
         auto_factored = problem.S is not None and 2 * problem.S.shape[0] < problem.N
         if topo == "factored" or (topo is None and auto_factored):
             S = problem.S.detach().double().cpu().numpy()
-            return FactoredSystem.from_arrays(S, lam, g, name="tngd"), "factored"
+            top = float(np.linalg.eigvalsh(S @ S.T)[-1]) if S.shape[0] else 0.0
+            system = FactoredSystem.from_arrays(S, lam, g, name="tngd")
+            return system, "factored", lam + max(top, 0.0)
         F = problem.dense().detach().double().cpu().numpy()
         A = 0.5 * (F + F.T)
-        return LinearSystem.from_arrays(A, g, name="tngd"), topo or "dense"
+        n = A.shape[0]
+        lam_max = float(sla.eigh(A, eigvals_only=True, subset_by_index=[n - 1, n - 1])[0])
+        return LinearSystem.from_arrays(A, g, name="tngd"), topo or "dense", lam_max
 
-    def _evolve(self, problem: LinearProblem, x: Tensor, h: float,
-                gen: torch.Generator | None, cache: dict) -> tuple[Tensor, int]:
-        system, topo = self._system(problem)
-        lam_max = float(np.linalg.eigvalsh(system.A)[-1])
+    def _evolve(self, problem: LinearProblem, setup, x: Tensor, h: float,
+                gen: torch.Generator | None) -> tuple[Tensor, int]:
+        system, topo, lam_max = self._system(problem)
         noise = NoiseSpec()
         if self.kappa0 > 0:
             seed = int(torch.randint(0, 2**31 - 1, (1,), generator=gen).item())
@@ -114,13 +125,18 @@ class SpiceSolver(OUSolverBase):
         k = self.n_solves
         self.n_solves += 1
         keep = self.keep_dir is not None and self.keep_every > 0 and k % self.keep_every == 0
+        x0 = x.detach().double().cpu().numpy()
         with tempfile.TemporaryDirectory(prefix="tngd-spice-") as tmp:
-            folder = self.keep_dir / f"step_{k:04d}" if keep else Path(tmp)
-            deck_path = compiled.write(folder, "tngd")
             if keep:
+                folder = self.keep_dir / f"step_{k:04d}"
+                deck_path = compiled.write(folder, "tngd", durable=False)
                 self.kept.append(deck_path)
-            deck = Deck.load(deck_path)
-            x0 = x.detach().double().cpu().numpy()
+            else:  # only the noise files go to disk (filesource reads them)
+                folder = Path(tmp)
+                deck_path = folder / "tngd.cir"
+                for fname, content in compiled.extra_files.items():
+                    (folder / fname).write_bytes(content)
+            deck = Deck.from_compiled(compiled, deck_path)
             try:
                 u, X = transient(deck, x0, h, h, tmax_tau=self.tmax_frac / lam_max,
                                  backend=self.backend, timeout_s=self.timeout_s)
@@ -144,9 +160,3 @@ class SpiceSolver(OUSolverBase):
         info["decks_kept"] = len(self.kept)
         return x, it, info
 
-
-def _factory(**kw: Any) -> SpiceSolver:
-    return SpiceSolver(**kw)
-
-
-register_solver("spice", _factory, overwrite=True)

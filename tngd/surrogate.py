@@ -9,12 +9,15 @@ Surrogates (all batched over independent chains, state ``x`` of shape ``(chains,
 ``(N,)``; any float dtype; CPU or GPU; randomness only from a ``torch.Generator``):
 
 * :class:`DenseOU` — exact transitions for dense A (eigendecomposition).
-* :class:`LowRankOU` — exact transitions for ``A = λI + SᵀS`` in O(N r) per step.
+* :class:`LowRankOU` — exact transitions for ``A = λI + SᵀS`` in O(N r) per step (defined in
+  :mod:`tngd.lowrank_ou`, on the low-rank base it shares with the solvers' Gram form).
 * :class:`EulerMaruyamaOU` — matrix-free Euler–Maruyama with step δu.
 * :func:`run_interpolated` — exact integration of given interpolated-noise samples z.
 
 Set-up (eigen/SVD decompositions and scalar coefficient functions) is done in float64 and the
-results are cast to the working dtype.
+results are cast to the working dtype. The scalar functions (decay, transition variance,
+interpolated-noise weights) are those of :mod:`spu_circuits.ou_math`, which the numpy theory
+uses too.
 """
 
 from __future__ import annotations
@@ -25,6 +28,10 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
+from spu_circuits import ou_math
+from tngd.lowrank_ou import LowRankOU
+from tngd.ou_base import Generator, OUBase, times_tensor
+
 __all__ = [
     "DenseOU",
     "LowRankOU",
@@ -33,135 +40,17 @@ __all__ = [
     "run_interpolated",
 ]
 
-Generator = torch.Generator | None
-
-
-# ----------------------------------------------------------------------------- scalar functions
-
-_SERIES_CUT = 0.5
-_SERIES_TERMS = 25
-
 
 def interp_coefficients(y: Tensor) -> tuple[Tensor, Tensor]:
-    """``(ψ0(y), ψ1(y))`` with ``Γ0 = h ψ0(Ah)``, ``Γ1 = h ψ1(Ah)`` (elementwise, y = a h ≥ 0).
-
-    ``ψ0(y) = (1 − (1+y)e^{−y})/y²``, ``ψ1(y) = (y − 1 + e^{−y})/y²``; Taylor series for y < 0.5.
-    Mirrors ``spu_circuits.theory.interp_coefficients``.
-    """
-    small = y < _SERIES_CUT
-    ys = torch.where(small, y, torch.zeros_like(y))
-    yl = torch.where(small, torch.ones_like(y), y)
-    p0 = torch.zeros_like(ys)
-    p1 = torch.zeros_like(ys)
-    term = torch.ones_like(ys)
-    for k in range(_SERIES_TERMS):
-        p0 = p0 + term / (k + 2)
-        p1 = p1 + term / ((k + 1) * (k + 2))
-        term = term * (-ys) / (k + 1)
-    e = torch.exp(-yl)
-    q0 = (1.0 - (1.0 + yl) * e) / yl**2
-    q1 = (yl - 1.0 + e) / yl**2
-    return torch.where(small, p0, q0), torch.where(small, p1, q1)
-
-
-def _exact_std(a: Tensor, h: float, kappa0: float) -> Tensor:
-    """sqrt(κ₀ (1 − e^{−2ah}) / a), elementwise (a > 0)."""
-    return torch.sqrt(kappa0 * -torch.expm1(-2.0 * a * h) / a)
-
-
-# ----------------------------------------------------------------------------- common sampling
-
-
-def _times_tensor(u, dtype, device) -> tuple[Tensor, bool]:
-    ut = torch.as_tensor(u, dtype=dtype, device=device)
-    if ut.ndim > 1:
-        raise ValueError("u must be a scalar or 1-D")
-    return ut.reshape(-1), ut.ndim == 0
-
-
-class _OUBase:
-    """Shared state and the sampling loops; subclasses implement :meth:`step`."""
-
-    b: Tensor
-    kappa0: float
-    n: int
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.b.dtype
-
-    @property
-    def device(self) -> torch.device:
-        return self.b.device
-
-    def _randn(self, shape, generator: Generator) -> Tensor:
-        return torch.randn(shape, generator=generator, dtype=self.dtype, device=self.device)
-
-    def _init(self, x0, chains: int | None) -> Tensor:
-        x0 = torch.as_tensor(x0, dtype=self.dtype, device=self.device)
-        if chains is None:
-            chains = x0.shape[0] if x0.ndim == 2 else 1
-        return x0.expand(chains, self.n).clone()
-
-    def step(self, x: Tensor, h: float, generator: Generator = None) -> Tensor:
-        raise NotImplementedError
-
-    def trajectory(
-        self, x0, h: float, n_steps: int, chains: int | None = None, generator: Generator = None
-    ) -> tuple[Tensor, Tensor]:
-        """States at u = 0, h, …, n_steps·h from x0 (broadcast to (chains, N)).
-
-        Returns ``(times (n_steps+1,), samples (n_steps+1, chains, N))``; samples[0] = x0.
-        """
-        return self.sample(
-            x0,
-            h,
-            n_steps,
-            burn_in=0,
-            thin=1,
-            chains=chains,
-            generator=generator,
-            include_start=True,
-        )
-
-    def sample(
-        self,
-        x0,
-        h: float,
-        n_steps: int,
-        burn_in: int = 0,
-        thin: int = 1,
-        chains: int | None = None,
-        generator: Generator = None,
-        include_start: bool = False,
-    ) -> tuple[Tensor, Tensor]:
-        """Run ``burn_in`` steps of size h, then ``n_steps`` more, keeping every ``thin``-th state.
-
-        Returns ``(times (T,), samples (T, chains, N))`` with T = n_steps // thin; the kept
-        states are those after steps ``burn_in + thin·j``, j = 1..T (plus the state after the
-        burn-in, j = 0, first, if include_start). Times are in units of τ.
-        """
-        if thin < 1 or n_steps < 0 or burn_in < 0:
-            raise ValueError("need thin ≥ 1, n_steps ≥ 0, burn_in ≥ 0")
-        x = self._init(x0, chains)
-        for _ in range(burn_in):
-            x = self.step(x, h, generator)
-        kept, idx = ([x], [burn_in]) if include_start else ([], [])
-        for i in range(1, n_steps + 1):
-            x = self.step(x, h, generator)
-            if i % thin == 0:
-                kept.append(x)
-                idx.append(burn_in + i)
-        times = torch.tensor(idx, dtype=self.dtype, device=self.device) * h
-        if not kept:
-            return times, torch.empty(0, x.shape[0], self.n, dtype=self.dtype, device=self.device)
-        return times, torch.stack(kept)
+    """``(ψ0(y), ψ1(y))`` with ``Γ0 = h ψ0(Ah)``, ``Γ1 = h ψ1(Ah)`` (elementwise, y = a h ≥ 0):
+    :func:`spu_circuits.ou_math.interp_coefficients` (one definition for numpy and torch)."""
+    return ou_math.interp_coefficients(y)
 
 
 # ----------------------------------------------------------------------------- exact (spectral)
 
 
-class _SpectralOU(_OUBase):
+class _SpectralOU(OUBase):
     """Exact OU transitions through a spectral representation of A.
 
     A subclass supplies ``_coords(v) → (..., M)``, ``_from_coords(c) → (..., N)`` and the
@@ -198,23 +87,23 @@ class _SpectralOU(_OUBase):
 
     def transition(self, h: float) -> tuple[Tensor, Tensor]:
         """Exact transition of step h: ``x_next ~ N(x* + Φ (x − x*), C)``; returns (Φ, C), N×N."""
-        phi = self.dense(lambda a: torch.exp(-a * h))
-        cov = self.dense(lambda a: self.kappa0 * -torch.expm1(-2.0 * a * h) / a)
+        phi = self.dense(lambda a: ou_math.decay(a, h))
+        cov = self.dense(lambda a: ou_math.transition_var(a, h, self.kappa0))
         return phi, cov
 
     def transition_mean(self, x: Tensor, h: float) -> Tensor:
         """``x* + e^{−Ah}(x − x*)`` (deterministic part of :meth:`step`)."""
-        return self.x_star + self.apply_function(lambda a: torch.exp(-a * h), x - self.x_star)
+        return self.x_star + self.apply_function(lambda a: ou_math.decay(a, h), x - self.x_star)
 
     def stationary_cov(self) -> Tensor:
         """``κ₀ A⁻¹`` (N×N)."""
-        return self.dense(lambda a: self.kappa0 / a)
+        return self.dense(lambda a: ou_math.stationary_var(a, self.kappa0))
 
     def mean_at(self, x0, u) -> Tensor:
         """Mean trajectory ``x* + e^{−Au}(x0 − x*)``; x0 (..., N), u scalar → (..., N),
         u 1-D of T times → (T, ..., N)."""
         x0 = torch.as_tensor(x0, dtype=self.dtype, device=self.device)
-        ut, scalar = _times_tensor(u, torch.float64, self.device)
+        ut, scalar = times_tensor(u, torch.float64, self.device)
         c = self._coords(x0 - self.x_star)
         decay = torch.exp(-ut[:, None] * self._eig64[None, :]).to(self.dtype)  # (T, M)
         decay = decay.reshape(ut.shape[0], *([1] * (c.ndim - 1)), -1)
@@ -223,11 +112,11 @@ class _SpectralOU(_OUBase):
 
     def step(self, x: Tensor, h: float, generator: Generator = None) -> Tensor:
         """One exact transition of length h (units of τ): x (..., N) → (..., N)."""
-        phi = self._f(lambda a: torch.exp(-a * h))
+        phi = self._f(lambda a: ou_math.decay(a, h))
         c = phi * self._coords(x - self.x_star)
         if self.kappa0 > 0:
             xi = self._randn(x.shape, generator)
-            c = c + self._f(lambda a: _exact_std(a, h, self.kappa0)) * self._coords(xi)
+            c = c + self._f(lambda a: ou_math.transition_std(a, h, self.kappa0)) * self._coords(xi)
         return self.x_star + self._from_coords(c)
 
     def run_interpolated(self, h: float, z: Tensor, x0) -> Tensor:
@@ -246,7 +135,7 @@ class _SpectralOU(_OUBase):
         s = math.sqrt(2.0 * self.kappa0 / h)
         y64 = self._eig64 * h
         p0, p1 = interp_coefficients(y64)
-        phi = torch.exp(-y64).to(self.dtype)
+        phi = ou_math.decay(self._eig64, h).to(self.dtype)
         g0 = (s * h * p0).to(self.dtype)
         g1 = (s * h * p1).to(self.dtype)
         cz = self._coords(z)  # (K+1, ..., M)
@@ -310,65 +199,10 @@ class DenseOU(_SpectralOU):
         return c @ self.Q.T
 
 
-class LowRankOU(_SpectralOU):
-    """Exact OU transitions for ``A = λI + SᵀS`` (S: r×N, λ > 0) in O(N r) per step.
-
-    With the thin SVD ``S = U Σ Vᵀ`` (zero singular values dropped, so r > N and rank-deficient
-    S are fine; k = rank ≤ min(r, N)), ``f(A) v = f(λ)(v − VVᵀv) + V f(λ+Σ²) Vᵀ v``. The
-    coordinates are ``(Vᵀv ∈ R^k, v − VVᵀv ∈ R^N)`` with eigenvalues ``(λ+Σ², λ…)``. Same
-    transition law as :class:`DenseOU` on the same A.
-    """
-
-    def __init__(
-        self, S, lam: float, b, kappa0: float, dtype: torch.dtype | None = None, device=None
-    ):
-        S = torch.as_tensor(S)
-        dtype = dtype or (S.dtype if S.is_floating_point() else torch.get_default_dtype())
-        device = device if device is not None else S.device
-        S64 = S.to(dtype=torch.float64, device=device)
-        if S64.ndim != 2:
-            raise ValueError("S must be r×N")
-        if not lam > 0:
-            raise ValueError("lam must be > 0")
-        r, n = S64.shape
-        self.n = n
-        self.lam = float(lam)
-        self.kappa0 = float(kappa0)
-        if self.kappa0 < 0:
-            raise ValueError("kappa0 must be ≥ 0")
-        if r > 0:
-            _, sig, Vh = torch.linalg.svd(S64, full_matrices=False)
-            tol = max(r, n) * torch.finfo(torch.float64).eps * (float(sig[0]) if sig.numel() else 0)
-            keep = sig > tol
-            sig, V = sig[keep], Vh[keep].T.contiguous()
-        else:
-            sig = torch.zeros(0, dtype=torch.float64, device=device)
-            V = torch.zeros(n, 0, dtype=torch.float64, device=device)
-        self.rank = int(sig.numel())
-        self.sigma = sig.to(dtype)
-        self.V = V.to(dtype)
-        self._eig64 = torch.cat(
-            [self.lam + sig**2, torch.full((n,), self.lam, dtype=torch.float64, device=device)]
-        )
-        self.eig = self._eig64.to(dtype)
-        b64 = _to(b, torch.float64, device).reshape(n)
-        self.b = b64.to(dtype)
-        vb = V.T @ b64
-        self.x_star = ((b64 - V @ vb) / self.lam + V @ (vb / (self.lam + sig**2))).to(dtype)
-
-    def _coords(self, v: Tensor) -> Tensor:
-        p = v @ self.V  # (..., k)
-        return torch.cat([p, v - p @ self.V.T], dim=-1)
-
-    def _from_coords(self, c: Tensor) -> Tensor:
-        k = self.rank
-        return c[..., :k] @ self.V.T + c[..., k:]
-
-
 # ----------------------------------------------------------------------------- Euler–Maruyama
 
 
-class EulerMaruyamaOU(_OUBase):
+class EulerMaruyamaOU(OUBase):
     """Matrix-free Euler–Maruyama: ``x ← x − δu (A x − b) + sqrt(2 κ₀ δu) ξ``.
 
     matvec(v) returns A v for v of shape (..., N) (a dense tensor A is accepted too). In
@@ -420,7 +254,7 @@ class EulerMaruyamaOU(_OUBase):
 
 
 def run_interpolated(
-    A_or_lowrank: Tensor | Sequence | _SpectralOU,
+    A_or_lowrank: Tensor | Sequence | _SpectralOU | LowRankOU,
     b,
     kappa0: float | None,
     h: float,
@@ -434,7 +268,7 @@ def run_interpolated(
     z: (K+1, N) or (K+1, chains, N) samples at u_k = k h; x0 broadcastable to z[0].
     Returns x at u_0..u_K with the shape of z (x[0] = x0).
     """
-    if isinstance(A_or_lowrank, _SpectralOU):
+    if isinstance(A_or_lowrank, (_SpectralOU, LowRankOU)):
         ou = A_or_lowrank
         if b is not None or kappa0 is not None:
             b_ = ou.b if b is None else b

@@ -38,6 +38,8 @@ from pathlib import Path
 
 import numpy as np
 
+from spu_circuits.timesteps import NOISE_STEP_FRAC
+
 DT = 0.1
 KAPPA0 = 1e-2
 COND = 10.0
@@ -114,7 +116,7 @@ def bench_surrogates(n: int, n_samples: int) -> list[dict]:
     m = max(100, n_samples // 10)
     w = _timed(lambda: em.sample(x0, du, m * thin, thin=thin, chains=1, generator=gen))
     rec("euler_maruyama_x1", w, m, step_tau=du)
-    h = 0.05 / lam_max
+    h = NOISE_STEP_FRAC / lam_max
     k = int(round(DT / h))
 
     def interp():

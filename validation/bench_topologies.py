@@ -27,6 +27,7 @@ from spu_circuits.compiler.noise import NoiseSpec
 from spu_circuits.simulate import Deck, transient
 from spu_circuits.spec import HardwareSpec
 from spu_circuits.system import FactoredSystem
+from spu_circuits.timesteps import NOISE_STEP_FRAC
 
 CASES = [(32, 8), (32, 32), (128, 8), (128, 16), (128, 32), (512, 8), (512, 32)]
 ACCEPTANCE = (128, 16)
@@ -44,7 +45,7 @@ def bench_case(n: int, r: int, steps: int, budget: float, be, seed: int = 0) -> 
     fs = FactoredSystem.from_arrays(rng.standard_normal((r, n)) / np.sqrt(n), 0.1,
                                     rng.standard_normal(n))
     lam_max = float(np.linalg.eigvalsh(fs.A)[-1])
-    h = 0.05 / lam_max
+    h = NOISE_STEP_FRAC / lam_max
     spec = HardwareSpec(r_max_ohm=1e12)  # no pruning: both decks realise the same F̃
     out = {"N": n, "r": r, "noise_step_tau": h}
     for topo in ("factored", "dense"):

@@ -22,6 +22,7 @@ from spu_circuits.cli import _spec as spec_from_options
 from spu_circuits.cli import friendly, spec_options
 from spu_circuits.errors import InputError
 from spu_circuits.safety import check_untrusted_deck
+from spu_circuits.timesteps import VALIDATION_NOISE_STEP_FRAC
 
 SPEC_KEYS = ("R0_ohm", "C_F", "volts_per_unit", "opamp_gain", "r_min_ohm", "r_max_ohm",
              "prune_rel", "auto_prune")
@@ -48,14 +49,13 @@ def _target_system(matrix, rhs, deck):
 
 
 @click.command("validate")
-@click.argument("deck_path", metavar="[DECK.cir]", required=False,
-                type=click.Path(dir_okay=False))
+@click.argument("decks", metavar="[DECK.cir]...", nargs=-1, type=click.Path(dir_okay=False))
 @click.option("--matrix", type=click.Path(dir_okay=False),
               help="A as .npy (or .npz with A and b): the system to check against, or to "
                    "compile when no DECK is given.")
 @click.option("--rhs", type=click.Path(dir_okay=False),
               help="b as .npy (default: the sidecar's b for a DECK, ones when compiling).")
-@click.option("--report", "report_dir", type=click.Path(file_okay=False), required=True,
+@click.option("--report", "report_dir", type=click.Path(file_okay=False), default=None,
               help="Folder for report.json, report.md and the figures.")
 @click.option("--topology", type=click.Choice(["dense", "ideal"]), default="dense",
               show_default=True, help="Compile mode: the circuit topology.")
@@ -63,7 +63,8 @@ def _target_system(matrix, rhs, deck):
 @click.option("--kappa0", type=float, default=None,
               help="Noise level κ₀ (default: the deck's, else 0.01).")
 @click.option("--noise-step", "noise_step", type=float, default=None,
-              help="Noise step in units of τ (default: the deck's, else 0.2/λ_max(A)).")
+              help="Noise step in units of τ (default: the deck's, else "
+                   f"{VALIDATION_NOISE_STEP_FRAC}/λ_max(A)).")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of the pathwise noise files and the surrogate.")
 @click.option("--backend", type=click.Choice(["shared", "cli"]), default="shared",
@@ -75,14 +76,27 @@ def _target_system(matrix, rhs, deck):
 @click.option("--timeout", "timeout_s", type=float, default=600.0, show_default=True,
               help="Seconds before one ngspice run is stopped.")
 @click.option("--no-figures", is_flag=True, help="Skip the PNG figures.")
+@click.option("--max-error", "max_error", type=float, default=None,
+              help="The spec: dc and transient fail when the error vs A^-1 b exceeds this, "
+                   "whatever the deck predicts of itself.")
 @click.option("--allow-unsafe", is_flag=True,
               help="Run decks with .control blocks, shell/file commands or outside includes.")
+@click.option("--codes", "codes_path", type=click.Path(dir_okay=False),
+              help="Programmable board: validate DECK.cir as programmed by these codes.")
+@click.option("--sweep", is_flag=True,
+              help="Validate every DECK × --seeds as one sweep (sweep.json/md/png in --report).")
+@click.option("--seeds", default="0", show_default=True,
+              help="With --sweep: seeds, e.g. 0,1,2 or 0-9.")
+@click.option("--scheduler", default="local", show_default=True,
+              help="With --sweep: serial, local[:N] (Dask LocalCluster) or tcp://HOST:PORT.")
+@click.option("--cache", "cache_dir", type=click.Path(file_okay=False), default=None,
+              help="With --sweep: keep finished runs here and resume from them.")
 @spec_options
 @click.pass_context
 @friendly
-def validate_cmd(ctx, deck_path, matrix, rhs, report_dir, topology, name, kappa0, noise_step,
-                 seed, backend, quick, thorough, checks, timeout_s, no_figures, allow_unsafe,
-                 **kw):
+def validate_cmd(ctx, decks, matrix, rhs, report_dir, topology, name, kappa0, noise_step,
+                 seed, backend, quick, thorough, checks, timeout_s, no_figures, max_error,
+                 allow_unsafe, sweep, seeds, scheduler, cache_dir, codes_path, **kw):
     """Check DECK.cir (or the deck compiled from --matrix/--rhs) in ngspice against its
     target: DC solution, noiseless transient, pathwise agreement with the surrogate on the
     same noise, and the stationary statistics (mean, covariance, autocovariance) of SPICE
@@ -96,13 +110,45 @@ def validate_cmd(ctx, deck_path, matrix, rhs, report_dir, topology, name, kappa0
     from .checks import Validation, settings_for
     from .report import summary_table, write_report
 
+    if codes_path:
+        if len(decks) != 1:
+            raise InputError("--codes needs one board deck: spu validate BOARD.cir --codes "
+                             "codes.json")
+        from spu_circuits.cli_board import board_validate
+
+        sys.exit(board_validate(decks[0], codes_path, backend, timeout_s, report_dir))
+    if report_dir is None:
+        raise InputError("--report DIR is required (the folder for report.json)")
     if quick and thorough:
         raise InputError("choose one of --quick and --thorough")
     preset = "quick" if quick else "thorough" if thorough else "default"
     names = None
     if checks:
         names = [c.strip() for c in checks.split(",") if c.strip()]
-    settings = settings_for(preset, seed=seed)
+    if sweep:
+        from .sweep import SEEDED_CHECKS, run_validate_sweep
+
+        if matrix or rhs or allow_unsafe:
+            raise InputError("--sweep takes decks with sidecars (no --matrix/--rhs, no "
+                             "--allow-unsafe)")
+        for d in decks:
+            from spu_circuits.simulate import Deck
+
+            check_untrusted_deck(Deck.load(d, require_sidecar=True, check_digest=False),
+                                 [Op(), Tran(step_s=1.0, stop_s=1.0)], allow_unsafe=False)
+        ok = run_validate_sweep(list(decks), seeds, tuple(names or SEEDED_CHECKS),
+                                "quick" if preset == "default" else preset, scheduler,
+                                Path(report_dir), timeout_s,
+                                Path(cache_dir) if cache_dir else None, _echo)
+        if not ok:
+            sys.exit(1)
+        return
+    if len(decks) > 1:
+        raise InputError("give one DECK.cir (or several with --sweep)")
+    deck_path = decks[0] if decks else None
+    if max_error is not None and not (np.isfinite(max_error) and max_error > 0):
+        raise InputError(f"--max-error must be a positive number, got {max_error!r}")
+    settings = settings_for(preset, seed=seed, max_error=max_error)
     given_spec = [k for k in SPEC_KEYS
                   if ctx.get_parameter_source(k) == click.core.ParameterSource.COMMANDLINE]
     info: dict = {"preset": preset}

@@ -65,8 +65,9 @@ class CompiledCircuit:
     def deck_text(self) -> str:
         return self.netlist.to_text()
 
-    def write(self, out_dir: str | Path, name: str = "spu") -> Path:
-        """Write `out_dir/name.cir` and `out_dir/name.json` (+ extra files) atomically."""
+    def write(self, out_dir: str | Path, name: str = "spu", *, durable: bool = True) -> Path:
+        """Write `out_dir/name.cir` and `out_dir/name.json` (+ extra files) atomically
+        (durable=False: without fsync, see `atomic_write`)."""
         if not name or "/" in name or name.startswith("."):
             raise InputError(f"invalid deck name {name!r}")
         out = Path(out_dir)
@@ -79,7 +80,7 @@ class CompiledCircuit:
                                           deck.with_suffix(".json"): dumps_sidecar(meta)}
         for fname, content in self.extra_files.items():
             files[out / fname] = content
-        atomic_write(files)
+        atomic_write(files, durable=durable)
         return deck
 
 
@@ -139,8 +140,12 @@ def compile_system(system: LinearSystem | FactoredSystem, topology: str = "dense
                    else {"A": system.A.tolist(), "b": system.b.tolist()}),
     }
     noise_roles: dict[str, str] = {}
-    extra = add_noise(net, meta, noise, sc.A, name, topo.noise_sign, roles=noise_roles,
-                      lambda_max=_lambda_max(system, sc) if noise.kind != "none" else None)
+    # the dense A (N×N) only when the noise step must come from its fastest mode and no
+    # λ_max is known already
+    lam = _lambda_max(system, sc) if noise.kind != "none" and noise.step_tau is None else None
+    A_noise = sc.A if noise.kind != "none" and noise.step_tau is None and lam is None else None
+    extra = add_noise(net, meta, noise, A_noise, name, topo.noise_sign, roles=noise_roles,
+                      lambda_max=lam)
     meta["element_counts"] = net.counts()
     cell_map = cell_map.with_roles(noise_roles)
     check_cell_map(net, cell_map)

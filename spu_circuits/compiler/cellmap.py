@@ -34,6 +34,7 @@ class Role(StrEnum):
     TRIM = "trim"  # a trim part added by the realisation pass
     PROGRAMMABLE = "programmable"  # an MDAC / digipot coupling of a board
     TILE = "tile"  # a tile subcircuit instance (tiles pass)
+    OPAMP_ERROR = "opamp_error"  # an op-amp's V_os / I_b source (a model, not a part)
     OTHER = "other"
 
 #: roles of the op-amps (the elements the realisation pass may replace by a macromodel)

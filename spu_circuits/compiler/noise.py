@@ -23,14 +23,14 @@ import numpy as np
 
 from ..errors import InputError
 from ..netlist import GROUND, Netlist, fmt
+from ..timesteps import NOISE_STEP_FRAC
 from .cellmap import Role
 
 #: columns per filesource instance (longer lines are misread by ngspice 39)
 FILE_COLUMNS = 16
-#: NT = DEFAULT_STEP_FRAC / λ_max(A) when no step is given. The linear interpolation lowers
-#: the stationary variance of the fastest mode by ≈ 2.5 % at this step; the validation suite
-#: compares against the exact covariance for interpolated noise (spu_circuits.theory).
-DEFAULT_STEP_FRAC = 0.05
+#: NT = DEFAULT_STEP_FRAC / λ_max(A) when no step is given
+#: (:data:`spu_circuits.timesteps.NOISE_STEP_FRAC`, where the reason is given).
+DEFAULT_STEP_FRAC = NOISE_STEP_FRAC
 #: refuse to write noise files holding more samples than this (≈ 16 bytes each)
 MAX_FILE_SAMPLES = 20_000_000
 
@@ -78,10 +78,13 @@ def file_names(name: str, n: int) -> list[str]:
     return [f"{name.lower()}_noise{k}.txt" for k in range(math.ceil(n / FILE_COLUMNS))]
 
 
-def add_noise(net: Netlist, meta: dict, noise: NoiseSpec, A: np.ndarray, name: str,
+def add_noise(net: Netlist, meta: dict, noise: NoiseSpec, A: np.ndarray | None, name: str,
               sign: float, *, roles: dict[str, str] | None = None,
               lambda_max: float | None = None) -> dict[str, bytes]:
     """Add the noise sources to `net`, record them in `meta["noise"]`; returns files to write.
+
+    A (N×N) is read only when the noise step must come from its fastest mode (may be None
+    otherwise).
 
     sign: +1 when a current into the injection node pushes x up (ideal), −1 when it pushes
     x down (dense integrators); the file realisation compensates so that forcing is +s·z.

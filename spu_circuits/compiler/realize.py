@@ -56,7 +56,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..graphcheck import check_cell_map, check_netlist
-from ..netlist import Element, Netlist, Subcircuit
+from ..netlist import GROUND, Element, Netlist, Subcircuit
 from ..spec import HardwareSpec
 from ..system import FactoredSystem, LinearSystem
 from . import CompiledCircuit, compile_system
@@ -242,6 +242,23 @@ class RealizeOptions:
     temperature_K: float = 300.0
     compensate: bool = False
     trim: str = "all"
+    #: catalogue op-amp (`opamps.CATALOGUE`; None: the generic single-pole model); with a
+    #: part, gain/GBW/v_sat default to its figures and each op-amp carries V_os and I_b
+    opamp: str | None = None
+    #: a user's vendor macromodel `FILE:SUBCKT` (pins inp inn vcc vee out), run by ngspice;
+    #: the extractor, ERC and budget use the `opamp` part's figures (default generic)
+    opamp_model: str | None = None
+    #: include the part's V_os and I_b (False: a part without input errors)
+    offsets: bool = True
+    #: raise C (to an E12 value) until the fastest mode is GBW/`erc.GBW_FACTOR` or slower
+    auto_cap: bool = False
+    #: bias-DAC resolution (bits over ±v_sat; None: exact settings)
+    dac_bits: int | None = None
+    #: electrical rule checks (`erc`): 'warn' records violations (the API default), 'error'
+    #: raises the first as ErcError (the CLI's default; `--allow-erc` selects 'warn')
+    erc: str = "warn"
+    #: resistor package (`erc.RESISTOR_PACKAGES`: sets the power rating)
+    package: str = "0603"
 
     def __post_init__(self):
         if self.series != "exact":
@@ -264,6 +281,21 @@ class RealizeOptions:
             raise InputError(f"realize: temperature must be ≥ 0 K, got {self.temperature_K!r}")
         if self.trim not in ("all", "diagonal", "none"):
             raise InputError(f"realize: trim must be all, diagonal or none, got {self.trim!r}")
+        if self.opamp is not None and self.opamp != "generic":
+            from .opamps import get_part
+
+            get_part(self.opamp)
+        from .erc import RESISTOR_PACKAGES
+
+        if self.erc not in ("warn", "error"):
+            raise InputError(f"realize: erc must be warn or error, got {self.erc!r}")
+        if self.package not in RESISTOR_PACKAGES:
+            raise InputError(f"realize: unknown resistor package {self.package!r}; choose "
+                             f"from {', '.join(RESISTOR_PACKAGES)}")
+        if self.dac_bits is not None and not (isinstance(self.dac_bits, int)
+                                              and 2 <= self.dac_bits <= 32):
+            raise InputError(f"realize: DAC bits must be an integer in [2, 32], "
+                             f"got {self.dac_bits!r}")
 
     @property
     def cap_series(self) -> str:
@@ -433,6 +465,7 @@ class _Realizer:
         spec = HardwareSpec(**meta["spec"])
         noise = _noise_from_meta(meta)
         self.swing = None
+        self.cap_note: str | None = None
         changes = {}
         if options.opamp_gain is not None and self.topology != "ideal":
             changes["opamp_gain"] = float(options.opamp_gain)
@@ -447,6 +480,17 @@ class _Realizer:
             self.swing = {"v_sat": options.v_sat, "kappa0": k0, "n_sigma": options.n_sigma,
                           "volts_per_unit": v0, "peak_per_unit": peaks}
             changes["volts_per_unit"] = v0
+        if options.auto_cap and options.gbw_hz is not None and self.topology != "ideal":
+            from .erc import capacitor_for_gbw
+
+            c_need = capacitor_for_gbw(self.system, spec.with_(**changes), options.gbw_hz,
+                                       self.topology)
+            if c_need > spec.C_F:
+                self.cap_note = (
+                    f"GBW: C raised from {spec.C_F:.3g} F to {c_need:.3g} F so that the fastest "
+                    f"mode sits ≥ 300× below the op-amp GBW {options.gbw_hz:.3g} Hz (give --cap "
+                    "to choose C yourself; the ERC then checks it)")
+                changes["C_F"] = c_need
         if changes and any(getattr(spec, k) != v for k, v in changes.items()):
             spec = spec.with_(**changes)
             compiled = compile_system(self.system, self.topology, spec, name=meta["name"],
@@ -474,6 +518,11 @@ class _Realizer:
         self.opamps = set(cm.elements_with(Role.INTEGRATOR_OPAMP)
                           + cm.elements_with(Role.INVERTER_OPAMP)
                           + cm.elements_with(Role.STAGE_OPAMP))
+        from .hardware import OpAmpHardware
+
+        self.opamp_names = [el.name for el in compiled.netlist.elements
+                            if el.name in self.opamps]
+        self.hardware = OpAmpHardware.from_options(options, self.swing)
 
     # ---- assembly ------------------------------------------------------------------------
     def nominal_plan(self) -> _Plan:
@@ -496,8 +545,9 @@ class _Realizer:
         return dict(parts)
 
     def assemble(self, plan: _Plan, parts: dict[str, Parts], *, draw: bool, poles: bool,
-                 exact_caps: bool = False) -> Netlist:
-        """The realised netlist. draw: apply the Monte-Carlo draw; poles: GBW macromodels."""
+                 exact_caps: bool = False, offsets: bool = True) -> Netlist:
+        """The realised netlist. draw: apply the Monte-Carlo draw; poles: GBW macromodels;
+        offsets: the op-amps' V_os and I_b (off while compensating: they are not known)."""
         base = self.base.netlist
         net = base.copy(elements=False)
         opt = self.opt
@@ -513,8 +563,15 @@ class _Realizer:
             return v * (1.0 + d)
 
         use_poles = poles and opt.gbw_hz is not None and self.topology != "ideal"
+        hw = self.hardware
+        sub = OPAMP_SUBCKT
         if use_poles:
-            net.subcircuits.append(opamp_subckt(self.gain, opt.gbw_hz))
+            if hw.part:
+                hw.add_model(net, self.gain, opt.gbw_hz)
+            else:
+                net.subcircuits.append(opamp_subckt(self.gain, opt.gbw_hz))
+            sub = hw.subckt or sub
+        offs = hw.offsets(self.opamp_names, draw, opt) if offsets else {}
         put = net.append
         for el in base.elements:
             k = el.kind
@@ -536,12 +593,17 @@ class _Realizer:
             elif k == "g" and el.value is not None:
                 put(Element(el.name, el.nodes, tol(el.value), el.spec))
             elif k == "v" and el.value is not None:
-                v = plan.v_value.get(el.name, el.value)
+                v = hw.dac(plan.v_value.get(el.name, el.value))
                 same = v == el.value and math.copysign(1.0, v) == math.copysign(1.0, el.value)
                 put(el if same else Element(el.name, el.nodes, v, el.spec))
-            elif use_poles and el.name in self.opamps:
+            elif el.name in self.opamps and (use_poles or el.name in offs):
                 out, _, cp, cm = el.nodes
-                put(Element("x" + el.name, (cp, cm, out), None, OPAMP_SUBCKT))
+                if el.name in offs:
+                    cp = hw.add_offsets(net, el.name, cp, cm, offs[el.name])
+                if use_poles:
+                    put(Element("x" + el.name, (cp, cm, out), None, sub))
+                else:
+                    put(Element(el.name, (out, GROUND, cp, cm), el.value, el.spec))
             else:
                 put(el)
         return net
@@ -578,7 +640,7 @@ class _Realizer:
         hist = []
         for _ in range(COMP_ITERS):
             net = self.assemble(plan, self.parts(plan, "exact"), draw=False, poles=False,
-                                exact_caps=True)
+                                exact_caps=True, offsets=False)
             ex, es = self.extract(net)
             hist.append(self.errors(es)["rel_error_A"])
             old = dict(plan.r_target)
@@ -589,7 +651,7 @@ class _Realizer:
         plan.trimmed = self._trim_set()
         # the bias DACs: b_eff = b after snapping (a DAC setting is a free, exact value)
         for _ in range(2):
-            net = self.assemble(plan, self.parts(plan), draw=False, poles=False)
+            net = self.assemble(plan, self.parts(plan), draw=False, poles=False, offsets=False)
             _, es = self.extract(net)
             for cell in self.cell_map.cells:
                 i, name = cell.index, cell.bias
@@ -702,8 +764,17 @@ class _Realizer:
                 "note": "eigenvalues of the full deck (integrators and op-amp poles)"}
 
 
-def _strip_noise(net: Netlist, noise: set[str]) -> Netlist:
-    """`net` without the elements `noise` and the models only they use."""
+def _strip_noise(net: Netlist, noise: set[str] | None = None) -> Netlist:
+    """`net` (subcircuits kept) without the elements `noise` and the models only they use.
+
+    noise None: the noise sources found by what they are (TRNOISE current/voltage sources,
+    XSPICE instances of filesource models)."""
+    if noise is None:
+        fmodels = {m.split()[1].lower() for m in net.models
+                   if len(m.split()) > 2 and "filesource" in m.lower()}
+        noise = {el.name for el in net.elements
+                 if (el.kind in "iv" and el.spec and "trnoise" in el.spec.lower())
+                 or (el.kind == "a" and el.spec and el.spec.split()[-1] in fmodels)}
     used = {(el.spec or "").split()[-1] for el in net.elements if el.name in noise and el.spec}
     out = net.copy(elements=False)
     out.models = [m for m in net.models if m.split()[1].lower() not in used]
@@ -793,7 +864,9 @@ def realize(compiled: CompiledCircuit, options: RealizeOptions | None = None
     """Realise `compiled` with real parts (see the module docstring); returns the realised
     deck, its sidecar (with `realization`: A_eff, b_eff, errors, Johnson κ₀, ...) and a report.
     """
-    opt = options or RealizeOptions()
+    from .hardware import resolve_options
+
+    opt = resolve_options(options or RealizeOptions())
     rz = _Realizer(compiled, opt)
     meta0 = rz.meta
     # baseline: the compiled deck itself (finite gain, exact values)
@@ -814,9 +887,12 @@ def realize(compiled: CompiledCircuit, options: RealizeOptions | None = None
     check_netlist(qs, rz.spec.with_(r_min_ohm=lo / widen, r_max_ohm=hi * widen))
     ex, es = rz.extract(qs)             # the recorded measurement (IR read as the deck text)
     errs = rz.errors(es)
+    from .erc import enforce, realised_deck_erc
+
+    erc = enforce(realised_deck_erc(rz, qs, ex, es), opt.erc != "error")
     if opt.compensate and rz.topology != "ideal":
-        # without a Monte-Carlo draw the nominal compensated deck is `qs` itself
-        after = errs if not rz.draws else rz.errors(
+        # without a Monte-Carlo draw (parts, offsets) the nominal compensated deck is `qs`
+        after = errs if opt.mc_seed is None else rz.errors(
             rz.extract(rz.assemble(plan, parts, draw=False, poles=False))[1])
         comp = {"enabled": True, "trim": opt.trim, **hist,
                 "trimmed_parts": sum(1 for p in parts.values() if p.kind != "single"),
@@ -841,12 +917,14 @@ def realize(compiled: CompiledCircuit, options: RealizeOptions | None = None
                                   "per part; value = nominal * (1 + delta)",
         "monte_carlo": ({"seed": opt.mc_seed, "draw": opt.mc_draw}
                         if opt.mc_seed is not None and opt.tolerance > 0 else None),
-        "opamp": {"model": "single_pole" if op_nodes else
-                  ("vcvs" if rz.topology != "ideal" else "none"),
+        "opamp": {"model": ("macromodel" if rz.hardware.part else "single_pole")
+                  if op_nodes else ("vcvs" if rz.topology != "ideal" else "none"),
                   "gain": rz.gain, "gbw_hz": opt.gbw_hz if op_nodes else None,
-                  **({"subckt": OPAMP_SUBCKT, "internal_R_ohm": OPAMP_R_INT,
+                  **({"subckt": rz.hardware.subckt or OPAMP_SUBCKT,
+                      "internal_R_ohm": OPAMP_R_INT,
                       "range_check": "exempt: internal model elements of the amplifier, "
-                                     "not parts"} if op_nodes else {})},
+                                     "not parts"} if op_nodes else {}),
+                  **rz.hardware.record(rz.opamp_names, True, opt)},
         "swing": rz.swing,
         "compensation": comp or {"enabled": False},
         "baseline": baseline,
@@ -859,13 +937,17 @@ def realize(compiled: CompiledCircuit, options: RealizeOptions | None = None
         "parts": n_parts,
         "extraction": "spu_circuits.parser.extract_system on the deck text"
                       + (" with each op-amp macromodel at its DC gain" if op_nodes else ""),
-        "options": asdict(opt),
+        "options": _options_record(opt),
     }
+    if erc:
+        rec["erc"] = [v.to_dict() for v in erc]
     if rec["monte_carlo"]:
         nominal = rz.assemble(plan, parts, draw=False, poles=False)
         rec["nominal_values"] = {e.name: e.value for e in nominal.elements if e.kind in "rcg"
                                  and e.value is not None}
-    cell_map = _realised_cell_map(rz.cell_map, parts, bool(op_nodes))
+    cell_map = _realised_cell_map(rz.cell_map, parts, bool(op_nodes)).with_roles(
+        {e.name: Role.OPAMP_ERROR for e in net.elements
+         if e.name.startswith(("vos_", "iib_"))})
     check_cell_map(net, cell_map)
     meta = dict(meta0)
     meta.update(
@@ -900,7 +982,22 @@ def realize(compiled: CompiledCircuit, options: RealizeOptions | None = None
                                              "rel_error_x_before", "rel_error_x_after")})
     if stab:
         report["stable"] = stab["stable"]
+    notes = ([rz.cap_note] if rz.cap_note else []) + [v.message for v in erc]
+    if notes:
+        report["erc_warnings"] = notes
+    if rz.cap_note:
+        rec["capacitor_choice"] = rz.cap_note
     return RealizedCircuit(net, meta, dict(rz.base.extra_files), report)
+
+
+#: options added with the op-amp catalogue: recorded only when set (older sidecars unchanged)
+_NEW_OPTIONS = {"opamp": None, "opamp_model": None, "offsets": True, "auto_cap": False,
+                "dac_bits": None, "erc": "warn", "package": "0603"}
+
+
+def _options_record(opt: RealizeOptions) -> dict:
+    return {k: v for k, v in asdict(opt).items()
+            if k not in _NEW_OPTIONS or v != _NEW_OPTIONS[k]}
 
 
 def _realised_cell_map(cm: CellMap, parts: dict[str, Parts], poles: bool) -> CellMap:
@@ -927,8 +1024,9 @@ def _describe(opt: RealizeOptions, rz: _Realizer) -> str:
     if opt.mc_seed is not None and opt.tolerance > 0:
         bits.append(f"MC seed {opt.mc_seed} draw {opt.mc_draw}")
     if rz.topology != "ideal":
-        bits.append(f"op-amp A0 {rz.gain:g}" + (f", GBW {opt.gbw_hz:g} Hz"
-                                                if opt.gbw_hz is not None else ""))
+        bits.append((f"{rz.hardware.part.name} " if rz.hardware.part else "")
+                    + f"op-amp A0 {rz.gain:g}" + (f", GBW {opt.gbw_hz:g} Hz"
+                                                  if opt.gbw_hz is not None else ""))
     if rz.swing:
         bits.append(f"v0 {rz.swing['volts_per_unit']:g} V for +-{rz.swing['v_sat']:g} V rails")
     if opt.compensate:
@@ -946,6 +1044,9 @@ def monte_carlo(compiled: CompiledCircuit, options: RealizeOptions, n_draws: int
     """
     if n_draws < 1:
         raise InputError("monte_carlo needs n_draws ≥ 1")
+    from .hardware import resolve_options
+
+    options = resolve_options(options)
     base_opt = options if seed is None else RealizeOptions(**{**asdict(options),
                                                               "mc_seed": seed})
     if base_opt.mc_seed is None:

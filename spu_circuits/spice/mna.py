@@ -20,6 +20,10 @@ from .deck import GROUND, Model, ParsedDeck, ParsedElement
 DENSE_LIMIT = 2500
 
 
+#: XSPICE code models the extractor reads as their linear region (the op-amp macromodel's
+#: slew, rail and current `limit`s); the ERC checks that decks stay there
+LINEARISED_XSPICE = ("limit",)
+
 @dataclass(frozen=True)
 class NoiseSource:
     """A white-noise input of the circuit.
@@ -112,10 +116,14 @@ def build_mna(deck: ParsedDeck, *, caps_as_states: bool, deck_dir: str | Path | 
             branches.append(el.name)
         elif el.kind == "a":
             model = deck.models[el.model or ""]
+            if model.type in LINEARISED_XSPICE:
+                branches.append(el.name)
+                continue
             if model.type != "filesource":
                 raise InputError(f"line {el.line}: {el.name!r}: XSPICE model type "
                                  f"{model.type!r} is not supported by the extractor (only "
-                                 "filesource noise/stimulus sources)")
+                                 "filesource noise/stimulus sources and the op-amp "
+                                 "macromodel's limit, linearised)")
             for k, p in enumerate(el.ports):
                 ptype = p.type or "v"
                 if ptype in ("v", "vd") and p.nodes:
@@ -214,6 +222,18 @@ def build_mna(deck: ParsedDeck, *, caps_as_states: bool, deck_dir: str | Path | 
                     add_noise(src, [(ix(el.nodes[0]), -1.0), (ix(el.nodes[1]), 1.0)])
                 else:
                     add_noise(src, [(bidx[el.name], 1.0)])
+        elif k == "a" and deck.models[el.model or ""].type in LINEARISED_XSPICE:
+            model = deck.models[el.model or ""]
+            gain = model.number("gain", 1.0)
+            in_off = model.number("in_offset", 0.0)
+            pin = el.ports[0].nodes
+            ip, im = ix(pin[0]), ix(pin[1]) if len(pin) > 1 else None
+            out = el.ports[-1].nodes
+            # linear region: V(out) = gain·(V(in) + in_offset), an ideal voltage output
+            j = branch(el.name, out[0], out[1] if len(out) > 1 else GROUND)
+            stamp(j, ip, -gain)
+            stamp(j, im, gain)
+            s[j] += gain * in_off
         elif k == "a":
             model = deck.models[el.model or ""]
             scale = model.vector("amplscale")

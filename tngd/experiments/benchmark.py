@@ -59,11 +59,12 @@ def time_interleaved(
 
 def _make_steppers(model_fn, batches, methods, loss="ce", t=50.0, dt=0.1):
     """name -> stepper(k) doing one optimizer step on batches[k % len]; plus the TNGD objects
-    (for the curvature / solve split)."""
+    and, per TNGD/NGD method, the diagnostics of every step taken (for the curvature / solve /
+    update split)."""
     from tngd.optimizer import TNGD
     from tngd.train import batch_loss
 
-    steppers, tngds = {}, {}
+    steppers, tngds, diags = {}, {}, {}
     nores = {"compute_residual": False}
     for m in methods:
         model = model_fn()
@@ -93,6 +94,9 @@ def _make_steppers(model_fn, batches, methods, loss="ce", t=50.0, dt=0.1):
                 kw["solver"] = "woodbury"
             elif m == "tngd-ou-exact":
                 kw.update(solver="ou-exact", t=t)
+            elif m == "tngd-ou-exact-gram":  # the r×r eigendecomposition (float64 Gram)
+                kw.update(solver="ou-exact", t=t)
+                sk["method"] = "gram"
             elif m == "tngd-ou-euler":
                 kw.update(solver="ou-euler", t=t)
                 sk["dt"] = dt
@@ -103,13 +107,29 @@ def _make_steppers(model_fn, batches, methods, loss="ce", t=50.0, dt=0.1):
                 raise ValueError(f"unknown benchmark method {m!r}")
             opt = TNGD(model, solver_kwargs=sk, on_nonfinite="skip", **kw)
             tngds[m] = opt
+            diags[m] = []
 
-            def step(k, opt=opt):
+            def step(k, opt=opt, log=diags[m]):
                 xb, yb = batches[k % len(batches)]
                 opt.step(xb, yb)
+                log.append(dict(opt.last_diagnostics))
 
         steppers[m] = step
-    return steppers, tngds
+    return steppers, tngds, diags
+
+
+def _split(log: list[dict[str, Any]], repeats: int) -> dict[str, float]:
+    """Median curvature / solve / update seconds over the timed steps (the last ``repeats``;
+    update = the step's time after the curvature and the solve: problem set-up, update rule,
+    parameter write-back)."""
+    rows = [d for d in log[-repeats:] if not d.get("skipped")]
+    if not rows:
+        return {}
+    cur = [d["curvature_time_s"] for d in rows]
+    sol = [d["solve_time_s"] for d in rows]
+    upd = [d["time_s"] - c - s for d, c, s in zip(rows, cur, sol, strict=True)]
+    return {"curvature_s": statistics.median(cur), "solve_s": statistics.median(sol),
+            "update_s": statistics.median(upd)}
 
 
 def _lambda_max(model, xb, yb, loss) -> float:
@@ -123,12 +143,17 @@ def _lambda_max(model, xb, yb, loss) -> float:
 
 
 def _bench_case(model_fn, batches, methods, repeats, loss="ce", label="", split=True):
-    steppers, tngds = _make_steppers(model_fn, batches, methods, loss=loss)
+    steppers, tngds, diags = _make_steppers(model_fn, batches, methods, loss=loss)
     timings = time_interleaved(steppers, repeats)
     res = step_ratios(timings)
-    if split:  # curvature vs solve time of the TNGD/NGD steps (last step's diagnostics)
+    if "ngd-woodbury" in res:
+        wb = res["ngd-woodbury"]["median_s"]
+        for m in res:
+            res[m]["ratio_to_woodbury"] = res[m]["median_s"] / wb
+    if split:  # curvature / solve / update of the TNGD/NGD steps (medians over the repeats)
         for m, opt in tngds.items():
             d = opt.last_diagnostics
+            res[m]["split"] = _split(diags[m], repeats)
             res[m]["last_curvature_s"] = d.get("curvature_time_s")
             res[m]["last_solve_s"] = d.get("solve_time_s")
             res[m]["matvecs"] = d.get("matvecs")
@@ -185,6 +210,17 @@ def _acceptance(case: dict[str, Any]) -> dict[str, Any]:
     ex = m["tngd-ou-exact"]
     out = {"ou_exact_over_adam": ex["ratio_to_adam"]}
     out["ou_exact_le_3x_adam"] = ex["ratio_to_adam"] <= 3.0
+    out["ou_exact_le_15x_adam"] = ex["ratio_to_adam"] <= 15.0  # issue 14, item 4
+    if "ngd-woodbury" in m:
+        out["ou_exact_over_woodbury"] = ex["median_s"] / m["ngd-woodbury"]["median_s"]
+        out["ou_exact_le_1.2x_woodbury"] = out["ou_exact_over_woodbury"] <= 1.2
+        out["woodbury_over_adam"] = m["ngd-woodbury"]["ratio_to_adam"]
+    if "tngd-ou-exact-gram" in m:  # the eigendecomposition route, as before the Krylov one
+        g = m["tngd-ou-exact-gram"]
+        out["gram_eigh_over_adam"] = g["ratio_to_adam"]
+        if "ngd-woodbury" in m:
+            out["gram_eigh_over_woodbury"] = g["median_s"] / m["ngd-woodbury"]["median_s"]
+        out["gram_eigh_over_krylov"] = g["median_s"] / ex["median_s"]
     if "tngd-ou-euler" in m:
         eu = m["tngd-ou-euler"]
         out["euler_over_ou_exact_step"] = eu["median_s"] / ex["median_s"]
@@ -252,7 +288,11 @@ def run_benchmark(
             "interleaved repeats (random order per round, one warm-up round), 1 torch thread, "
             "residual checks off. tngd-ou-euler: δt=0.1τ, t=50τ (500 F̃ products with the "
             "factor S, O(rN) each); tngd-ou-euler-matfree: the same with matrix-free GGN-vector "
-            "products (jvp+vjp through the network); tngd-ou-exact: t=50τ, r×r Gram eigh."
+            "products (jvp+vjp through the network); tngd-ou-exact: t=50τ, the Krylov route "
+            "(one Cholesky of the r×r λI+SSᵀ shared with the Woodbury solve, Lanczos in r-space "
+            "for e^{−At}); tngd-ou-exact-gram: t=50τ, the r×r float64 Gram eigendecomposition "
+            "(the previous ou-exact). split: medians of curvature / solve / update (the rest of "
+            "the step) from the optimizer's diagnostics over the timed steps."
         ),
         "main": main_case,
         "smaller_cases": small,

@@ -136,11 +136,29 @@ def plot_mnist(runs: list[dict[str, Any]], summary: dict[str, Any], out_dir: Pat
     return written
 
 
+def _plot_split(ax, case: dict[str, Any]) -> None:
+    """Stacked curvature / solve / update bars (ms) of the TNGD/NGD methods of one case."""
+    keep = ("ngd-cg", "ngd-woodbury", "tngd-ou-exact", "tngd-ou-exact-gram")
+    rows = [(n, m["split"]) for n, m in case["methods"].items() if n in keep and m.get("split")]
+    left = [0.0] * len(rows)
+    for part, color in (("curvature_s", "tab:orange"), ("solve_s", "tab:blue"),
+                        ("update_s", "tab:gray")):
+        vals = [1e3 * sp[part] for _, sp in rows]
+        ax.barh(range(len(rows)), vals, left=left, color=color, label=part[:-2])
+        left = [a + b for a, b in zip(left, vals, strict=True)]
+    ax.set_yticks(range(len(rows)), [n for n, _ in rows], fontsize=8)
+    ax.set_xlabel("ms per step (medians)")
+    ax.set_title(f"{case['label']}: step split", fontsize=9)
+    ax.legend(fontsize=7)
+
+
 def plot_bench(step: dict[str, Any], scaling: dict[str, Any], out_dir: Path) -> None:
     plt = _plt()
     cases = [step["main"], *step["smaller_cases"]]
-    fig, axs = plt.subplots(1, len(cases), figsize=(4.2 * len(cases), 3.8), squeeze=False)
-    for ax, case in zip(axs[0], cases, strict=True):
+    fig, axs = plt.subplots(1, len(cases) + 1, figsize=(4.2 * (len(cases) + 1), 3.8),
+                            squeeze=False)
+    _plot_split(axs[0][-1], step["main"])
+    for ax, case in zip(axs[0][:-1], cases, strict=True):
         names = list(case["methods"])
         ratios = [case["methods"][n]["ratio_to_adam"] for n in names]
         bars = ax.barh(range(len(names)), ratios, color="tab:blue")

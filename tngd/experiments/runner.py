@@ -3,68 +3,73 @@ processes, optionally cached, summarised and written as ``mnist_<preset>.json`` 
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from spu_circuits.execution import run_sweep
 from tngd.experiments.plots import plot_mnist
-from tngd.experiments.records import environment, json_default, set_one_thread, write_json
+from tngd.experiments.records import environment, set_one_thread, write_json
 from tngd.experiments.specs import LAMBDA, MNIST_PRESETS, SMOOTH, method_specs
 from tngd.experiments.summary import summarise_mnist
 
 
-def _run_one(job: tuple) -> dict[str, Any]:
-    """Worker: train one (method, seed) on MNIST/CNN; errors are recorded, not raised. With a
-    cache directory the result is stored there and reused by a later call."""
-    name, spec, seed, steps, eval_every, cache = job
-    cfile = Path(cache) / f"{name}_s{seed}_n{steps}_e{eval_every}.json" if cache else None
-    if cfile is not None and cfile.exists():
-        return json.loads(cfile.read_text())
+@dataclass(frozen=True)
+class MnistRun:
+    """One cell of the experiment grid: a method (its optimizer settings), a seed, the number
+    of steps and the evaluation interval. A pure function of these (`run_one`)."""
+
+    method: str
+    spec: tuple[tuple[str, Any], ...]
+    seed: int
+    steps: int
+    eval_every: int
+
+
+def run_one(job: MnistRun) -> dict[str, Any]:
+    """Train one (method, seed) on MNIST/CNN with one torch thread; a diverging run is a
+    result (its error recorded), not a crash."""
     set_one_thread()
     from tngd.data import load_task
     from tngd.train import train
 
     task = load_task("mnist")
+    spec = dict(job.spec)
     t0 = time.perf_counter()
     try:
-        res = train(
-            task,
-            "cnn",
-            steps=steps,
-            seed=seed,
-            batch_size=64,
-            eval_every=eval_every,
-            quiet=True,
-            **spec,
-        )
+        res = train(task, "cnn", steps=job.steps, seed=job.seed, batch_size=64,
+                    eval_every=job.eval_every, quiet=True, **spec)
         res["error"] = None
     except Exception as exc:  # a diverging run (e.g. large κ₀) is a result, not a crash
-        res = {"settings": {"seed": seed, **spec}, "steps": [], "final": {}, "error": repr(exc)}
-    res["method"], res["seed"], res["wall_s"] = name, seed, time.perf_counter() - t0
-    if cfile is not None:
-        cfile.parent.mkdir(parents=True, exist_ok=True)
-        cfile.write_text(json.dumps(res, default=json_default))
-    print(f"done {name} seed {seed}: {res['wall_s']:.0f} s, error={res['error']}", flush=True)
+        res = {"settings": {"seed": job.seed, **spec}, "steps": [], "final": {},
+               "error": repr(exc)}
+    res["method"], res["seed"], res["wall_s"] = job.method, job.seed, time.perf_counter() - t0
     return res
 
 
-def _run_jobs(jobs: list, jobs_n: int) -> list[dict[str, Any]]:
-    if jobs_n <= 1:
-        return [_run_one(j) for j in jobs]
-    import multiprocessing as mp
+def _run_jobs(jobs: list[MnistRun], scheduler: str, cache: str | Path | None
+              ) -> tuple[list[dict[str, Any]], str]:
+    outcome = run_sweep(run_one, jobs, scheduler=scheduler, desc="mnist runs",
+                        cache_dir=cache)
+    return outcome.values(), outcome.scheduler
 
-    with ProcessPoolExecutor(jobs_n, mp_context=mp.get_context("spawn")) as ex:
-        return list(ex.map(_run_one, jobs))
+
+def _scheduler_for(scheduler: str | None, jobs: int | None) -> str:
+    """`--scheduler` wins; else the old `--jobs N` (1: serial, N: a local cluster of N)."""
+    if scheduler is not None:
+        return scheduler
+    n = 2 if jobs is None else int(jobs)
+    return "serial" if n <= 1 else f"local:{n}"
 
 
 def run_mnist(
     preset: str,
     out_dir: str | Path,
     *,
-    jobs: int = 1,
+    jobs: int | None = None,
+    scheduler: str | None = None,
     steps: int | None = None,
     seeds: Sequence[int] | None = None,
     methods: Sequence[str] | None = None,
@@ -90,20 +95,21 @@ def run_mnist(
         raise ValueError(f"unknown methods {unknown}; known: {list(specs)}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    jobs_list = [
-        (m, specs[m], s, cfg["steps"], cfg["eval_every"], cache)
-        for s in cfg["seeds"]
-        for m in cfg["methods"]
-    ]
+    def job(m: str, seed: int, steps: int, every: int) -> MnistRun:
+        return MnistRun(m, tuple(sorted(specs[m].items())), seed, steps, every)
+
+    jobs_list = [job(m, s, cfg["steps"], cfg["eval_every"]) for s in cfg["seeds"]
+                 for m in cfg["methods"]]
     if cfg["exact_check_steps"]:
         n = cfg["exact_check_steps"]
-        jobs_list.insert(0, ("ngd-dense", specs["ngd-dense"], 0, n, n, cache))
+        jobs_list.insert(0, job("ngd-dense", 0, n, n))
     # seed by seed (complete seeds first), longest first within a seed (TNGD ≈ 0.2 s/step,
     # dense ≈ 2 s/step)
     cost = {"ngd-dense": 10.0, "adam": 0.02, "sgd": 0.02, "ngd": 0.5, "ngd-cg": 0.4}
-    jobs_list.sort(key=lambda j: (j[2], -cost.get(j[0], 1.0) * j[3]))
+    jobs_list.sort(key=lambda j: (j.seed, -cost.get(j.method, 1.0) * j.steps))
+    sched = _scheduler_for(scheduler, jobs)
     t0 = time.perf_counter()
-    runs = _run_jobs(jobs_list, jobs)
+    runs, where = _run_jobs(jobs_list, sched, cache)
     wall = time.perf_counter() - t0
     dense = [r for r in runs if r["method"] == "ngd-dense"]
     runs = [r for r in runs if r["method"] != "ngd-dense"]
@@ -135,21 +141,45 @@ def run_mnist(
                 "'ngd' is exact NGD via the Woodbury identity (exact for F̃ = SᵀS + λI); "
                 "TNGD uses the ou-exact solver with warm start; lrs: SGD/NGD/TNGD 0.01, Adam "
                 "and TNGD-Adam (β₁=β₂=0) 1e-3. Loss = training-batch loss before each update "
-                f"(running mean over {SMOOTH} steps for targets and plots); seconds = cumulative "
-                f"optimizer time (CPU, 1 thread, {jobs} runs in parallel on a shared machine)."
+                f"(running mean over {SMOOTH} steps for targets and plots); seconds (in "
+                f"mnist_{preset}_timing.json) = cumulative optimizer time (CPU, 1 thread per "
+                "run, runs in parallel on a shared machine)."
             ),
         },
         "summary": summary,
         "exact_check": exact_check,
-        "wall_s": wall,
-        "runs_wall_s_sum": sum(r["wall_s"] for r in runs + dense),
-        "environment": environment(),
         "runs": [_compact(r) for r in runs],
     }
+    result, timing = split_timing(result)
+    timing.update(preset=preset, scheduler=where, wall_s=round(wall, 2),
+                  runs_wall_s_sum=round(sum(r["wall_s"] for r in runs + dense), 2),
+                  environment=environment())
     write_json(out_dir / f"mnist_{preset}.json", result, compact_key="runs")
+    write_json(out_dir / f"mnist_{preset}_timing.json", timing, compact_key="runs")
     if plots:
         result["figures"] = plot_mnist(runs, summary, out_dir)
+    result["timing"] = timing
     return result
+
+
+#: summary and record fields that are measured times (they go to the timing file)
+TIME_FIELDS = ("time_per_step_s", "seconds_to_adam_final_loss", "dense_time_per_step_s",
+               "woodbury_time_per_step_s", "wall_s", "time_s", "time_s_every_10")
+
+
+def split_timing(result: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(result without measured times, the times): the first depends only on the seeds."""
+    timing: dict[str, Any] = {"methods": {}, "exact_check": {}, "runs": []}
+    for m, rows in result["summary"]["methods"].items():
+        timing["methods"][m] = {k: rows.pop(k) for k in TIME_FIELDS if k in rows}
+    ec = result.get("exact_check") or {}
+    timing["exact_check"] = {k: ec.pop(k) for k in TIME_FIELDS if k in ec}
+    for r in result["runs"]:
+        t = {"method": r["method"], "seed": r["seed"]}
+        t.update({k: r.pop(k) for k in TIME_FIELDS if k in r})
+        t.update({f"final_{k}": r["final"].pop(k) for k in TIME_FIELDS if k in r["final"]})
+        timing["runs"].append(t)
+    return result, timing
 
 
 def _compact(r: dict[str, Any]) -> dict[str, Any]:

@@ -84,6 +84,13 @@ class Validation:
             raise InputError(f"the noise step must be positive, got {noise_step!r}")
         self.kappa0 = float(kappa0 if kappa0 is not None
                             else nz.get("kappa0") or self.settings.kappa0)
+        sized = ((meta.get("realization") or {}).get("swing") or {}).get("kappa0")
+        if sized is not None and self.kappa0 > float(sized) * (1 + 1e-9):
+            raise InputError(
+                f"the deck was sized (v0, ERC) for kappa0 = {float(sized):g}; validating at "
+                f"kappa0 = {self.kappa0:g} would drive its outputs past the swing it was "
+                f"checked for: give --kappa0 {float(sized):g} or less, or recompile with "
+                f"--size-kappa0 {self.kappa0:g}")
         self.h = float(noise_step if noise_step is not None
                        else nz.get("step_tau") or self.settings.noise_step_frac / self.lam_max)
         self.own_noise_ok = (kappa0 is None or kappa0 == nz.get("kappa0")) and (
@@ -242,6 +249,10 @@ def deterministic_threshold(v: Validation, floor: float) -> tuple[float, str]:
     s = v.settings
     pred = predicted_deviation(v)
     if pred is None:
-        return s.dc_unknown, f"{s.dc_unknown:g} (the sidecar predicts no deviation)"
-    return s.dc_factor * pred + floor, (f"{s.dc_factor:g}× the sidecar's predicted deviation "
-                                        f"{pred:.3g} + {floor:g}")
+        thr, why = s.dc_unknown, f"{s.dc_unknown:g} (the sidecar predicts no deviation)"
+    else:
+        thr, why = s.dc_factor * pred + floor, (f"{s.dc_factor:g}× the sidecar's predicted "
+                                                f"deviation {pred:.3g} + {floor:g}")
+    if s.max_error is not None and s.max_error < thr:
+        return s.max_error, f"the spec --max-error {s.max_error:g}"
+    return thr, why

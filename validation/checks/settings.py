@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from spu_circuits.errors import InputError
+from spu_circuits.timesteps import VALIDATION_NOISE_STEP_FRAC
 
 
 @dataclass(frozen=True)
@@ -29,10 +30,13 @@ class Settings:
     dc_unknown: float = 1e-3
     transient_floor: float = 1e-4
     #: h = noise_step_frac/λ_max(A) when the validator creates noise sources
-    noise_step_frac: float = 0.2
+    noise_step_frac: float = VALIDATION_NOISE_STEP_FRAC
     #: κ₀ when neither the deck nor the user gives one
     kappa0: float = 1e-2
     seed: int = 0
+    #: the engineer's spec: dc and transient fail when the error vs A⁻¹b exceeds it,
+    #: whatever the deck predicts of itself (None: only the self-consistency threshold)
+    max_error: float | None = None
 
     def __post_init__(self):
         if (self.chains < 2 or self.batches_per_chain < 1

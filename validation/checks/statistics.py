@@ -10,6 +10,7 @@ import numpy as np
 import scipy.stats
 
 from spu_circuits import theory
+from spu_circuits.batch_means import batch_mean_se, batch_means, split_batches
 from spu_circuits.errors import InputError
 
 if TYPE_CHECKING:
@@ -18,26 +19,17 @@ if TYPE_CHECKING:
 
 def _batch_stat(series: np.ndarray, n_batches: int) -> tuple[np.ndarray, np.ndarray, int]:
     """Batch-means estimate and SE of E[series]; series (C, T, ...) → (mean, se, B)."""
-    c, t = series.shape[:2]
-    m = t // n_batches
-    if m < 1:
-        raise InputError(f"need at least {n_batches} samples per chain, got {t}")
-    x = series[:, t - m * n_batches:].reshape(c * n_batches, m, *series.shape[2:])
-    bm = x.mean(axis=1)
-    return bm.mean(axis=0), bm.std(axis=0, ddof=1) / math.sqrt(bm.shape[0]), bm.shape[0]
+    return batch_means(series, n_batches)
 
 
 def _lagged_batch(d: np.ndarray, lag: int, n_batches: int):
     """Batch-means estimate and SE of Cov(x_{t+lag}, x_t) from centred d (C, T, N)."""
-    c, t, n = d.shape
-    tl = t - lag
-    m = tl // n_batches
-    if m < 1:
+    tl = d.shape[1] - lag
+    if tl // n_batches < 1:
         raise InputError(f"lag {lag} leaves fewer than {n_batches} samples per chain")
-    a = d[:, lag:][:, tl - m * n_batches:].reshape(c * n_batches, m, n)
-    z = d[:, :tl][:, tl - m * n_batches:].reshape(c * n_batches, m, n)
-    bm = np.einsum("btj,btk->bjk", a, z) / m
-    return bm.mean(axis=0), bm.std(axis=0, ddof=1) / math.sqrt(bm.shape[0])
+    a = split_batches(d[:, lag:], n_batches)
+    z = split_batches(d[:, :tl], n_batches)
+    return batch_mean_se(np.einsum("btj,btk->bjk", a, z) / a.shape[1])
 
 
 def _zscores(est, ref, se):
