@@ -353,17 +353,11 @@ def error_budget(deck, *, system=None, t_tau: float | None = None, adc_bits: int
 
 
 def _strip_noise_text(text: str) -> str:
-    """The deck without its noise sources (TRNOISE lines, filesource instances and models)."""
-    out = []
-    for k, line in enumerate(text.splitlines()):
-        low = line.strip().lower()
-        first = low.split()[0] if low else ""
-        if k > 0 and first and (("trnoise(" in low.replace(" ", "") and first[0] in "iv")
-                                or (first == ".model" and "filesource" in low)
-                                or (first[0] == "a" and first.startswith("anz"))):
-            continue
-        out.append(line)
-    return "\n".join(out) + "\n"
+    """The deck without its noise sources (TRNOISE sources, filesource instances and models),
+    read as ngspice reads it (spice.edit.strip_noise)."""
+    from .spice.edit import strip_noise
+
+    return strip_noise(text)[0]
 
 
 def _strip_noise(net: Netlist) -> Netlist:

@@ -293,7 +293,7 @@ def simulate_cmd(deck_path, analysis, backend, timeout_s, x0_path, t_stop, dt, s
     from .simulate import Deck, solve_op, transient
 
     deck = Deck.load(deck_path)
-    if codes_path:
+    if codes_path or (deck.meta or {}).get("board"):
         from .cli_board import load_programmed
 
         deck = load_programmed(deck, codes_path)
@@ -385,9 +385,10 @@ def _register_plugins() -> None:
     from validation.cli import validate_cmd
 
     main.add_command(validate_cmd, "validate")
-    from .cli_hardware import budget_cmd, yield_cmd
+    from .cli_hardware import budget_cmd, calibrate_cmd, yield_cmd
 
     main.add_command(budget_cmd, "budget")
+    main.add_command(calibrate_cmd, "calibrate")
     main.add_command(yield_cmd, "yield")
 
     from . import cli_board

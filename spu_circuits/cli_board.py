@@ -4,13 +4,32 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import time
 from pathlib import Path
 
 import click
 
-from .cli import _load_input, friendly
 from .errors import InputError
+
+
+def friendly(fn):
+    """spu_circuits.cli.friendly, looked up at call time (this module is imported by cli)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from .cli import friendly as _friendly
+
+        return _friendly(fn)(*args, **kwargs)
+
+    return wrapper
+
+
+def _load_input(*args):
+    from .cli import _load_input as load
+
+    return load(*args)
 
 
 @click.command("board")
@@ -31,6 +50,8 @@ from .errors import InputError
                    "tau stays far above the part's bandwidth].")
 @click.option("--gain", type=float, default=1e6, show_default=True,
               help="Op-amp open-loop gain (VCVS model).")
+@click.option("--opamp", default=None,
+              help="Catalogue op-amp (e.g. OPA192, TL072): its DC gain and part number.")
 @click.option("--rab", "R_ab", type=float, default=20e3, show_default=True,
               help="digipot end-to-end resistance (20k, 50k or 100k ohm).")
 @click.option("--seed", type=int, default=0, show_default=True,
@@ -38,8 +59,8 @@ from .errors import InputError
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True)
 @click.option("--name", default="board", show_default=True)
 @friendly
-def board_cmd(n, r, coupling, bits, bias_bits, range_, v0, C_F, gain, R_ab, seed, out_dir,
-              name):
+def board_cmd(n, r, coupling, bits, bias_bits, range_, v0, C_F, gain, opamp, R_ab, seed,
+              out_dir, name):
     """Write a programmable board OUT/NAME.cir + sidecar (depends on N, r and the parts
     only, never on a system)."""
     from .board import BoardSpec, board_circuit, build_board
@@ -49,7 +70,7 @@ def board_cmd(n, r, coupling, bits, bias_bits, range_, v0, C_F, gain, R_ab, seed
     if C_F is None:
         C_F = 1e-9 if coupling == "mdac" else 100e-9
     sp = BoardSpec(n=n, r=r, coupling=coupling, bits=bits, bias_bits=bias_bits, range=range_,
-                   v0=v0, C_F=C_F, opamp_gain=gain, seed=seed, R_ab_ohm=R_ab)
+                   v0=v0, C_F=C_F, opamp_gain=gain, seed=seed, R_ab_ohm=R_ab, opamp=opamp)
     cc = board_circuit(build_board(sp), name)
     deck = cc.write(out_dir, name)
     b = cc.meta["board"]
@@ -81,23 +102,26 @@ def program_cmd(deck_path, matrix, factor, damping, rhs, method, out_path):
     deck = Deck.load(deck_path, require_sidecar=True)
     layout = BoardLayout.from_meta(deck.meta)
     system = _load_input(matrix, factor, damping, rhs, None)
+    t0 = time.perf_counter()
     prog = program(system, layout, method)
+    t_prog = time.perf_counter() - t0
     out = Path(out_path)
     if out.suffix != ".json":
         raise InputError(f"--out must name a .json file, got {out.name}")
     atomic_write({out: prog.dumps(), out.with_suffix(".inc"): prog.include_text()})
     click.echo(f"wrote {out} and {out.with_suffix('.inc').name}: {len(prog.params)} "
-               f"parameters ({method} codes) for {prog.n_used} variables")
+               f"parameters ({method} codes, chosen in {t_prog:.3f} s) for {prog.n_used} "
+               "variables")
     click.echo(f"  predicted solution error ||A_q^-1 b_q - A^-1 b||/||A^-1 b|| = "
                f"{prog.rel_error:.3e} (first-order estimate {prog.first_order:.3e}); "
                f"|A_q - A|/|A| = {prog.entry_rel_error:.3e}")
 
 
 def load_programmed(deck, codes_path):
-    """The Deck with the program of codes_path applied (for simulate)."""
-    from .board import Program, programmed_deck
+    """The Deck with the program of codes_path applied (see board.run.load_programmed)."""
+    from .board.run import load_programmed as load
 
-    return programmed_deck(deck, Program.load(codes_path))
+    return load(deck, codes_path)
 
 
 def board_validate(deck_path, codes_path, backend, timeout_s, report_dir=None) -> int:

@@ -81,3 +81,49 @@ def yield_cmd(deck_path, draws, max_error, seed, report_dir, scheduler, timeout_
                f"95% {r.interval}: [{r.ci_low:.3f}, {r.ci_high:.3f}]; median error "
                f"{r.median_error:.3g}, p90 {r.p90_error:.3g}; {r.scheduler}")
     click.echo(f"wrote {Path(report_dir) / 'yield.json'}, yield_hist.png and worst/")
+
+
+@click.command("calibrate")
+@click.argument("deck_path", metavar="DECK.cir", type=click.Path(dir_okay=False))
+@click.option("--adc-bits", type=int, default=16, show_default=True,
+              help="Readout-ADC resolution of the calibration measurements.")
+@click.option("--study", "study_draws", type=int, default=None,
+              help="Instead: error before/after calibration over this many Monte-Carlo "
+                   "boards per error source (writes --report).")
+@click.option("--seed", type=int, default=0, show_default=True, help="--study: MC seed.")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False), default=None,
+              help="--study: JSON file to write.")
+@click.option("--scheduler", default="local", show_default=True,
+              help="--study: serial, local, local:N or tcp://HOST:PORT.")
+@click.option("--allow-unsafe", is_flag=True, help="Run decks the safety rules refuse.")
+@friendly
+def calibrate_cmd(deck_path, adc_bits, study_draws, seed, report_path, scheduler,
+                  allow_unsafe):
+    """Measure DECK.cir at b = 0 and at probe vectors (ngspice) and write the bias-DAC
+    offset trims into its sidecar (spu simulate applies them)."""
+    from .backends import Op
+    from .calibrate import calibrate_deck, calibration_study
+    from .netlist import atomic_write, dumps_sidecar, sidecar_path
+    from .safety import check_untrusted_deck
+    from .simulate import Deck
+
+    deck = Deck.load(deck_path, require_sidecar=True, check_digest=False)
+    check_untrusted_deck(deck, [Op()], allow_unsafe=allow_unsafe)
+    if study_draws is not None:
+        if not report_path:
+            raise InputError("--study needs --report FILE.json")
+        r = calibration_study(deck, draws=study_draws, seed=seed, scheduler=scheduler,
+                              adc_bits=adc_bits or None)
+        atomic_write({Path(report_path): json.dumps(r, indent=2, allow_nan=False) + "\n"})
+        for s, v in r["sources"].items():
+            click.echo(f"{s:>9s}: median error {v['median_before']:.3g} -> "
+                       f"{v['median_after']:.3g} ({v['ratio_of_medians']:.3g}x) over "
+                       f"{study_draws} boards")
+        click.echo(f"wrote {report_path}")
+        return
+    meta = calibrate_deck(deck, adc_bits=adc_bits or None)
+    atomic_write({sidecar_path(deck_path): dumps_sidecar(meta)})
+    cal = meta["calibration"]
+    worst = max(cal["bias_trim_V"].items(), key=lambda kv: abs(kv[1]))
+    click.echo(f"calibrated {deck_path}: {cal['runs']} ngspice runs; offset trims written to "
+               f"the sidecar (largest {worst[0]} {worst[1]:+.4g} V)")

@@ -10,17 +10,20 @@ that part), one net per node:
   for node 0, `/<node>` for every other node; power nets `+15V`, `-15V` (op-amp supplies) and
   `+5V` (logic supply of programmable parts), and the SPI bus `/SPI_SCLK`, `/SPI_SYNC`,
   `/SPI_SDI` daisy-chained through the parts' SDO pins (`/SPI_D<k>`), last to `/SPI_SDO`;
-- R: 0603 resistors; C: 0805 capacitors; U: op-amps (VCVS to ground or `opamp_sp` instances)
-  in SOIC-8 (OPA192-class part number), MDACs (AD5443, MSOP-10), digipots (AD5293, TSSOP-14),
+- R: 0603 resistors; C: 0805 capacitors; U: op-amps (VCVS to ground, `opamp_sp` or catalogue
+  `spu_<part>` instances) in SOIC-8 with the catalogue part's number (OPA192 for the ideal and
+  generic models), MDACs (AD5443, MSOP-10), digipots (AD5293, TSSOP-14),
   sign switches (ADG1419, MSOP-8), transconductors of the gm-C reference (generic 4-pin);
 - J: sources become connectors (2-pin headers): the bias DAC voltages (`vb*`: a DAC channel
   off the board), DC current sources, and the noise sources — a TRNOISE or filesource
   current into a summing node is brought in from a noise-generator board (a Johnson-noise
   or DAC-driven white-noise current source; see the README) through a header per cell.
 
-Pins carry `pintype`: `passive` for the connections the deck describes, `power_in` for supplies
-and logic ground, `input`/`output` for the SPI bus. The round-trip test reads the file back
-(`read_sexpr`) and compares the graph of its passive pins with the deck's circuit graph.
+Pins carry `pintype`: `passive` for the connections the deck describes (a subcircuit instance's
+ports), `power_in` for supplies and ground pins (an MDAC's IOUT2 and GND, which its model
+references internally), `input`/`output` for the SPI bus and the switch selects. The
+round-trip test reads the file back (`read_sexpr`) and compares the graph of its passive pins
+with the deck's circuit graph.
 Pin numbers of the programmable parts follow their datasheets' package drawings as known here;
 check them against the footprint before fabrication.
 """
@@ -41,7 +44,10 @@ FOOTPRINTS = {
     "J": "Connector_PinHeader_2.54mm:PinHeader_1x02_P2.54mm_Vertical",
     "gm": "Package_SO:SOIC-8_3.9x4.9mm_P1.27mm",
 }
-OPAMP_MPN = "OPA192IDR"
+#: orderable part numbers (SOIC-8, single) of the catalogue's op-amps
+#: (spu_circuits.compiler.opamps); VCVS and generic single-pole op-amps are listed as OPA192
+OPAMP_MPNS = {"OPA192": "OPA192IDR", "OPA189": "OPA189IDR", "TL072": "TL072CDR",
+              "ADA4077": "ADA4077-1BRZ", "LT1028": "LT1028ACS8#PBF"}
 _NS = uuid.UUID("6c1f0e5e-3b7e-4d0a-9a51-5b0a2f1c7e11")
 
 
@@ -144,7 +150,7 @@ def _num(text: str) -> float | None:
 
 def components(text: str, meta: dict | None) -> tuple[list[Component], dict[str, str]]:
     """Components with their pins, and node → net name."""
-    els, subs = top_level_elements(text)
+    els, _ = top_level_elements(text)
     meta = meta or {}
     outputs = [str(o).lower() for o in meta.get("outputs", [])]
     netname = {o: f"/x{i + 1}" for i, o in enumerate(outputs)}
@@ -176,8 +182,10 @@ def components(text: str, meta: dict | None) -> tuple[list[Component], dict[str,
         c.pins.append((sync, "SYNC", "input", "/SPI_SYNC"))
 
     def opamp(e: TopElement, out: str, inn: str, inp: str) -> Component:
-        c = Component(ref("U"), "OPA192", FOOTPRINTS["opamp"], e.name, OPAMP_MPN,
-                      "Amplifier_Operational:OPA192xD")
+        name = (e.model[4:].upper() if e.model.startswith("spu_")
+                else board.get("opamp") or "OPA192")
+        c = Component(ref("U"), name, FOOTPRINTS["opamp"], e.name,
+                      OPAMP_MPNS.get(name, name), f"Amplifier_Operational:{name}")
         c.pins += [("1", "OUT", "passive", net(out)), ("2", "-", "passive", net(inn)),
                    ("3", "+", "passive", net(inp)), ("4", "V-", "power_in", "-15V"),
                    ("7", "V+", "power_in", "+15V")]
@@ -194,14 +202,19 @@ def components(text: str, meta: dict | None) -> tuple[list[Component], dict[str,
                        ("2", "", "passive", net(e.nodes[1]))]
         elif k == "e" and e.nodes[1] == "0":
             c = opamp(e, e.nodes[0], e.nodes[3], e.nodes[2])
-        elif k == "x" and e.model == "opamp_sp":
+        elif k == "x" and e.model.startswith(("opamp", "spu_")) and len(e.nodes) == 3:
             c = opamp(e, e.nodes[2], e.nodes[1], e.nodes[0])
+        elif k in "vi" and e.name.startswith(("vos_", "iib_")):
+            # an op-amp's input offset / bias current: part of its model, not a part to buy
+            c = Component(ref("M"), "op-amp error model (no part)", "", e.name, "",
+                          "Device:Model")
+            c.pins += [(str(i + 1), "", "passive", net(n)) for i, n in enumerate(e.nodes)]
         elif k == "x" and e.model.startswith("mdac"):
             c = Component(ref("U"), part.get("mpn", "AD5443"),
                           "Package_SO:MSOP-10_3x3mm_P0.5mm", e.name,
                           part.get("mpn", "AD5443YRMZ"), "Analog_DAC:AD5443")
             c.pins += [("1", "IOUT1", "passive", net(e.nodes[1])),
-                       ("2", "IOUT2", "passive", "GND"), ("3", "GND", "passive", "GND"),
+                       ("2", "IOUT2", "power_in", "GND"), ("3", "GND", "power_in", "GND"),
                        ("8", "VDD", "power_in", "+5V"), ("9", "VREF", "passive",
                                                           net(e.nodes[0]))]
             spi(c, "4", "5", "6", "7")
@@ -212,7 +225,7 @@ def components(text: str, meta: dict | None) -> tuple[list[Component], dict[str,
             c.pins += [("3", "A", "passive", net(e.nodes[0])),
                        ("4", "W", "passive", net(e.nodes[1])),
                        ("2", "VSS", "power_in", "-15V"), ("13", "VDD", "power_in", "+15V"),
-                       ("6", "GND", "passive", "GND"), ("7", "VLOGIC", "power_in", "+5V")]
+                       ("6", "GND", "power_in", "GND"), ("7", "VLOGIC", "power_in", "+5V")]
             spi(c, "9", "10", "11", "8")
         elif k == "x" and e.model == "spdt":
             c = Component(ref("U"), sw.get("mpn", "ADG1419"), "Package_SO:MSOP-8_3x3mm_P0.65mm",
@@ -224,12 +237,8 @@ def components(text: str, meta: dict | None) -> tuple[list[Component], dict[str,
                        ("4", "GND", "power_in", "GND"), ("2", "IN", "input",
                                                         f"/SEL_{e.name.upper()}")]
         elif k == "x":
-            body = subs.get(e.model, [])
-            grounded = any(" 0 " in f" {ln} " for ln in body)
             c = Component(ref("U"), e.model, "", e.name, "", "Device:Module")
             c.pins += [(str(i + 1), "", "passive", net(n)) for i, n in enumerate(e.nodes)]
-            if grounded:
-                c.pins.append((str(len(e.nodes) + 1), "GND", "passive", "GND"))
         elif k == "g":
             v = _num(e.value)
             c = Component(ref("U"), f"gm {v:.4g} S" if v is not None else "gm",
@@ -399,6 +408,9 @@ def deck_graph(text: str, meta: dict | None, params: dict[str, float] | None = N
     if "{" in text or ".param" in text.lower():
         text = elaborate(text, params or {})
     parsed = parse_deck(text)
+    # a subcircuit instance connects through its ports only (its models' internal references
+    # to ground are supplies or the part's own ground pins, not netlist connections)
+    ports = {e.name: set(e.nodes) for e in top_level_elements(text)[0] if e.kind == "x"}
     outputs = [str(o).lower() for o in (meta or {}).get("outputs", [])]
     netname = {o: f"/x{i + 1}" for i, o in enumerate(outputs)}
     g = nx.Graph()
@@ -408,8 +420,8 @@ def deck_graph(text: str, meta: dict | None, params: dict[str, float] | None = N
         inst = comp if len(parts) > 2 else None
         nodes = (tuple(n for p in el.ports for n in p.nodes) if el.kind == "a" else el.nodes)
         for n in nodes:
-            if inst is not None and n.startswith(inst + "."):
-                continue  # internal node of the instance
+            if inst is not None and n not in ports.get(inst, ()):
+                continue  # internal node (or internal ground reference) of the instance
             name = "GND" if n == "0" else netname.get(n, f"/{n}")
             g.add_node(("c", comp), label=f"c:{comp}")
             g.add_node(("n", name), label=f"n:{name}")

@@ -5,33 +5,7 @@ public names so that `from spu_circuits.parser import extract_system, parse_deck
 working.
 """
 
-from .spice import (
-    DENSE_LIMIT,
-    GROUND,
-    MAX_ELEMENTS,
-    MAX_SUBCKT_DEPTH,
-    SUPPORTED,
-    EffectiveSystem,
-    Extracted,
-    Model,
-    NoiseSource,
-    ParsedDeck,
-    ParsedElement,
-    Port,
-    StateSpace,
-    SubcktDef,
-    TrNoise,
-    dc_solution,
-    default_outputs,
-    extract_system,
-    parse_deck,
-    parse_number,
-    state_space,
-)
+from . import spice as _spice
+from .spice import *  # noqa: F403 - this path re-exports spu_circuits.spice's public names
 
-__all__ = [
-    "DENSE_LIMIT", "GROUND", "MAX_ELEMENTS", "MAX_SUBCKT_DEPTH", "SUPPORTED", "EffectiveSystem",
-    "Extracted", "Model", "NoiseSource", "ParsedDeck", "ParsedElement", "Port", "StateSpace",
-    "SubcktDef", "TrNoise", "dc_solution", "default_outputs", "extract_system", "parse_deck",
-    "parse_number", "state_space",
-]
+__all__ = list(_spice.__all__)

@@ -31,14 +31,28 @@ What is *allowed*: element lines, `.model`, `.param`, `.options`, `.save`, `.pri
 
 from __future__ import annotations
 
+import functools
 import os
 import re
+import shutil
 from collections import deque
-from dataclasses import dataclass
 from pathlib import Path
 
-from .backends.base import _ANALYSIS_CARDS, Analysis, Backend, SimResult, prepare_deck
+from .backends.base import ANALYSIS_CARDS, Analysis, Backend, SimResult, prepare_deck
 from .errors import InputError, UnsafeDeckError
+from .spice.lexer import (
+    Card,
+    Directive,
+    candidates,
+    is_directive,
+    lex,
+    lex_included,
+    lower_ascii,
+    quoted_token,
+    quoted_tokens,
+    split_word,
+    where,
+)
 
 #: control-language commands refused as the first word of any line (outside the title):
 #: they only ever mean something in a control context, where they read/write files,
@@ -76,25 +90,28 @@ MAX_INCLUDE_BYTES = 64 * 2**20
 _HINT = "refused; pass --allow-unsafe to run it anyway"
 
 
-@dataclass
-class _Line:
-    no: int      # 1-based physical line where the logical line starts
-    text: str    # stripped, continuation lines joined
-
-
 class _Scanner:
+    """One check: physical lines here, cards from the lexer (which reads includes through
+    `resolve_directive`, so included files are read only after they pass)."""
+
     def __init__(self, deck_dir: Path, roots: list[Path], strict: bool):
         self.deck_dir = deck_dir
         self.roots = roots
         self.strict = strict
+        self.sourcepath = _ngspice_sourcepath()
         self.refs: dict[Path, None] = {}
-        self.scanned: set[Path] = set()
+        self.cards: list[Card] = []
+        self.bytes_read = 0
 
     # ---- helpers -------------------------------------------------------------------------
     def refuse(self, where: str, no: int | None, what: str) -> None:
         if self.strict:
             at = f"line {no}: " if no is not None else ""
             raise UnsafeDeckError(f"{where}{at}{what} ({_HINT})")
+
+    def refuse_at(self, card: Card, what: str) -> None:
+        if self.strict:
+            raise UnsafeDeckError(f"{where(card, self.show)}{what} ({_HINT})")
 
     def show(self, p: Path) -> str:
         try:
@@ -105,22 +122,27 @@ class _Scanner:
     def inside(self, real: Path) -> bool:
         return any(real == r or real.is_relative_to(r) for r in self.roots)
 
-    # ---- one file ------------------------------------------------------------------------
-    def scan(self, text: str, where: str, base_dirs: list[Path], is_main: bool,
-             stack: tuple[Path, ...]) -> None:
-        text = text.replace("\r\n", "\n")
-        physical = list(enumerate(text.split("\n"), 1))
-        for no, raw in physical:
-            self.check_physical(raw, no, where, title=is_main and no == 1)
-        variants = [physical]
-        if is_main:
-            # back-ends drop the analysis cards (prepare_deck): a `+` line after one of them
-            # then continues the line before it, so check that reading as well
-            variants.append([(no, ln) for no, ln in physical
-                             if no == 1 or not ln.strip().lower().startswith(_ANALYSIS_CARDS)])
-        for lines in variants:
-            for ln in _logical_lines(lines, is_main):
-                self.check_logical(ln, where, base_dirs, stack)
+    # ---- the deck ------------------------------------------------------------------------
+    def scan(self, text: str) -> None:
+        physical = text.replace("\r\n", "\n").split("\n")
+        for no, raw in enumerate(physical, 1):
+            self.check_physical(raw, no, "", title=no == 1)
+        try:
+            lexed = lex(text, self.deck_dir, self.resolve_directive)
+        except InputError as exc:                # not a deck ngspice could read as we do
+            self.refuse("", None, f"the deck cannot be read: {exc}")
+            return
+        self.cards = list(lexed.cards)
+        for card in lexed.cards:
+            self.check_card(card)
+        # defence in depth: a reader that drops analysis lines one by one (as prepare_deck
+        # once did) splices a `+` line after one of them onto the card before: check that
+        # reading too (the dropped lines become comments, so line numbers stay)
+        variant = [ln if no == 0 or not _is_analysis_line(ln) else "*"
+                   for no, ln in enumerate(physical)]
+        if variant != physical:
+            for card in lex("\n".join(variant), self.deck_dir, self.resolve_directive).cards:
+                self.check_card(card)
 
     def check_physical(self, raw: str, no: int, where: str, title: bool) -> None:
         m = _CONTROL_CHARS.search(raw)
@@ -148,106 +170,149 @@ class _Scanner:
         if low.startswith((".print", ".plot")) and ">" in s:
             self.refuse(where, no, f"output redirection in {_clip(s)!r}")
 
-    def check_logical(self, ln: _Line, where: str, base_dirs: list[Path],
-                      stack: tuple[Path, ...]) -> None:
-        low = ln.text.lower()
-        directive, rest = (re.split(r"\s", ln.text, maxsplit=1) + [""])[:2]
-        directive = directive.lower()
-        if low.startswith(".inc"):
-            toks = _tokens(rest)
+    def check_card(self, card: Card) -> None:
+        """A card as ngspice reads it: directives it did not follow, .lib, .model files."""
+        d = card.directive
+        if d is not None and d.name is None:
+            # ngspice stops at an .include without a name; refuse what a `+` line gives it
+            name, _ = quoted_token(split_word(card.text)[1])
+            if name is None:
+                self.refuse_at(card, f"`{card.word}` without a plain file name")
+            else:
+                self.resolve(name, card, [self.deck_dir], f"`{card.word} {name}`")
+            return
+        if d is not None:
+            return                               # checked (and read) by resolve_directive
+        low = lower_ascii(card.text)
+        if is_directive(low, ".lib"):
+            toks = quoted_tokens(split_word(card.text)[1])
             if not toks:
-                self.refuse(where, ln.no, f"`{directive}` without a plain file name")
-                return
-            self.include(toks[0], ln, where, base_dirs, stack, directive)
-        elif low.startswith(".lib"):
-            toks = _tokens(rest)
-            if not toks:
-                self.refuse(where, ln.no, f"`{directive}` without a plain file name")
+                self.refuse_at(card, f"`{card.word}` without a plain file name")
                 return
             name = toks[0]
-            is_file = (len(toks) >= 2 or any(c in name for c in "/~.")
-                       or any((d / name).exists() for d in base_dirs))
-            if is_file:  # `.lib file section` (or a PSpice-style `.lib file`)
-                self.include(name, ln, where, base_dirs, stack, directive)
-        elif low.startswith(".model"):
+            # `.lib NAME` defines a section, but in PSpice/LTspice compatibility modes it
+            # includes the file NAME: check anything that looks like a file
+            if any(c in name for c in "/~.") or (self.deck_dir / name).exists():
+                self.follow(Directive("include", name), card, self.deck_dir, ())
+        elif is_directive(low, ".model"):
             for model in REFUSED_MODELS:
-                if re.search(rf"(?<![\w]){model}(?![\w])", low):
-                    self.refuse(where, ln.no, f"XSPICE model `{model}`")
-            for m in _FILE_PARAM.finditer(ln.text):
+                if model in _words(low):
+                    self.refuse_at(card, f"XSPICE model `{model}`")
+            for m in _FILE_PARAM.finditer(card.text):
                 value = m.group(2)
                 if value[:1] in "\"'":
                     value = value[1:-1]
                 # XSPICE opens the lower-cased name, relative to the deck's folder
-                self.resolve(value.lower(), ln, where, [self.deck_dir],
+                self.resolve(value.lower(), card, [self.deck_dir],
                              f"model file `{m.group(1).lower()}={value}`"
                              + (f" (ngspice opens {value.lower()!r})" if value != value.lower()
                                 else ""))
 
     # ---- references ----------------------------------------------------------------------
-    def resolve(self, name: str, ln: _Line, where: str, base_dirs: list[Path], what: str
-                ) -> tuple[Path, Path] | None:
+    def resolve(self, name: str, card: Card, base_dirs: list[Path], what: str,
+                candidates_: list[Path] | None = None) -> tuple[Path, Path] | None:
         """(literal path, real path) of a referenced file, or refuse; None when refused."""
         if not name:
-            self.refuse(where, ln.no, f"{what}: empty file name")
+            self.refuse_at(card, f"{what}: empty file name")
             return None
         if any(c in _BAD_PATH_CHARS for c in name) or "//" in name:
-            self.refuse(where, ln.no, f"{what}: file name is not a plain path")
+            self.refuse_at(card, f"{what}: file name is not a plain path")
             return None
-        if name.startswith("~"):
-            name = os.path.expanduser(name)
-        p = Path(name)
-        # no abspath/normpath here: they fold `link/..` lexically, which the kernel does not
-        cands = [p] if p.is_absolute() else [Path(os.getcwd(), d, p) for d in base_dirs]
-        reals: list[Path] = []
-        for c in cands:
-            real = _resolve_path(str(c))
+        if candidates_ is None:
+            if name.startswith("~"):
+                name = os.path.expanduser(name)
+            p = Path(name)
+            candidates_ = [p] if p.is_absolute() else [Path(os.getcwd(), d, p)
+                                                       for d in base_dirs]
+        found: tuple[Path, Path] | None = None
+        for c in candidates_:
+            along_path = any(c.is_relative_to(sp) for sp in self.sourcepath)
+            real = _resolve_path(str(Path(os.getcwd(), c)))
             if real is None:
-                self.refuse(where, ln.no, f"{what} passes through /proc or /sys (or a symlink "
-                                          "loop), whose links mean other things to ngspice")
+                self.refuse_at(card, f"{what} passes through /proc or /sys (or a symlink "
+                                     "loop), whose links mean other things to ngspice")
                 return None
+            if along_path and not real.exists():
+                continue                         # ngspice's search path: only a hit counts
             if not self.inside(real):
-                self.refuse(where, ln.no,
-                            f"{what} resolves to {real}, outside the deck's folder")
+                self.refuse_at(card, f"{what} resolves to {real}, outside the deck's folder")
                 return None
-            reals.append(real)
-        found = [(c, r) for c, r in zip(cands, reals, strict=True) if r.exists()]
-        if not found:
-            self.refuse(where, ln.no, f"{what} is not in the deck's folder (ngspice would "
-                                      "search for it elsewhere)")
+            if found is None and real.exists():
+                found = (c, real)
+        if found is None:
+            self.refuse_at(card, f"{what} is not in the deck's folder (ngspice would "
+                                 "search for it elsewhere)")
             return None
-        literal, real = found[0]
+        literal, real = found
         if not real.is_file():
-            self.refuse(where, ln.no, f"{what} is not a regular file")
+            self.refuse_at(card, f"{what} is not a regular file")
             return None
         self.refs.setdefault(real, None)
         return literal, real
 
-    def include(self, name: str, ln: _Line, where: str, base_dirs: list[Path],
-                stack: tuple[Path, ...], directive: str) -> None:
-        got = self.resolve(name, ln, where, base_dirs, f"`{directive} {name}`")
+    def resolve_directive(self, d: Directive, base: Path | None, card: Card,
+                          stack: tuple[Path, ...]) -> tuple[Path, str] | None:
+        """The lexer's resolver: check a directive's file, then hand over its text."""
+        return self.follow(d, card, base if base is not None else self.deck_dir, stack)
+
+    def follow(self, d: Directive, card: Card, base: Path, stack: tuple[Path, ...]
+               ) -> tuple[Path, str] | None:
+        what = f"`{card.word} {d.name}`"
+        cands = candidates(d.name or "", base, self.deck_dir, self.sourcepath)
+        got = self.resolve(d.name or "", card, [base], what, cands)
         if got is None:
-            return
+            return None
         literal, real = got
         if real in stack:
-            self.refuse(where, ln.no, f"`{directive} {name}`: include cycle (ngspice 39 "
-                                      "crashes on it)")
-            return
+            self.refuse_at(card, f"{what}: include cycle (ngspice 39 crashes on it)")
+            return None
         if len(stack) >= MAX_INCLUDE_DEPTH:
-            self.refuse(where, ln.no, f"`{directive} {name}`: includes nested deeper than "
-                                      f"{MAX_INCLUDE_DEPTH}")
-            return
-        if real in self.scanned:
-            return
-        self.scanned.add(real)
+            self.refuse_at(card, f"{what}: includes nested deeper than {MAX_INCLUDE_DEPTH}")
+            return None
         if real.stat().st_size > MAX_INCLUDE_BYTES:
-            self.refuse(where, ln.no, f"`{directive} {name}`: file larger than "
-                                      f"{MAX_INCLUDE_BYTES >> 20} MiB")
-            return
+            self.refuse_at(card, f"{what}: file larger than {MAX_INCLUDE_BYTES >> 20} MiB")
+            return None
+        self.bytes_read += real.stat().st_size
+        if self.bytes_read > 4 * MAX_INCLUDE_BYTES:
+            self.refuse_at(card, f"{what}: the includes expand beyond "
+                                 f"{4 * MAX_INCLUDE_BYTES >> 20} MiB")
+            return None
         text = real.read_bytes().decode("utf-8", errors="surrogateescape")
-        # nested includes resolve against the included file's folder as ngspice names it
-        dirs = list(dict.fromkeys([literal.parent, real.parent]))
-        self.scan(text, f"{self.show(real)} (included from {where}line {ln.no}), ", dirs,
-                  False, (*stack, real))
+        inner = f"{self.show(real)} (included from {where(card, self.show)[:-2]}), "
+        for no, raw in enumerate(text.replace("\r\n", "\n").split("\n"), 1):
+            self.check_physical(raw, no, inner, title=False)
+        if card.directive is None:               # a `.lib NAME` checked as a file: its cards
+            for c in lex_included(text, literal, real, self.deck_dir, self.resolve_directive,
+                                  (*card.via, card.spans[0]), (*stack, real)):
+                self.check_card(c)
+            return None
+        return literal, text
+
+
+def _is_analysis_line(line: str) -> bool:
+    return (line.split() or [""])[0].lower() in ANALYSIS_CARDS
+
+
+def _words(text: str) -> set[str]:
+    """Identifier-like words of a card (letters, digits, underscores)."""
+    out, word = set(), []
+    for ch in text + " ":
+        if ch.isalnum() or ch == "_":
+            word.append(ch)
+        elif word:
+            out.add("".join(word))
+            word = []
+    return out
+
+
+@functools.cache
+def _ngspice_sourcepath() -> tuple[Path, ...]:
+    """ngspice's default `sourcepath` beyond `.` (its scripts folder, set by spinit)."""
+    exe = shutil.which(os.environ.get("SPU_NGSPICE", "ngspice"))
+    if exe is None:
+        return ()
+    scripts = Path(os.path.realpath(exe)).parent.parent / "share" / "ngspice" / "scripts"
+    return (scripts,) if scripts.is_dir() else ()
 
 
 def _resolve_path(path: str, max_links: int = 40) -> Path | None:
@@ -283,59 +348,6 @@ def _clip(s: str, n: int = 60) -> str:
     return s if len(s) <= n else s[: n - 1] + "…"
 
 
-def _logical_lines(lines: list[tuple[int, str]], is_main: bool) -> list[_Line]:
-    """Physical lines joined as ngspice joins them (`+` lines, lines ending in a backslash)."""
-    out: list[_Line] = []
-    last: _Line | None = None
-    cont_next = False
-    for no, raw in lines:
-        s = raw.strip()
-        if is_main and no == 1:            # the title never joins with anything
-            out.append(_Line(no, s))
-            continue
-        if cont_next and last is not None:
-            last.text += " " + s.rstrip("\\")
-            cont_next = s.endswith("\\")
-            continue
-        if not s or s.startswith("*"):     # comments and blanks do not break a continuation
-            continue
-        if s.startswith("+"):
-            if last is None:
-                last = _Line(no, s[1:].strip().rstrip("\\"))
-                out.append(last)
-            else:
-                last.text += " " + s[1:].strip().rstrip("\\")
-            cont_next = s.endswith("\\")
-            continue
-        last = _Line(no, s.rstrip("\\"))
-        out.append(last)
-        cont_next = s.endswith("\\")
-    return out
-
-
-def _tokens(rest: str) -> list[str]:
-    """Whitespace-separated tokens, honouring "double" and 'single' quotes ([] if unbalanced)."""
-    toks: list[str] = []
-    i, n = 0, len(rest)
-    while i < n:
-        if rest[i].isspace():
-            i += 1
-            continue
-        if rest[i] in "\"'":
-            j = rest.find(rest[i], i + 1)
-            if j < 0:
-                return []
-            toks.append(rest[i + 1:j])
-            i = j + 1
-        else:
-            j = i
-            while j < n and not rest[j].isspace():
-                j += 1
-            toks.append(rest[i:j])
-            i = j
-    return toks
-
-
 def check_deck_safety(text: str, deck_dir: str | Path, *, allow_unsafe: bool = False,
                       out_dir: str | Path | None = None) -> list[Path]:
     """Refuse a deck that would run commands or touch files outside its folder.
@@ -348,6 +360,11 @@ def check_deck_safety(text: str, deck_dir: str | Path, *, allow_unsafe: bool = F
     Returns the files the deck references (includes, libraries and their own references,
     model files such as filesource noise), resolved, in order of first reference.
     """
+    return _scan(text, deck_dir, allow_unsafe=allow_unsafe, out_dir=out_dir).refs
+
+
+def _scan(text: str, deck_dir: str | Path, *, allow_unsafe: bool = False,
+          out_dir: str | Path | None = None) -> _Scanner:
     deck_dir = Path(deck_dir)
     roots = [Path(os.path.realpath(deck_dir))]
     if out_dir is not None:
@@ -357,8 +374,16 @@ def check_deck_safety(text: str, deck_dir: str | Path, *, allow_unsafe: bool = F
         if (deck_dir / fname).exists():
             sc.refuse(f"{deck_dir / fname}: ", None,
                       f"`{fname}` in the deck's folder (ngspice runs it as commands on start)")
-    sc.scan(text, "", [deck_dir], True, ())
-    return list(sc.refs)
+    sc.scan(text)
+    sc.refs = list(sc.refs)  # type: ignore[assignment]
+    return sc
+
+
+def scanned_cards(text: str, deck_dir: str | Path, *, allow_unsafe: bool = False
+                  ) -> tuple[Card, ...]:
+    """The cards the check reads the deck as (the lexer's, includes followed where allowed);
+    raises UnsafeDeckError like `check_deck_safety` unless allow_unsafe."""
+    return tuple(_scan(text, deck_dir, allow_unsafe=allow_unsafe).cards)
 
 
 def check_deck_file(deck_path: str | Path, *, allow_unsafe: bool = False,

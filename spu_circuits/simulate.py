@@ -15,6 +15,7 @@ import numpy as np
 from .backends import Backend, Op, Tran, get_backend
 from .errors import InputError
 from .netlist import deck_digest, sidecar_path
+from .spice.lexer import lex
 from .system import FactoredSystem, LinearSystem
 from .timesteps import INTERNAL_STEP_FRAC
 
@@ -71,9 +72,9 @@ class Deck:
         outs = meta.get("outputs")
         if not isinstance(outs, list) or len(outs) != meta.get("n"):
             raise InputError(f"{where}: 'outputs' must list n = {meta.get('n')} node names")
-        tokens = {t.lower() for ln in self.text.splitlines()
-                  if ln.strip() and not ln.lstrip().startswith(("*", "."))
-                  for t in ln.split()[1:]}
+        tokens = {t.lower() for card in lex(self.text).cards
+                  if not card.control and not card.word.startswith(".")
+                  for t in card.text.split()[1:]}
         absent = [o for o in outs if str(o).lower() not in tokens]
         if absent:
             raise InputError(
@@ -143,9 +144,12 @@ def _backend(backend: Backend | str | None, timeout_s: float) -> tuple[Backend, 
 def solve_op(deck: Deck, backend: Backend | str | None = None, timeout_s: float = 60.0
              ) -> np.ndarray:
     """DC operating point read back as x (N,)."""
+    from .calibrate import apply_calibration
+
     be, own = _backend(backend, timeout_s)
     try:
-        res = be.run(deck.text, Op(), cwd=deck.cwd, deck_name=str(deck.path or "<deck>"))
+        res = be.run(apply_calibration(deck.text, deck.meta), Op(), cwd=deck.cwd,
+                     deck_name=str(deck.path or "<deck>"))
     finally:
         if own:
             be.close()
@@ -177,9 +181,12 @@ def transient(deck: Deck, x0, t_stop_tau: float, dt_tau: float, *,
 def _run_tran(deck: Deck, an: Tran, backend, timeout_s: float
               ) -> tuple[np.ndarray, np.ndarray]:
     """Run a transient; (u (T,) in units of τ, x (T, N)) through the sidecar."""
+    from .calibrate import apply_calibration
+
     be, own = _backend(backend, timeout_s)
     try:
-        res = be.run(deck.text, an, cwd=deck.cwd, deck_name=str(deck.path or "<deck>"))
+        res = be.run(apply_calibration(deck.text, deck.meta), an, cwd=deck.cwd,
+                     deck_name=str(deck.path or "<deck>"))
     finally:
         if own:
             be.close()

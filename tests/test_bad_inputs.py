@@ -280,6 +280,25 @@ def _prog_f(S, lam):
     return program(FactoredSystem.from_arrays(S, lam, np.full(3, 0.1)), lay)
 
 
+def _board_without_codes(tmp):
+    from spu_circuits.board import BoardSpec, board_circuit, build_board
+    from spu_circuits.board.run import load_programmed
+
+    a = board_circuit(build_board(BoardSpec(n=2, range=2.0)), "a").write(tmp / "a", "a")
+    return load_programmed(Deck.load(a), None)
+
+
+def _codes_for_plain_deck(tmp):
+    from spu_circuits.board import BoardSpec, board_circuit, build_board, program
+    from spu_circuits.board.program import BoardLayout
+    from spu_circuits.board.run import programmed_deck
+
+    a = board_circuit(build_board(BoardSpec(n=2, range=2.0)), "a").write(tmp / "a", "a")
+    prog = program(_board_sys(2), BoardLayout.from_meta(Deck.load(a).meta))
+    plain = compile_system(_board_sys(2), "dense").write(tmp / "p", "p")
+    return programmed_deck(Deck.load(plain), prog)
+
+
 def _codes_other(tmp):
     from spu_circuits.board import BoardSpec, board_circuit, build_board, program
     from spu_circuits.board.program import BoardLayout
@@ -479,6 +498,10 @@ BAD_INPUT_CASES: list[BadInput] = [
              "--bits must lie in 4…20 for an MDAC"),
     BadInput("board-codes-other-board", "codes written for another board",
              lambda tmp: _codes_other(tmp), "the codes were written for another board"),
+    BadInput("board-no-codes", "a board simulated without its codes",
+             lambda tmp: _board_without_codes(tmp), "is a programmable board: give its codes"),
+    BadInput("board-codes-not-board", "codes given for a deck that is not a board",
+             lambda tmp: _codes_for_plain_deck(tmp), "is not a programmable board"),
     # --- sweeps (spu_circuits.execution, validation.sweep) -------------------------------
     BadInput("scheduler-unknown", "--scheduler that is none of serial/local/tcp",
              lambda tmp: _parse_scheduler("cluster"), "use serial, local, local:N or tcp://"),
@@ -523,8 +546,26 @@ BAD_INPUT_CASES: list[BadInput] = [
              lambda tmp: _yield_bad(tmp, 4, -1.0), "--max-error must be a positive number"),
     BadInput("validate-sized-kappa0", "validating at more noise than the deck was sized for",
              lambda tmp: _validate_oversized(tmp), "the deck was sized (v0, ERC) for kappa0"),
-
+    # --- SPICE reader (spice.lexer, through the deck safety check)
+    BadInput("lib-section-cycle", "a .lib section that includes itself (ngspice 39 crashes)",
+             lambda tmp: _lib_cycle(tmp), "includes itself", _unsafe_error()),
+    BadInput("include-unreadable-deck", "an .include whose file is a NUL-holding binary",
+             lambda tmp: _include_binary(tmp), "control character U+0000", _unsafe_error()),
 ]
+
+
+def _lib_cycle(tmp: Path):
+    from spu_circuits.safety import check_deck_safety
+
+    (tmp / "m.lib").write_text("* lib\n.lib a\nr1 a 0 1k\n.lib m.lib a\n.endl\n")
+    return check_deck_safety("t\n.lib m.lib a\nv1 a 0 1\n", tmp)
+
+
+def _include_binary(tmp: Path):
+    from spu_circuits.safety import check_deck_safety
+
+    (tmp / "bin.cir").write_bytes(b"r1 a 0 1k\x00\x01\n")
+    return check_deck_safety("t\n.include bin.cir\nv1 a 0 1\n", tmp)
 
 
 def _params() -> list:

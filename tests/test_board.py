@@ -177,3 +177,20 @@ def test_committed_board_programs_run(tmp_path):
         assert _rel(x, eff.x_dc) < 1e-6
         ref = prog.target().solution()
         assert _rel(x, ref) <= prog.rel_error + _rel(eff.x_dc, prog.x_q) + 1e-9
+
+
+def test_catalogue_opamp_board(tmp_path):
+    """--opamp takes the catalogue part's DC gain (TL072: A0 = 2e5); the extractor and ngspice
+    see the larger finite-gain error alike; KiCad lists the part."""
+    from spu_circuits.kicad import to_kicad
+
+    s1, _ = _systems()
+    path = _write(tmp_path, "t", n=8, range=12.0, opamp="tl072")
+    deck = Deck.load(path)
+    assert deck.meta["opamp_gain"] == 2e5 and deck.meta["board"]["opamp"] == "TL072"
+    prog = program(s1, BoardLayout.from_meta(deck.meta), "optimal")
+    x = solve_op(programmed_deck(deck, prog), "shared")
+    eff = board_effective(deck, prog)
+    assert _rel(x, eff.x_dc) < 1e-6
+    assert _rel(eff.x_dc, prog.x_q) > 1e-5  # finite gain 2e5 shows
+    assert '(value "TL072")' in to_kicad(deck.text, deck.meta)

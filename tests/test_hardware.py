@@ -193,3 +193,39 @@ def test_wilson_interval():
     lo, hi = wilson(180, 200)
     assert lo < 0.9 < hi and hi - lo < 0.1
     assert wilson(0, 10)[0] == 0.0 and wilson(10, 10)[1] == pytest.approx(1.0)
+
+
+def test_calibration_cancels_offsets(cli_backend):
+    """A TL072 board (exact values, nominal offsets +3 mV everywhere): the measured offset
+    trims, written into the sidecar and applied by solve_op, cut the error ≥ 10×; the trims
+    are what the measurement says (J⁻¹x₀), not read from the deck."""
+    from spu_circuits.calibrate import calibrate_deck
+
+    sysm = example_system()
+    rz = _realise(sysm, HardwareSpec(R0_ohm=1e4), opamp="TL072", auto_cap=True,
+                  compensate=True)
+    deck = Deck.from_compiled(rz)
+    ref = sysm.solution()
+    before = np.linalg.norm(solve_op(deck, cli_backend) - ref) / np.linalg.norm(ref)
+    meta = calibrate_deck(deck, backend=cli_backend)
+    assert meta["calibration"]["runs"] == sysm.n + 1
+    after = np.linalg.norm(solve_op(Deck(deck.text, meta), cli_backend) - ref) / \
+        np.linalg.norm(ref)
+    assert before > 5e-4 and after * 10 <= before, (before, after)
+
+
+def test_user_opamp_model_runs_in_ngspice(tmp_path, cli_backend):
+    """A vendor-style 5-pin model written for the test (gain 1e6 behind 10 Ω, supplies
+    unused): inlined, wrapped, and the deck's .op matches the catalogue-figure prediction
+    (OPA192: V_os and I_b sources beside each op-amp; the model itself has no offsets)."""
+    lib = tmp_path / "vendor.lib"
+    lib.write_text("* test vendor model\n.subckt myamp inp inn vcc vee out\n"
+                   "e1 mid 0 inp inn 1e6\nr1 mid out 10\nrq vcc vee 1e6\n.ends myamp\n")
+    sysm = example_system()
+    rz = _realise(sysm, HardwareSpec(R0_ohm=1e4), opamp="OPA192", auto_cap=True,
+                  opamp_model=f"{lib}:myamp")
+    text = rz.deck_text()
+    assert ".subckt myamp inp inn vcc vee out" in text and "spu_user_myamp" in text
+    x = solve_op(Deck.from_compiled(rz), cli_backend)
+    ref = sysm.solution()
+    assert np.linalg.norm(x - ref) / np.linalg.norm(ref) < 1e-3

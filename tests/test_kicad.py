@@ -32,6 +32,16 @@ def _noisy(tmp_path, kind) -> Path:
     return cc.write(tmp_path, "nz")
 
 
+def _catalogue(tmp_path) -> Path:
+    from spu_circuits.compiler import compile_system
+    from spu_circuits.compiler.realize import RealizeOptions, realize
+    from spu_circuits.demo import example_system
+
+    cc = realize(compile_system(example_system(), "dense"),
+                 RealizeOptions(series="e96", opamp="OPA192"))
+    return cc.write(tmp_path, "cat")
+
+
 CASES = {
     "dense": lambda tmp: ROOT / "netlists" / "spu8_dense.cir",
     "ideal": lambda tmp: ROOT / "netlists" / "spu8_ideal.cir",
@@ -42,6 +52,7 @@ CASES = {
     "board_digipot": lambda tmp: _board(tmp, n=3, coupling="digipot", bits=10),
     "noise_trnoise": lambda tmp: _noisy(tmp, "trnoise"),
     "noise_file": lambda tmp: _noisy(tmp, "file"),
+    "opamp_catalogue": _catalogue,
 }
 
 

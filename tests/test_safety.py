@@ -102,7 +102,8 @@ def test_allow_unsafe_runs_the_shell_command(site, spy):
     assert marker.exists()
 
 
-@pytest.mark.parametrize("text, line, frag", [
+#: hostile decks that run commands: (text, line refused, fragment of the message)
+COMMAND_DECKS = [
     ("t\n{B}.CONTROL\nshell touch {M}\n.ENDC\n", 5, ".control"),
     ("t\n{B}   \t.Control\nshell touch {M}\n.endc\n", 5, ".control"),
     ("t\n{B}.controlxyz\nshell touch {M}\n.endc\n", 5, ".control"),  # ngspice: prefix match
@@ -114,7 +115,10 @@ def test_allow_unsafe_runs_the_shell_command(site, spy):
     ("*NG_SCRIPT\nshell touch {M}\n", 1, "ng_script"),
     ("t\n{B}shell touch {M}\n", 5, "shell"),
     ("t\n{B}.endc\n", 5, ".endc"),
-])
+]
+
+
+@pytest.mark.parametrize("text, line, frag", COMMAND_DECKS)
 def test_command_constructs_refused(site, spy, text, line, frag):
     deck, outside = site
     marker = outside / "PWNED"
@@ -146,8 +150,9 @@ def test_control_commands_refused_anywhere(site, spy, cmd):
 
 @pytest.mark.parametrize("sep", ["\u2028", "\u2029", "\x85", "\r", "\x0b", "\x1e"])
 def test_unicode_line_separator_trick(site, spy, sep):
-    """The back-ends split decks with str.splitlines(): U+2028 & co. start new lines there,
-    so a `.control` block can hide inside what ngspice's own reader sees as one line."""
+    """str.splitlines() starts new lines at U+2028 & co., so a `.control` block can hide
+    inside what ngspice's own reader sees as one line: refused. (The back-ends used to split
+    decks so and ran the hidden block; they now hand ngspice the lines it reads itself.)"""
     deck, outside = site
     marker = outside / "PWNED"
     hidden = sep.join(["r3 a 0 1k", ".control", f"shell touch {marker}", ".endc"])
@@ -157,12 +162,12 @@ def test_unicode_line_separator_trick(site, spy, sep):
     else:
         assert_refused(spy, path, 5, f"U+{ord(sep):04X}")
     assert not marker.exists()
-    if sep == "\u2028":                 # the trick is real: with the flag the command runs
-        try:
+    if sep == "\u2028":   # the back-ends no longer split there: even with the flag it stays
+        try:              # one element line (the trick ran the command while they did)
             run_untrusted(path, Op(), spy, allow_unsafe=True)
-        except Exception:  # noqa: BLE001,S110 - the control block replaces the analysis
+        except Exception:  # noqa: BLE001,S110 - ngspice may reject the odd element line
             pass
-        assert marker.exists()
+        assert not marker.exists()
 
 
 def test_ng_script_after_blank_line_refused(site, spy):
@@ -215,7 +220,8 @@ def test_spiceinit_beside_deck_refused(site, spy):
 # ------------------------------------------------------------------------- file references
 
 
-@pytest.mark.parametrize("text, line, frag", [
+#: hostile decks that read files outside their folder ({O}: that folder)
+INCLUDE_DECKS = [
     ("t\n{B}.include /etc/passwd\n", 5, "/etc/passwd"),
     ("t\n{B}.inc {O}/outside.cir\n", 5, "outside the deck's folder"),
     ("t\n{B}.include ../outside/outside.cir\n", 5, "outside the deck's folder"),
@@ -233,7 +239,10 @@ def test_spiceinit_beside_deck_refused(site, spy):
     ("t\n{B}.include {{name}}.cir\n", 5, "not a plain path"),
     ("t\n{B}.include\n", 5, "without a plain file name"),
     (".include ../outside/outside.cir\n{B}", 1, "outside"),  # ngspice includes from line 1
-])
+]
+
+
+@pytest.mark.parametrize("text, line, frag", INCLUDE_DECKS)
 def test_outside_includes_refused(site, spy, text, line, frag):
     deck, outside = site
     (deck / "sub").mkdir()
@@ -312,17 +321,20 @@ def test_filesource_outside_refused(site, spy):
         assert_refused(spy, path, 7, "file=", analysis=Tran(1e-5, 1e-4))
 
 
+#: filesource models whose file= hides behind a continuation
+FILESOURCE_TRICKS = [
+    # `+` continuation across a comment and a blank line (ngspice joins them)
+    f".model src filesource({FS_MODEL}\n* hidden\n\n+ file=\"../outside/outside.txt\")\n",
+    # a line ending in two backslashes continues onto the next one
+    f".model src filesource({FS_MODEL} \\\\\nfile=\"../outside/outside.txt\")\n",
+    # the back-end drops analysis cards: the `+` line then continues the .model line
+    f".model src filesource({FS_MODEL}\n.tran 1u 1m\n+ file=\"../outside/outside.txt\")\n",
+]
+
+
 def test_filesource_continuation_tricks_refused(site, spy):
     deck, _ = site
-    tricks = [
-        # `+` continuation across a comment and a blank line (ngspice joins them)
-        f".model src filesource({FS_MODEL}\n* hidden\n\n+ file=\"../outside/outside.txt\")\n",
-        # a line ending in two backslashes continues onto the next one
-        f".model src filesource({FS_MODEL} \\\\\nfile=\"../outside/outside.txt\")\n",
-        # the back-end drops analysis cards: the `+` line then continues the .model line
-        f".model src filesource({FS_MODEL}\n.tran 1u 1m\n+ file=\"../outside/outside.txt\")\n",
-    ]
-    for trick in tricks:
+    for trick in FILESOURCE_TRICKS:
         path = write_deck(deck, f"t\n{BODY}a1 %vd([n1 0]) src\nr5 n1 0 1k\n{trick}")
         assert_refused(spy, path, 7, "outside", analysis=Tran(1e-5, 1e-4))
 

@@ -87,13 +87,15 @@ def write(out: Path, rows: list[dict]) -> dict:
     md = ["| run | final loss | test accuracy | max abs(loss − quantised surrogate) | "
           "programming s/step | ngspice s/step | median predicted x error |",
           "|---|---|---|---|---|---|---|"]
+    def num(v, f):
+        return "" if v is None else format(v, f)
+
     for r in rows:
         d = f"{summary[r['bits']]:.2e}" if r["solver"] == "spice-board" else ""
-        md.append(f"| {r['label']} | {r['final_loss']:.4f} | "
-                  f"{r['final_accuracy'] if r['final_accuracy'] is not None else float('nan'):.3f}"
-                  f" | {d} | {r.get('program_s_per_step', float('nan')):.3f} | "
-                  f"{r.get('spice_s_per_step', float('nan')):.3f} | "
-                  f"{r.get('predicted_rel_error_median', float('nan')):.2e} |")
+        md.append(f"| {r['label']} | {r['final_loss']:.4f} | {num(r['final_accuracy'], '.3f')}"
+                  f" | {d} | {num(r.get('program_s_per_step'), '.3f')} | "
+                  f"{num(r.get('spice_s_per_step'), '.2f')} | "
+                  f"{num(r.get('predicted_rel_error_median'), '.2e')} |")
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for r in rows:
         ls = "-" if r["solver"] == "spice-board" else "--" if r["bits"] else ":"

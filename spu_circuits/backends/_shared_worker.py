@@ -13,6 +13,23 @@ import pickle
 import sys
 
 
+def _load(ng, text: str) -> None:
+    """PySpice's NgSpiceShared.load_circuit, but fed the lines ngspice's own file reader
+    starts from (spice.lexer.physical_lines: split at LF only) instead of str.splitlines(),
+    which also breaks lines at U+2028, VT, FF and others."""
+    from PySpice.Spice.NgSpice.Shared import FFI, NgSpiceCircuitError, ffi
+
+    from spu_circuits.spice.lexer import physical_lines
+
+    keep = [ffi.new("char[]", ln.encode("utf-8", "surrogateescape"))
+            for ln in [*physical_lines(text), ""]]       # ngspice 33+ wants an empty last line
+    ng.clear_output()
+    if ng._ngspice_shared.ngSpice_Circ(ffi.new("char *[]", [*keep, FFI.NULL])):
+        raise RuntimeError("ngSpice_Circ refused the circuit")
+    if ng._error_in_stdout:
+        raise NgSpiceCircuitError("")
+
+
 def _serve() -> None:
     inp, out = sys.stdin.buffer, sys.stdout.buffer
     # keep the protocol stream clean: anything printed goes to stderr
@@ -45,7 +62,7 @@ def _serve() -> None:
                 os.chdir(req["cwd"])
             ng.clear_output()
             try:
-                ng.load_circuit(req["deck"])
+                _load(ng, req["deck"])
                 ng.run()
             except Exception as exc:  # noqa: BLE001 - reported with the log
                 reply["error"] = f"{type(exc).__name__}: {exc}"

@@ -10,11 +10,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import SimulationError
+from ..errors import InputError, SimulationError
 from ..netlist import fmt
+from ..spice.edit import drop_cards
+from ..spice.lexer import is_directive, lex, tokens
 
 #: dot-commands a back-end replaces with the analysis it is asked to run
-_ANALYSIS_CARDS = (".op", ".tran", ".dc", ".ac", ".noise", ".tf", ".sens", ".pz", ".disto",
+ANALYSIS_CARDS = (".op", ".tran", ".dc", ".ac", ".noise", ".tf", ".sens", ".pz", ".disto",
                    ".end", ".ic")
 
 
@@ -84,15 +86,17 @@ class SimResult:
 
 
 def prepare_deck(text: str, analysis: Analysis) -> str:
-    """The deck with its analysis cards (whole card names only) replaced by `analysis`.
+    """The deck with its analysis cards replaced by `analysis`.
 
-    The title line is kept; a blank title becomes "untitled" so that the CLI and shared
-    mode (PySpice drops blank lines) read the same first line.
+    The cards are those ngspice reads (spice.lexer): a card named exactly as one of
+    ANALYSIS_CARDS (or `.end`) goes with all its physical lines (`+` and backslash
+    continuations), so no continuation line is left to splice onto another card; the other
+    lines are kept as written. The title line is kept; a blank title becomes "untitled" so
+    that the CLI and shared mode (PySpice drops blank lines) read the same first line.
     """
-    lines = text.splitlines()
+    lines, _ = drop_cards(lex(text), lambda card: card.word in ANALYSIS_CARDS, ends=True)
     title = lines[0] if lines and lines[0].strip() else "untitled"
-    body = [ln for ln in lines[1:]
-            if (ln.split() or [""])[0].lower() not in _ANALYSIS_CARDS]
+    body = lines[1:]
     return "\n".join([title, *body, *analysis.cards(), ".end"]) + "\n"
 
 
@@ -120,24 +124,17 @@ def log_excerpt(log: str, max_lines: int = 12) -> str:
     return "\n".join(chosen if chosen else lines[-max_lines:])
 
 
-_FILESOURCE = re.compile(r"filesource\s*\((.*)\)", re.I | re.S)
-_FILE_ARG = re.compile(r"file\s*=\s*(\"[^\"]*\"|\S+)", re.I)
-
-
 def check_model_files(text: str, cwd: str | None) -> None:
     """Before a run: every XSPICE filesource file exists and holds numeric rows.
 
     ngspice 39 runs silently at 0 V when such a file is empty, a folder or not numeric.
+    The `.model` cards are read as ngspice reads them (continuations joined, comments gone).
     """
     base = Path(cwd) if cwd else Path.cwd()
-    for ln in text.splitlines():
-        if not ln.lstrip().lower().startswith(".model"):
+    for card in lex(text).cards:
+        name = _filesource_file(card.text)
+        if name is None:
             continue
-        m = _FILESOURCE.search(ln)
-        f = _FILE_ARG.search(m.group(1)) if m else None
-        if not f:
-            continue
-        name = f.group(1).strip('"').lower()  # ngspice lower-cases the path
         path = base / name
         if not path.is_file():
             raise SimulationError(f"filesource file {name!r} cannot be opened (looked in {base})")
@@ -154,6 +151,23 @@ def check_model_files(text: str, cwd: str | None) -> None:
                 "(time and values); ngspice would run it silently as 0 V")
 
 
+def _filesource_file(card: str) -> str | None:
+    """The `file=` of a `.model NAME filesource(...)` card (lower case, as ngspice opens
+    it), None for any other card."""
+    if not is_directive(card, ".model"):
+        return None
+    try:
+        toks = tokens(card, "")
+    except InputError:
+        return None
+    if "filesource" not in toks[2:3]:
+        return None
+    for k in range(3, len(toks) - 2):
+        if toks[k] == "file" and toks[k + 1] == "=":
+            return toks[k + 2].strip('"').lower()
+    return None
+
+
 def _is_float(tok: str) -> bool:
     try:
         float(tok)
@@ -165,8 +179,9 @@ def _is_float(tok: str) -> bool:
 def normalise_name(name: str) -> str:
     """'V(o1)' / 'o1' → 'o1'; 'vb0#branch' kept; lower case."""
     name = name.strip().lower()
-    m = re.fullmatch(r"v\((.+)\)", name)
-    return m.group(1) if m else name
+    if len(name) > 3 and name.startswith("v(") and name.endswith(")"):
+        return name[2:-1]
+    return name
 
 
 def isolated_env(folder: str) -> dict[str, str]:

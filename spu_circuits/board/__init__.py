@@ -74,7 +74,10 @@ def board_circuit(board: Board, name: str) -> CompiledCircuit:
             "g_fs_S": sp.g_fs_S, "G_unit_S": sp.G_unit_S,
             "range_A": sp.A_range, "range_S": sp.range if sp.factored else None,
             "bias_fs_V": sp.bias_fs_V, "bias_max_code": sp.bias_max_code,
-            "opamp_model": f"ideal VCVS, gain {sp.opamp_gain:g} (single-pole model not used)",
+            "opamp": sp.opamp,
+            "opamp_model": (f"VCVS of the DC gain A0 = {sp.opamp_gain:g}"
+                            + (f" of the catalogue's {sp.opamp} (GBW, offsets, rails not "
+                               "modelled)" if sp.opamp else " (ideal op-amp model)")),
             "n_programmable_parts": len(board.slots),
             "slots": [[s.kind, s.row, s.col, s.code, s.sel, s.part, s.switch, s.err]
                       for s in board.slots],

@@ -84,3 +84,12 @@ def board_effective(deck: Deck, prog: Program) -> BoardEffective:
     ex = extract_system(parse_deck(text), deck.outputs, deck.volts_per_unit)
     es = ex.as_system(deck.tau_s)
     return BoardEffective(es.A, es.b, es.x_dc, deck.tau_s)
+
+
+def load_programmed(deck: Deck, codes_path) -> Deck:
+    """The Deck with the program of `codes_path` applied (spu simulate); InputError for a
+    board without codes or codes for a deck that is no board."""
+    if codes_path is None:
+        raise InputError(f"{deck.path.name if deck.path else 'this deck'} is a programmable "
+                         "board: give its codes (--codes codes.json, from spu program)")
+    return programmed_deck(deck, Program.load(codes_path))

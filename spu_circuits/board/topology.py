@@ -42,7 +42,9 @@ class BoardSpec:
     bits; bias_bits: bias DAC bits (signed, ±(2^(B−1) − 1) codes); range: largest |A_ij|,
     |b_i| (dense) or |S_kj| (factored) accepted; v0: volts per unit of x; C_F: integrating
     capacitor; opamp_gain: op-amp open-loop gain (VCVS model); v_sat: output rails ±V;
-    seed: draws the parts' fixed errors (INL, tolerance); R_ab_ohm: digipot end-to-end.
+    seed: draws the parts' fixed errors (INL, tolerance); R_ab_ohm: digipot end-to-end;
+    opamp: a catalogue op-amp (`compiler.opamps`) whose DC gain A0 the board's op-amps take
+    (None: `opamp_gain`); its GBW, offsets and rails are not modelled on the board.
     """
 
     n: int
@@ -57,8 +59,15 @@ class BoardSpec:
     v_sat: float = 10.0
     seed: int = 0
     R_ab_ohm: float = 20e3
+    opamp: str | None = None
 
     def __post_init__(self):
+        if self.opamp is not None:
+            from ..compiler.opamps import get_part
+
+            part = get_part(self.opamp)
+            object.__setattr__(self, "opamp", part.name)
+            object.__setattr__(self, "opamp_gain", float(part.gain))
         if not (isinstance(self.n, int) and self.n >= 1):
             raise InputError(f"--cells must be a positive integer, got {self.n!r}")
         if self.r is None and self.n > MAX_DENSE_CELLS:
@@ -182,7 +191,8 @@ def _cells(net: Netlist, sp: BoardSpec, roles: dict) -> list[Cell]:
                       f"rb{i}": Role.BIAS_RESISTOR})
         cells.append(Cell(index=i, output=o, summing=s, capacitor=f"c{i}", bias=f"vb{i}",
                           inverted=p, integrator=f"eint{i}", inverter=f"einv{i}",
-                          bias_resistor=f"rb{i}"))
+                          bias_resistor=f"rb{i}", inverter_r_in=f"rinv{i}",
+                          inverter_r_fb=f"rfb{i}", internal_nodes=(mi, u)))
     return cells
 
 
@@ -241,7 +251,9 @@ def build_board(sp: BoardSpec) -> Board:
             roles.update({f"etia{k}": Role.STAGE_OPAMP, f"rtf{k}": Role.STAGE_R_FB,
                           f"rqin{k}": Role.INVERTER_R_IN, f"rqfb{k}": Role.INVERTER_R_FB,
                           f"eq{k}": Role.INVERTER_OPAMP})
-            stages.append(Stage(k, t, y, q, f"etia{k}", f"eq{k}", f"rtf{k}"))
+            stages.append(Stage(k, t, y, q, f"etia{k}", f"eq{k}", f"rtf{k}",
+                                inverter_r_in=f"rqin{k}", inverter_r_fb=f"rqfb{k}",
+                                internal_nodes=(mk,)))
         e = iter(errs)
         for k in range(r):
             for j in range(n):

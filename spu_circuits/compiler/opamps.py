@@ -42,7 +42,6 @@ V_os = +V_os,typ and I_b = +I_b,typ at every op-amp: a systematic, worst-sign bo
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -50,6 +49,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..netlist import fmt
+from ..spice.lexer import lex
 
 #: internal resistance of the macromodel's gain node (sets gm = A0/r and c = A0/(2π GBW r))
 R_INT_OHM = 1e3
@@ -219,7 +219,6 @@ def draw_offsets(part: OpAmpPart, n: int, rng: np.random.Generator) -> Offsets:
 
 #: documented pin order of a user's vendor macromodel
 USER_PINS = ("inp", "inn", "vcc", "vee", "out")
-_SUBCKT = re.compile(r"^\s*\.subckt\s+(\S+)\s+(.*)$", re.I)
 
 
 @dataclass(frozen=True)
@@ -280,11 +279,10 @@ def load_user_model(spec: str, part: OpAmpPart, supply_V: float | None = None) -
         raise InputError(f"--opamp-model: {p.name} reads other files ({refs[0].name}); the "
                          "model is inlined into the deck, so give one self-contained file")
     pins = None
-    for ln in text.splitlines():
-        m = _SUBCKT.match(ln)
-        if m and m.group(1).lower() == name.lower():
-            pins = [t for t in m.group(2).split() if "=" not in t
-                    and t.lower() not in ("params:", "optional:")]
+    for card in lex("* vendor model\n" + text).cards:   # `+` continued pin lists included
+        words = card.text.lower().split()
+        if card.word == ".subckt" and words[1:2] == [name.lower()]:
+            pins = [t for t in words[2:] if "=" not in t and t not in ("params:", "optional:")]
             break
     if pins is None:
         raise InputError(f"--opamp-model: {p.name} defines no .subckt {name}")

@@ -5,9 +5,10 @@ written*, the linear system it realises. It does not read the JSON sidecar and d
 the compiler, so it can check the compiler (and hand-written or edited decks) from the outside.
 
 `parse_deck(text) -> ParsedDeck`
-    Title line, `+` continuation lines, comments (`*` lines; `;` anywhere and `$` after a
-    blank, outside double quotes), case folding, SPICE numbers (`1k`, `1.5meg`, `10u`, `1mil`,
-    e-notation; trailing unit letters are ignored as ngspice does: `1kohm`, `10uF`).
+    The cards of `lexer.lex`, read as ngspice 39 reads a deck (title line, `+` and `\\\\`
+    continuations, `;` `//` `$` comments, case, `.title`, `.end`), then SPU-level parsing:
+    SPICE numbers (`1k`, `1.5meg`, `10u`, `1mil`, e-notation; trailing unit letters are
+    ignored as ngspice does: `1kohm`, `10uF`).
     Elements R, C, E (VCVS), G (VCCS), F (CCCS), H (CCVS), I and V (`dc X`, plain `X`, `ac`,
     `trnoise(...)`, pulse/sin/exp/pwl/sffm/am waveforms), A (XSPICE instances: ports and model
     name), X (subcircuit instances, flattened with ngspice's hierarchical names: node `mid` of
@@ -16,6 +17,7 @@ the compiler, so it can check the compiler (and hand-written or edited decks) fr
     definitions allowed), analysis cards (.op .tran .dc .ac .noise .tf ...), output cards
     (.save .print .plot .probe .meas .width .temp), .control/.endc (kept verbatim), .end
     (recorded; like ngspice 39, measured here, lines after it are still read).
+    Files named by `.include`/`.lib` are not read (the lexer can, with a resolver).
     Anything else (L, K, D, Q, J, M, B, S, W, T, ... elements; .param, .include, .lib, ...;
     `{expressions}`; behavioural E/G sources) raises `InputError` naming the line and element.
 
@@ -28,10 +30,11 @@ the compiler, so it can check the compiler (and hand-written or edited decks) fr
 `dc_solution(parsed) -> dict[node, volts]`
     The DC operating point (capacitors open, noise sources at their DC value), as `.op` gives.
 
-Modules, one concept each: `lexer` (deck text → logical lines and tokens), `numbers` (SPICE
-numbers), `deck` (the parsed data types), `cursor` (tokens of one card), `elements` (element
-cards), `cards` (dot cards), `parse` (`parse_deck`), `flatten` (subcircuits), `mna` (modified
-nodal analysis, `dc_solution`), `extract` (`extract_system`, `state_space`).
+Modules, one concept each: `lexer` (deck text → cards as ngspice reads them, and tokens),
+`edit` (drop whole cards from a deck text), `numbers` (SPICE numbers), `deck` (the parsed
+data types), `cursor` (tokens of one card), `elements` (element cards), `cards` (dot cards),
+`parse` (`parse_deck`), `flatten` (subcircuits), `mna` (modified nodal analysis,
+`dc_solution`), `extract` (`extract_system`, `state_space`).
 """
 
 from .deck import GROUND, Model, ParsedDeck, ParsedElement, Port, SubcktDef, TrNoise

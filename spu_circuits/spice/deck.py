@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..errors import InputError
+from .lexer import Lexed
 from .numbers import parse_number
 
 GROUND = "0"
@@ -131,7 +132,7 @@ class ParsedDeck:
     a flag); ic, nodeset: node → volts; analyses: analysis cards as written (lower case);
     control: the .control block's lines; subckts: top-level definitions; globals: .global
     nodes; cards: other accepted dot-cards (output control) as written; ended: whether a
-    .end card was seen.
+    .end card was seen; lexed: the cards read (spice.lexer), for callers that compare.
     """
 
     title: str
@@ -146,6 +147,7 @@ class ParsedDeck:
     globals: set[str] = field(default_factory=set)
     cards: list[str] = field(default_factory=list)
     ended: bool = False
+    lexed: Lexed | None = field(default=None, repr=False, compare=False)
 
     def nodes(self) -> list[str]:
         """Every node except ground, in first-use order."""

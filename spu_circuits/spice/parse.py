@@ -14,7 +14,7 @@ from .cards import (
 from .deck import GROUND, ParsedDeck, Scope, SubcktDef
 from .elements import ELEMENT_PARSERS, SUPPORTED, UNSUPPORTED
 from .flatten import MAX_SUBCKT_DEPTH, check_references, flatten
-from .lexer import SPECIAL, logical_lines, tokens
+from .lexer import SPECIAL, is_directive, lex, split_word, tokens
 
 
 def parse_deck(text: str) -> ParsedDeck:
@@ -22,34 +22,31 @@ def parse_deck(text: str) -> ParsedDeck:
 
     Raises InputError naming the line for malformed or unsupported input.
     """
-    title, lines = logical_lines(text)
-    deck = ParsedDeck(title=title)
+    lexed = lex(text)
+    if lexed.lines == ("",):
+        raise InputError("empty deck: no title line")
+    deck = ParsedDeck(title=lexed.title, ended=lexed.ended, lexed=lexed)
     top = Scope()
     stack: list[tuple[SubcktDef, Scope]] = []     # open .subckt definitions
     names: list[set[str]] = [set()]
     scope = top
-    in_control: int | None = None
-    for lineno, line in lines:
-        if in_control is not None:
-            if line.split()[0] == ".endc":
-                in_control = None
-            else:
+    for lx in lexed.cards:
+        lineno, line = lx.line, lx.text.lower()
+        word = split_word(line)[0]
+        if lx.control:
+            if is_directive(line, ".control") and stack:
+                raise InputError(f"line {lineno}: .control inside .subckt "
+                                 f"{stack[-1][0].name!r}")
+            if not is_directive(line, ".control") and not is_directive(line, ".endc"):
                 deck.control.append(line)
             continue
-        word = line.split()[0]
+        if lx.directive is not None:
+            raise InputError(f"line {lineno}: unsupported card {word}")
+        if lx.error is not None:
+            raise InputError(f"line {lineno}: {lx.error}")
         if word.startswith("."):
             card = word
-            if card == ".end":
-                # ngspice 39 (measured) keeps reading elements after .end: so do we
-                deck.ended = True
-                continue
-            if card == ".control":
-                if stack:
-                    raise InputError(f"line {lineno}: .control inside .subckt "
-                                     f"{stack[-1][0].name!r}")
-                in_control = lineno
-                continue
-            if card == ".endc":
+            if is_directive(card, ".endc"):
                 raise InputError(f"line {lineno}: .endc without .control")
             toks = tokens(line, f"line {lineno}: {card}: ")
             if card == ".subckt":
@@ -131,8 +128,8 @@ def parse_deck(text: str) -> ParsedDeck:
             raise InputError(f"line {lineno}: duplicate element name {el.name!r}")
         names[-1].add(el.name)
         scope.elements.append(el)
-    if in_control is not None:
-        raise InputError(f"line {in_control}: .control without .endc")
+    if lexed.open_control is not None:
+        raise InputError(f"line {lexed.open_control.line}: .control without .endc")
     if stack:
         sub = stack[-1][0]
         raise InputError(f"line {sub.line}: .subckt {sub.name!r} has no .ends")

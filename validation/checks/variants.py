@@ -13,39 +13,18 @@ from spu_circuits.compiler.noise import NoiseSpec, add_noise
 from spu_circuits.errors import InputError
 from spu_circuits.netlist import Netlist
 from spu_circuits.simulate import Deck
+from spu_circuits.spice.edit import drop_cards
+from spu_circuits.spice.edit import strip_noise as strip_deck_noise
+from spu_circuits.spice.lexer import lex
 
 
 def strip_noise(text: str, noise_elements=()) -> tuple[str, int]:
-    """The deck without noise sources, and how many lines were removed.
-
-    Removed: the elements `noise_elements` (the cell map's Role.NOISE elements), any element
-    line containing ``trnoise(``, ``.model`` lines of ``filesource`` models and the XSPICE
-    instances of those models, and the ``+`` continuation lines of removed lines.
-    """
-    names = {str(n).lower() for n in noise_elements}
-    lines = text.splitlines()
-    fmodels = {ln.split()[1].lower() for ln in lines[1:] if ln.strip().lower().startswith(
-        ".model") and "filesource" in ln.lower() and len(ln.split()) > 1}
-    out, removed, dropping = [], 0, False
-    for k, line in enumerate(lines):
-        s = line.strip()
-        low = s.lower()
-        if k > 0 and low.startswith("+") and dropping:
-            removed += 1
-            continue
-        toks = low.split()
-        first = toks[0] if toks else ""
-        drop = k > 0 and bool(first) and (
-            (not first.startswith(("*", ".", "+")) and (
-                first in names or "trnoise(" in low.replace(" ", "")
-                or (first.startswith("a") and toks[-1] in fmodels)))
-            or (first == ".model" and "filesource" in low))
-        dropping = drop
-        if drop:
-            removed += 1
-        else:
-            out.append(line)
-    return "\n".join(out) + "\n", removed
+    """The deck without noise sources, and how many physical lines were removed: the
+    elements `noise_elements` (the cell map's Role.NOISE elements), element cards with a
+    ``trnoise(`` function, XSPICE instances of ``filesource`` models and those ``.model``
+    cards, each with its continuation lines (read as ngspice reads the deck:
+    spu_circuits.spice.edit.strip_noise)."""
+    return strip_deck_noise(text, noise_elements)
 
 
 def with_noise(deck: Deck, noise: NoiseSpec, A: np.ndarray, workdir: Path | None = None,
@@ -60,7 +39,7 @@ def with_noise(deck: Deck, noise: NoiseSpec, A: np.ndarray, workdir: Path | None
     meta = dict(deck._need_meta())
     cm = CellMap.from_json(meta["cell_map"]) if meta.get("cell_map") else None
     text, _ = strip_noise(deck.text, cm.elements_with(Role.NOISE) if cm else ())
-    lines = [ln for ln in text.splitlines() if ln.strip().lower() != ".end"]
+    lines, _ = drop_cards(lex(text), lambda card: False, ends=True)     # no `.end` yet
     path = deck.path
     if noise.kind == "none":
         meta["noise"] = {"kind": "none"}
