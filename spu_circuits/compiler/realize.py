@@ -515,6 +515,7 @@ class _Realizer:
         self.cell_map = cm
         self._memo: dict = {}                 # parse_netlist's memo across extractions
         self._last_parts: tuple | None = None  # parts() of the last plan (same plan: same)
+        self.offset_elements: set[str] = set()  # V_os / I_b sources assemble() added
         self.opamps = set(cm.elements_with(Role.INTEGRATOR_OPAMP)
                           + cm.elements_with(Role.INVERTER_OPAMP)
                           + cm.elements_with(Role.STAGE_OPAMP))
@@ -599,7 +600,9 @@ class _Realizer:
             elif el.name in self.opamps and (use_poles or el.name in offs):
                 out, _, cp, cm = el.nodes
                 if el.name in offs:
+                    k0 = len(net.elements)
                     cp = hw.add_offsets(net, el.name, cp, cm, offs[el.name])
+                    self.offset_elements.update(e.name for e in net.elements[k0:])
                 if use_poles:
                     put(Element("x" + el.name, (cp, cm, out), None, sub))
                 else:
@@ -946,8 +949,7 @@ def realize(compiled: CompiledCircuit, options: RealizeOptions | None = None
         rec["nominal_values"] = {e.name: e.value for e in nominal.elements if e.kind in "rcg"
                                  and e.value is not None}
     cell_map = _realised_cell_map(rz.cell_map, parts, bool(op_nodes)).with_roles(
-        {e.name: Role.OPAMP_ERROR for e in net.elements
-         if e.name.startswith(("vos_", "iib_"))})
+        {e.name: Role.OPAMP_ERROR for e in net.elements if e.name in rz.offset_elements})
     check_cell_map(net, cell_map)
     meta = dict(meta0)
     meta.update(

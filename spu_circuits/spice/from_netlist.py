@@ -5,8 +5,9 @@ same values bit for bit, same line numbers, models, subcircuits flattened the sa
 test suite checks this for every topology and pass): R, C, E, G, I and V elements with a
 plain value are built directly (their values go through text as `repr`, which round-trips a
 float64 exactly), every other element, model and card is read by the parser's own card
-readers from its line. Passes that extract the same circuit many times (realisation,
-compensation) use it to skip the text round trip.
+readers from its line; a netlist whose `models` hold other lines than one `.model` card each
+(a vendor library's text) is read from its written text as a whole. Passes that extract
+the same circuit many times (realisation, compensation) use it to skip the text round trip.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from .cards import parse_model, parse_node_values, parse_options
 from .deck import ParsedDeck, ParsedElement, Scope, SubcktDef
 from .elements import ELEMENT_PARSERS
 from .flatten import check_references, flatten
-from .lexer import logical_lines, tokens
+from .lexer import lex, tokens
 
 _DIRECT = frozenset("rcegiv")
 
@@ -29,11 +30,16 @@ def _element(el: Element, lineno: int) -> ParsedElement:
 
 
 def _card(text: str, lineno: int, read):
-    """Read one card as the lexer presents it (lower case, comments stripped)."""
-    _, lines = logical_lines("title\n" + text)
-    if len(lines) != 1:
+    """Read one card as the lexer presents it to the parser (comments stripped, lower
+    case)."""
+    cards = lex("title\n" + text).cards
+    if len(cards) != 1:
         raise ValueError(f"netlist line {text!r} is not one card")
-    return read(lines[0][1])
+    return read(cards[0].text.lower())
+
+
+def _is_model_card(line: str) -> bool:
+    return "\n" not in line and "\r" not in line and line.lstrip().lower().startswith(".model")
 
 
 def parse_netlist(net: Netlist, memo: dict | None = None) -> ParsedDeck:
@@ -42,6 +48,12 @@ def parse_netlist(net: Netlist, memo: dict | None = None) -> ParsedDeck:
     memo: a dict the caller keeps between calls on similar netlists: an element already read
     at the same line is not read again (ParsedElements are immutable).
     """
+    if not all(_is_model_card(m) for m in net.models):
+        # raw model text (a vendor library: comments, continuations, .subckt blocks): read
+        # the written deck as a whole
+        from .parse import parse_deck
+
+        return parse_deck(net.to_text())
     if memo is None:
         memo = {}
 
@@ -85,7 +97,9 @@ def parse_netlist(net: Netlist, memo: dict | None = None) -> ParsedDeck:
         lineno += 1
         deck.analyses.append(_card(card, lineno, lambda line: line))
     if net.control:
-        deck.control = [line for _, line in logical_lines("t\n" + "\n".join(net.control))[1]]
+        text = "t\n.control\n" + "\n".join(net.control) + "\n.endc"
+        deck.control = [c.text.lower() for c in lex(text).cards
+                        if c.word not in (".control", ".endc")]
     deck.ended = True
     deck.subckts = dict(top.subckts)
     deck.models = dict(top.models)
