@@ -20,6 +20,7 @@ tree, each in a fresh interpreter with one BLAS thread (`OMP_NUM_THREADS=1` ...)
    records which wrappers took effect.
 
     python -m validation.bench_compile --out validation/bench [--before 4307273] [--reps 5]
+        [--rounds 3]   (before and after alternate in --rounds rounds; about 6 minutes)
 
 Writes `bench_compile.json` and `bench_compile.png` under `--out`.
 """
@@ -182,34 +183,45 @@ def measure_spice(sizes) -> dict:
     return out
 
 
-def measure(reps: int, spice: bool) -> dict:
-    res = {"realize": measure_realize(reps)}
-    if spice:
-        try:
-            res["spice_step"] = measure_spice(SPICE_SIZES)
-        except Exception as exc:                    # recorded, the other figures stand
-            res["spice_step"] = {"error": f"{type(exc).__name__}: {exc}"}
-    return res
+def measure(reps: int, what: str) -> dict:
+    if what == "realize":
+        return {"realize": measure_realize(reps)}
+    try:
+        return {"spice_step": measure_spice(SPICE_SIZES)}
+    except Exception as exc:                        # recorded, the other figures stand
+        return {"spice_step": {"error": f"{type(exc).__name__}: {exc}"}}
 
 
 # ------------------------------------------------------------------------------ driver
 
 
-def _run_tree(tree: Path, reps: int, spice: bool) -> dict:
+def _run_tree(tree: Path, reps: int, what: str) -> dict:
     env = dict(os.environ, PYTHONPATH=str(tree), OMP_NUM_THREADS="1",
                OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as fh:
         dest = fh.name
     try:
         cmd = [sys.executable, str(Path(__file__).resolve()), "--measure", dest,
-               "--reps", str(reps)] + ([] if spice else ["--no-spice"])
+               "--reps", str(reps), "--what", what]
         subprocess.run(cmd, env=env, cwd=str(tree), check=True)
         return json.loads(Path(dest).read_text())
     finally:
         Path(dest).unlink(missing_ok=True)
 
 
-def run(out: Path, before: str, reps: int, spice: bool = True) -> dict:
+def _median_rounds(runs: list[dict]) -> dict:
+    """Per system: the run (of the interleaved rounds) with the median compile+realize."""
+    out = {}
+    for name in runs[0]["realize"]:
+        recs = sorted((r["realize"][name] for r in runs),
+                      key=lambda x: x["compile_realize_compensate"]["cpu_s"])
+        best = dict(recs[len(recs) // 2])
+        best["rounds_ratio_cpu"] = [x["ratio_cpu"] for x in recs]
+        out[name] = best
+    return out
+
+
+def run(out: Path, before: str, reps: int, spice: bool = True, rounds: int = 3) -> dict:
     rev = subprocess.run(["git", "rev-parse", before], cwd=ROOT, check=True,
                          capture_output=True, text=True).stdout.strip()
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, check=True,
@@ -218,12 +230,21 @@ def run(out: Path, before: str, reps: int, spice: bool = True) -> dict:
     tree = tmp / "tree"
     subprocess.run(["git", "worktree", "add", "--detach", "-f", str(tree), rev], cwd=ROOT,
                    check=True, capture_output=True)
+    runs_b, runs_a = [], []
     try:
-        res_before = _run_tree(tree, reps, spice)
+        # interleaved rounds: before, after, before, after, ... (a shared machine's load
+        # changes over minutes; both trees see the same load)
+        for _ in range(rounds):
+            runs_b.append(_run_tree(tree, reps, "realize"))
+            runs_a.append(_run_tree(ROOT, reps, "realize"))
+        res_before = {"realize": _median_rounds(runs_b)}
+        res_after = {"realize": _median_rounds(runs_a)}
+        if spice:
+            res_before.update(_run_tree(tree, reps, "spice"))
+            res_after.update(_run_tree(ROOT, reps, "spice"))
     finally:
         subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT,
                        check=False, capture_output=True)
-    res_after = _run_tree(ROOT, reps, spice)
     summary = {}
     for name in res_after["realize"]:
         b, a = res_before["realize"][name], res_after["realize"][name]
@@ -239,9 +260,10 @@ def run(out: Path, before: str, reps: int, spice: bool = True) -> dict:
         "before": {"commit": rev, "results": res_before},
         "after": {"commit": head, "worktree_dirty": _dirty(), "results": res_after},
         "summary": summary,
-        "reps": reps,
-        "timing": "median CPU time (process_time) of the measuring process, one BLAS thread; "
-                  "spice step: wall time",
+        "reps": reps, "rounds": rounds,
+        "timing": "median CPU time (process_time) of the measuring process over `reps` runs, "
+                  "one BLAS thread; before and after measured in interleaved rounds, the "
+                  "round with the median compile+realize kept; spice step: wall time",
         "machine": {"platform": platform.platform(), "python": platform.python_version(),
                     "cpus": os.cpu_count(), "load_avg": list(os.getloadavg())},
     }
@@ -306,13 +328,15 @@ def main(argv=None) -> None:
     ap.add_argument("--before", default=BEFORE_COMMIT, help="commit measured as 'before'")
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--no-spice", action="store_true", help="skip the spice-solver step")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved before/after rounds")
     ap.add_argument("--measure", help=argparse.SUPPRESS)
+    ap.add_argument("--what", default="realize", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.measure:
-        res = measure(args.reps, not args.no_spice)
+        res = measure(args.reps, args.what)
         Path(args.measure).write_text(json.dumps(res))
         return
-    rep = run(args.out, args.before, args.reps, spice=not args.no_spice)
+    rep = run(args.out, args.before, args.reps, spice=not args.no_spice, rounds=args.rounds)
     for name, s in rep["summary"].items():
         print(f"{name}: ratio {s['ratio_before']:.1f} -> {s['ratio_after']:.1f} "
               f"({s['ratio_lower_by']:.2f}x lower); compile+realize CPU "
