@@ -25,10 +25,12 @@ demo: install ngspice
 
 test: install ngspice
 	$(PY) -m ruff check .
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q -n 2 $(PYTEST_ARGS)
 
 lint: install
 	$(PY) -m ruff check .
+	$(VENV)/bin/lint-imports
 	$(PY) -m ruff format --check .
 
 # the paper's experiments and the per-step benchmark (PRESET=quick: minutes; PRESET=full)

@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
-from .netlist import atomic_write, dumps_sidecar
+from .netlist import atomic_write
+from .sidecar import Sidecar, as_sidecar
 
 #: two-sided 95 % normal quantile for the Wilson interval
 Z95 = 1.959963984540054
@@ -52,20 +53,21 @@ class BoardResult:
     meta_json: str | None = None
 
 
-def design_from_meta(meta: dict):
-    """(compiled deck, base RealizeOptions) that rebuild a realised deck's design."""
+def design_from_meta(meta):
+    """(compiled deck, base RealizeOptions) that rebuild a realised deck's design; meta: the
+    deck's Sidecar (or its JSON object)."""
     from .compiler import compile_system
     from .compiler.noise import NoiseSpec
-    from .compiler.realize import RealizeOptions, _system_from_meta
-    from .spec import HardwareSpec
+    from .compiler.realize import RealizeOptions
 
-    rec = meta.get("realization")
-    if not rec:
+    side = as_sidecar(meta)
+    rec = side.realization
+    if rec is None:
         raise InputError("not a realised deck: compile it with --realize (and --tolerance or "
                          "--opamp) to have something to draw")
-    opts = {k: v for k, v in rec["options"].items() if k in RealizeOptions.__dataclass_fields__}
-    compiled = compile_system(_system_from_meta(meta), meta["topology"],
-                              HardwareSpec(**meta["spec"]), name=meta["name"],
+    opts = {k: v for k, v in rec.options.items() if k in RealizeOptions.__dataclass_fields__}
+    side.require("spec", why="cannot rebuild the design")
+    compiled = compile_system(side.to_system(), side.topology, side.spec, name=side.name,
                               noise=NoiseSpec(), predict=False)
     return compiled, replace(RealizeOptions(**opts), auto_cap=False, erc="warn")
 
@@ -75,28 +77,21 @@ def run_board(task: BoardTask) -> BoardResult:
     from .backends import Op, get_backend
     from .compiler.realize import _strip_noise, realize
 
-    meta = json.loads(task.meta_json)
-    compiled, opt = design_from_meta(meta)
+    side = Sidecar.loads(task.meta_json)
+    compiled, opt = design_from_meta(side)
     rz = realize(compiled, replace(opt, mc_seed=task.seed, mc_draw=task.draw))
     net = _strip_noise(rz.netlist)
-    x_star = (np.linalg.solve(np.array(meta["system"]["A"]), np.array(meta["system"]["b"]))
-              if "A" in meta["system"] else _factored_solution(meta))
+    x_star = np.linalg.solve(*side.system.matrix())
     with get_backend("shared", task.timeout_s) as be:
         res = be.run(net.to_text(), Op(), deck_name=f"board {task.seed}/{task.draw}")
-    x = res.voltages(list(rz.meta["outputs"])) / float(rz.meta["volts_per_unit"])
+    x = res.voltages(list(rz.sidecar.outputs)) / float(rz.sidecar.volts_per_unit)
     nx = max(float(np.linalg.norm(x_star)), 1e-300)
     err = float(np.linalg.norm(x - x_star) / nx)
     err_ex = float(rz.report["rel_error_x"])
     keep = task.keep_deck
     return BoardResult(task.draw, task.seed, err, err_ex,
                        rz.deck_text() if keep else None,
-                       dumps_sidecar(rz.meta) if keep else None)
-
-
-def _factored_solution(meta: dict) -> np.ndarray:
-    S = np.array(meta["system"]["S"])
-    A = S.T @ S + float(meta["system"]["damping"]) * np.eye(S.shape[1])
-    return np.linalg.solve(A, np.array(meta["system"]["b"]))
+                       rz.sidecar.dumps() if keep else None)
 
 
 def wilson(k: int, n: int, z: float = Z95) -> tuple[float, float]:
@@ -153,9 +148,9 @@ def run_yield(deck, *, draws: int, max_error: float, seed: int, report_dir: str 
         raise InputError(f"--max-error must be a positive number, got {max_error!r}")
     if not (isinstance(seed, int) and seed >= 0):
         raise InputError(f"--seed must be a non-negative integer, got {seed!r}")
-    meta = deck._need_meta()
-    design_from_meta(meta)  # refuse early
-    mj = json.dumps(meta, sort_keys=True)
+    side = deck.need_sidecar()
+    design_from_meta(side)  # refuse early
+    mj = json.dumps(side.to_json(), sort_keys=True)
     tasks = [BoardTask(mj, seed, k, timeout_s) for k in range(draws)]
     out = run_sweep(run_board, tasks, scheduler=scheduler, desc="boards")
     res: list[BoardResult] = out.values()
@@ -163,10 +158,9 @@ def run_yield(deck, *, draws: int, max_error: float, seed: int, report_dir: str 
     within = int(np.sum(errs <= max_error))
     lo, hi = wilson(within, draws)
     worst = [int(i) for i in np.argsort(-errs, kind="stable")[:N_WORST]]
-    rec = meta["realization"]
-    src = (f"{rec['options'].get('tolerance', 0) * 100:g}% parts (resistors, capacitors)"
-           + (f", {rec['opamp']['part']} V_os and I_b" if (rec.get("opamp") or {}).get("part")
-              else ""))
+    rec = side.realization
+    src = (f"{rec.options.get('tolerance', 0) * 100:g}% parts (resistors, capacitors)"
+           + (f", {rec.opamp.part} V_os and I_b" if rec.opamp.part else ""))
     rep = YieldReport(
         deck=str(deck.path), draws=draws, max_error=max_error, seed=seed, within=within,
         yield_=within / draws, ci_low=lo, ci_high=hi, interval="Wilson score, 95 %",

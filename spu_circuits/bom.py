@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from pathlib import Path
 from .compiler.cellmap import OPAMP_ROLES, Role
 from .errors import InputError
 from .netlist import GROUND, Netlist, atomic_write
+from .sidecar import Sidecar, as_sidecar
 
 #: BOM kinds in output order: (kind, designator prefix)
 KIND_ORDER = (("resistor", "R"), ("capacitor", "C"), ("op-amp", "U"),
@@ -95,23 +95,23 @@ def _pct(tol: float | None) -> str:
 
 
 def _source(x) -> tuple[list[tuple[str, str, tuple[str, ...], float | None, str | None]],
-                        dict]:
-    """(elements as (name, letter, nodes, value, spec/model), meta) of any accepted input."""
+                        Sidecar | None]:
+    """(elements as (name, letter, nodes, value, spec/model), sidecar) of any accepted input."""
     if isinstance(x, Netlist):
-        return [(e.name, e.kind, e.nodes, e.value, e.spec) for e in x.elements], {}
-    if hasattr(x, "netlist") and hasattr(x, "meta"):
+        return [(e.name, e.kind, e.nodes, e.value, e.spec) for e in x.elements], None
+    if hasattr(x, "netlist") and hasattr(x, "sidecar"):
         net = x.netlist
-        return [(e.name, e.kind, e.nodes, e.value, e.spec) for e in net.elements], \
-            dict(x.meta)
+        return [(e.name, e.kind, e.nodes, e.value, e.spec) for e in net.elements], x.sidecar
     path = Path(x)
     if not path.is_file():
         raise InputError(f"deck not found: {path}")
     from .parser import parse_deck
 
     parsed = parse_deck(path.read_text())
-    side = path.with_suffix(".json")
-    meta = json.loads(side.read_text()) if side.exists() else {}
-    roles = (meta.get("cell_map") or {}).get("roles") or {}
+    side_path = path.with_suffix(".json")
+    side = Sidecar.loads(side_path.read_text(), f"sidecar {side_path}") \
+        if side_path.exists() else None
+    roles = _roles(side)
     els: list = []
     seen_inst: set[str] = set()
     for e in parsed.elements:
@@ -128,26 +128,41 @@ def _source(x) -> tuple[list[tuple[str, str, tuple[str, ...], float | None, str 
             continue
         els.append((e.name, e.kind, e.nodes, e.value,
                     "trnoise" if getattr(e, "noise", None) is not None else e.model))
-    return els, meta
+    return els, side
+
+
+def _roles(side: Sidecar | None) -> dict[str, str]:
+    """Element name → role, from the sidecar's cell map ({} without one)."""
+    return dict(side.cell_map.roles) if side is not None and side.cell_map else {}
 
 
 def _parts(x) -> tuple[list[_Part], dict]:
-    els, meta = _source(x)
-    rec = meta.get("realization") or {}
-    nominal = rec.get("nominal_values") or {}
-    series = rec.get("series", "exact")
-    cap_series = rec.get("capacitor_series", "exact")
-    opamp = rec.get("opamp") or {}
-    gain = opamp.get("gain", meta.get("opamp_gain"))
-    gbw = opamp.get("gbw_hz")
+    els, side = _source(x)
+    rec = side.realization if side is not None else None
+    nominal = (rec.nominal_values if rec is not None else None) or {}
+    series = rec.series if rec is not None else "exact"
+    cap_series = rec.capacitor_series if rec is not None else "exact"
+    gain = rec.opamp.gain if rec is not None else (side.opamp_gain if side else None)
+    gbw = rec.opamp.gbw_hz if rec is not None else None
     digits = {"e12": 2, "e24": 2, "e96": 3, "e192": 3}
-    roles = (meta.get("cell_map") or {}).get("roles") or {}
+    roles = _roles(side)
+    part_no = rec.opamp.part if rec is not None else None
+    # decks with a catalogue op-amp list the op-amp part and the resistors' package/rating
+    pkg = ""
+    fig = (rec.opamp.figures if rec is not None else None) or {}
+    if part_no:
+        from .compiler.erc import RESISTOR_PACKAGES
+
+        p = (rec.options or {}).get("package", "0603")
+        pkg = f" {p} {RESISTOR_PACKAGES[p]:g} W"
     parts: list[_Part] = []
     for name, letter, nodes, value, spec in els:
         v = nominal.get(name, value)
         role = roles.get(name)
         if role == Role.TILE.value:
             continue                    # a tile instance: its parts are listed one by one
+        if role == Role.OPAMP_ERROR.value:
+            continue                    # an op-amp's V_os / I_b: a model, not a part
         if role in OPAMP_ROLES and letter == "e":
             parts.append(_Part(name, "op-amp", None,
                                f"A0 {value:g}" if value is not None else "op-amp"))
@@ -157,7 +172,7 @@ def _parts(x) -> tuple[list[_Part], dict]:
                                else "white-noise current"))
         elif letter == "r":
             parts.append(_Part(name, "resistor", v,
-                               format_value(v, "Ω", digits.get(series, 4))))
+                               format_value(v, "Ω", digits.get(series, 4)) + pkg))
         elif letter == "c":
             parts.append(_Part(name, "capacitor", v,
                                format_value(v, "F", digits.get(cap_series, 3), strip=True)))
@@ -166,9 +181,11 @@ def _parts(x) -> tuple[list[_Part], dict]:
                                f"A0 {value:g}" if value is not None else "op-amp"))
         elif letter == "x":
             lab = f"A0 {gain:g}" if gain else "op-amp"
+            if part_no:
+                lab = f"{part_no} ({fig.get('package', '')}, {lab}"
             if gbw:
                 lab += f", GBW {format_value(gbw, 'Hz', 3, strip=True)}"
-            parts.append(_Part(name, "op-amp", None, lab))
+            parts.append(_Part(name, "op-amp", None, lab + (")" if part_no else "")))
         elif letter == "g":
             parts.append(_Part(name, "transconductor", v,
                                format_value(abs(v), "S", 4) if v is not None else "gm"))
@@ -183,7 +200,7 @@ def _parts(x) -> tuple[list[_Part], dict]:
         else:
             parts.append(_Part(name, "other", None, letter))
     return parts, {"series": series, "cap_series": cap_series,
-                   "tolerance": rec.get("tolerance")}
+                   "tolerance": rec.tolerance if rec is not None else None}
 
 
 def designators(x) -> dict[str, str]:
@@ -260,27 +277,25 @@ def component_totals(x) -> dict:
     """Totals per kind: resistors, capacitors, opamps, transconductors, sources (bias
     voltage/current sources), noise_sources, with the topology (when known).
 
-    x: a sidecar meta dict (uses its element_counts and noise record), a Netlist, a
-    CompiledCircuit/RealizedCircuit, or a deck path.
+    x: a Sidecar or its JSON object (uses its element counts and noise record), a Netlist,
+    a CompiledCircuit/RealizedCircuit, or a deck path.
     """
-    if isinstance(x, dict):
-        c = x.get("element_counts") or {}
-        noise_kind = (x.get("noise") or {}).get("kind", "none")
-        n = int(x.get("n", 0))
-        topo = x.get("topology")
-        cur = c.get("current_source", 0)
-        noise = c.get("xspice", 0) + (n if noise_kind == "trnoise" else 0)
+    if isinstance(x, Sidecar | dict):
+        side = as_sidecar(x)
+        c = side.element_counts
+        n = int(side.n)
+        topo = side.topology
+        trn = n if side.noise.kind == "trnoise" else 0
         return {"topology": topo, "resistors": c.get("resistor", 0),
                 "capacitors": c.get("capacitor", 0),
                 "opamps": (c.get("vcvs", 0) + c.get("subcircuit", 0)) if topo != "ideal" else 0,
                 "transconductors": c.get("vccs", 0),
-                "sources": c.get("voltage_source", 0) + cur - (n if noise_kind == "trnoise"
-                                                               else 0),
-                "noise_sources": noise}
+                "sources": c.get("voltage_source", 0) + c.get("current_source", 0) - trn,
+                "noise_sources": c.get("xspice", 0) + trn}
     parts, _ = _parts(x)
-    meta = x.meta if hasattr(x, "meta") else {}
+    side = getattr(x, "sidecar", None)
     kinds = [p.kind for p in parts]
-    return {"topology": meta.get("topology"),
+    return {"topology": side.topology if side is not None else None,
             "resistors": kinds.count("resistor"), "capacitors": kinds.count("capacitor"),
             "opamps": kinds.count("op-amp"), "transconductors": kinds.count("transconductor"),
             "sources": kinds.count("voltage source") + kinds.count("current source"),

@@ -199,12 +199,11 @@ def error_budget(deck, *, system=None, t_tau: float | None = None, adc_bits: int
     """
     from .compiler import compile_system
     from .compiler.noise import NoiseSpec
-    from .compiler.realize import RealizeOptions, _system_from_meta, realize
-    from .spec import HardwareSpec
+    from .compiler.realize import RealizeOptions, realize
 
-    meta = deck._need_meta()
-    rec = meta.get("realization")
-    if not rec:
+    side = deck.need_sidecar()
+    rec = side.realization
+    if rec is None:
         raise InputError(f"{deck.path}: not a realised deck (compile it with --realize or "
                          "--opamp): the budget compares each realised non-ideality")
     target = system if system is not None else deck.system()
@@ -216,17 +215,16 @@ def error_budget(deck, *, system=None, t_tau: float | None = None, adc_bits: int
     t_tau = float(t_tau if t_tau is not None else 3.0 / lam[0])
     if not t_tau > 0:
         raise InputError(f"--time must be positive, got {t_tau!r}")
-    outputs, v0 = list(meta["outputs"]), float(meta["volts_per_unit"])
-    tau = float(meta["tau_s"])
+    outputs, v0 = list(side.outputs), float(side.volts_per_unit)
+    tau = float(side.tau_s)
     t_s = t_tau * tau
     x_star_t = x_star - scipy.linalg.expm(-A * t_tau) @ x_star
 
-    opts = dict(rec["options"])
+    opts = dict(rec.options)
     base = RealizeOptions(**{k: v for k, v in opts.items()
                              if k in RealizeOptions.__dataclass_fields__})
-    sys_meta = _system_from_meta(meta)
-    spec = HardwareSpec(**meta["spec"])
-    compiled = compile_system(sys_meta, meta["topology"], spec, name=meta["name"],
+    side.require("spec", why="cannot rebuild the design")
+    compiled = compile_system(side.to_system(), side.topology, side.spec, name=side.name,
                               noise=NoiseSpec(), predict=False)
     ideal_opt = replace(base, series="exact", tolerance=0.0, mc_seed=None, opamp=None,
                         opamp_model=None, opamp_gain=IDEAL_GAIN, gbw_hz=None, dac_bits=None,
@@ -254,8 +252,8 @@ def error_budget(deck, *, system=None, t_tau: float | None = None, adc_bits: int
         if spice and spice_terms and reference is None:
             spice_runs.append((name, net))
 
-    gain = float(base.opamp_gain or meta.get("opamp_gain") or IDEAL_GAIN)
-    topo = meta["topology"]
+    gain = float(base.opamp_gain or side.opamp_gain or IDEAL_GAIN)
+    topo = side.topology
     if topo != "ideal":
         gain_net = build(replace(ideal_opt, opamp_gain=gain))
         add("finite gain", gain_net, f"A0 = {gain:g}" + (", compensated" if base.compensate
@@ -291,8 +289,7 @@ def error_budget(deck, *, system=None, t_tau: float | None = None, adc_bits: int
                                             for r in rr])))
                 terms.append((name, None, dc, at, how))
     vos, ib = _deck_sources(deck.text)
-    opamp_rec = rec.get("opamp") or {}
-    part = opamp_rec.get("part")
+    part = rec.opamp.part
     if vos:
         add("V_os", with_offsets(ideal_net, vos, {}),
             f"{part or 'op-amp'} offsets as in the deck (max |V_os| "
@@ -300,9 +297,8 @@ def error_budget(deck, *, system=None, t_tau: float | None = None, adc_bits: int
     if ib:
         add("I_b", with_offsets(ideal_net, {}, ib),
             f"{part or 'op-amp'} bias currents as in the deck (max {max(ib.values()):.3g} A)")
-    v_sat = base.v_sat or (opamp_rec.get("figures") or {}).get("supply_V")
-    dac_bits = dac_bits if dac_bits is not None else (opamp_rec.get("bias_dac") or {}).get(
-        "bits")
+    v_sat = base.v_sat or (rec.opamp.figures or {}).get("supply_V")
+    dac_bits = dac_bits if dac_bits is not None else rec.opamp.bias_dac_bits
     if dac_bits:
         if not v_sat:
             raise InputError("the DAC budget term needs the deck's swing (--vsat or --opamp)")
@@ -319,7 +315,7 @@ def error_budget(deck, *, system=None, t_tau: float | None = None, adc_bits: int
         terms.append(("readout-ADC bits", None, _rel(q, x_star, x_star),
                       _rel(qt, x_star_t, x_star), f"{adc_bits} bits over ±{fs:.3g} V "
                       f"(LSB {lsb:.3g} V)"))
-    k_phys, noise_note = _physical_kappa0(rec, meta, deck.text)
+    k_phys, noise_note = _physical_kappa0(rec, side, deck.text)
     cov_inf = _ou_cov(A, k_phys, None)
     cov_t = _ou_cov(A, k_phys, t_tau)
     nx = float(np.linalg.norm(x_star))
@@ -328,7 +324,7 @@ def error_budget(deck, *, system=None, t_tau: float | None = None, adc_bits: int
                   float(math.sqrt(max(np.trace(cov_t), 0.0)) / nx),
                   f"effective kappa0 {float(np.mean(k_phys)):.3g} ({noise_note}); one "
                   "sample's RMS error"))
-    p_clip, rail_note = _rails(rec, meta, A, x_star)
+    p_clip, rail_note = _rails(rec, side, A, x_star)
     terms.append(("rails", None, 0.0, 0.0, rail_note))
     # all on: the deck itself
     full = _response(_strip_noise_text(deck.text), outputs, v0, t_s)
@@ -377,20 +373,21 @@ def _ou_cov(A: np.ndarray, k: np.ndarray, t_tau: float | None) -> np.ndarray:
     return S - E @ S @ E.T
 
 
-def _physical_kappa0(rec: dict, meta: dict, text: str) -> tuple[np.ndarray, str]:
+def _physical_kappa0(rec, side, text: str) -> tuple[np.ndarray, str]:
     """κ₀ per variable of the board's own noise: Johnson (the realisation's full figure) plus
-    op-amp e_n and i_n at each integrator (see the module docstring)."""
-    n = int(meta["n"])
-    john = np.asarray((rec.get("johnson") or {}).get("kappa0_full") or np.zeros(n), float)
-    fig = (rec.get("opamp") or {}).get("figures")
-    if not fig or meta["topology"] == "ideal":
+    op-amp e_n and i_n at each integrator (see the module docstring). rec: the sidecar's
+    Realization; side: the Sidecar."""
+    n = int(side.n)
+    john = np.asarray(rec.kappa0_johnson_full or np.zeros(n), float)
+    fig = rec.opamp.figures
+    if not fig or side.topology == "ideal":
         return john, "Johnson noise of every resistor"
     from .parser import parse_deck
 
-    alpha, v0 = float(meta["matrix_scale"]), float(meta["volts_per_unit"])
-    r0, tau = float(meta["R0_ohm"]), float(meta["tau_s"])
+    alpha, v0 = float(side.matrix_scale), float(side.volts_per_unit)
+    r0, tau = float(side.R0_ohm), float(side.tau_s)
     parsed = parse_deck(text)
-    nodes = list(meta["noise_nodes"])
+    nodes = list(side.noise_nodes)
     g = np.zeros(n)
     for el in parsed.elements:
         if el.kind == "r" and "." not in el.name:
@@ -403,12 +400,12 @@ def _physical_kappa0(rec: dict, meta: dict, text: str) -> tuple[np.ndarray, str]
                          f"{fig['in_A_rtHz']:.3g} A/√Hz, white")
 
 
-def _rails(rec: dict, meta: dict, A: np.ndarray, x_star: np.ndarray) -> tuple[float, str]:
-    swing = rec.get("swing") or {}
+def _rails(rec, side, A: np.ndarray, x_star: np.ndarray) -> tuple[float, str]:
+    swing = rec.swing or {}
     if not swing:
         return 0.0, "no rails given (--vsat / --opamp): not checked"
     k0 = float(swing.get("kappa0", 0.0))
-    v0, vs = float(meta["volts_per_unit"]), float(swing["v_sat"])
+    v0, vs = float(side.volts_per_unit), float(swing["v_sat"])
     sd = np.sqrt(np.clip(np.diag(k0 * np.linalg.inv(A)), 0, None)) if k0 > 0 else \
         np.zeros(len(x_star))
     with np.errstate(divide="ignore"):
@@ -435,7 +432,7 @@ def _spice_checks(deck, runs, ideal_net, outputs, v0, x_star, x_star_t, t_tau, b
         got = {name: _rel(op(net.to_text()), x_ideal, x_star) for name, net in runs}
         text = _strip_noise_text(deck.text)
         dc = _rel(op(text), x_star, x_star)
-        quiet = Deck(text, dict(deck.meta), Path(tmp) / "deck.cir")
+        quiet = Deck(text, deck.sidecar, Path(tmp) / "deck.cir")
         u, X = transient(quiet, np.zeros(len(outputs)), t_tau, t_tau / 200.0, backend=be,
                          timeout_s=timeout_s)
         xt = X[-1] if abs(u[-1] - t_tau) < 1e-6 * t_tau else np.array(

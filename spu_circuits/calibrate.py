@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 
 from .errors import InputError
+from .sidecar import Sidecar, as_sidecar
 
 #: DAC probe step (V)
 PROBE_V = 1.0
@@ -47,18 +48,22 @@ class Calibration:
 
 
 def _set_sources(text: str, values: dict[str, float]) -> str:
-    """The deck with the DC values of the named top-level V sources replaced."""
-    out = []
-    for line in text.splitlines():
-        toks = line.split()
-        if toks and toks[0].lower() in values and len(toks) >= 4:
-            name, a, b = toks[:3]
-            rest = toks[3:]
-            if rest[0].lower() == "dc":
-                rest = rest[1:]
-            line = " ".join([name, a, b, repr(float(values[toks[0].lower()])), *rest[1:]])
-        out.append(line)
-    return "\n".join(out) + "\n"
+    """The deck with the DC values of the named top-level V sources replaced (each card as
+    ngspice reads it, continuation lines included: spice.edit.rewrite_cards)."""
+    from .spice.edit import rewrite_cards
+    from .spice.lexer import lex
+
+    def new(card) -> list[str] | None:
+        toks = card.text.split()
+        if card.subckt or not toks or toks[0].lower() not in values or len(toks) < 4:
+            return None
+        name, a, b = toks[:3]
+        rest = toks[3:]
+        if rest[0].lower() == "dc":
+            rest = rest[1:]
+        return [" ".join([name, a, b, repr(float(values[name.lower()])), *rest[1:]])]
+
+    return "\n".join(rewrite_cards(lex(text), new)[0]) + "\n"
 
 
 def _dc_values(text: str, names: list[str]) -> dict[str, float]:
@@ -68,9 +73,9 @@ def _dc_values(text: str, names: list[str]) -> dict[str, float]:
     return {n: float(els[n].value) for n in names}
 
 
-def apply_calibration(text: str, meta: dict | None) -> str:
-    """The deck text with the sidecar's calibration trims added to its DAC settings."""
-    cal = (meta or {}).get("calibration")
+def apply_calibration(text: str, cal: dict | None) -> str:
+    """The deck text with the calibration record's trims (`Sidecar.calibration`) added to
+    its DAC settings (unchanged without one)."""
     if not cal:
         return text
     trims = cal["bias_trim_V"]
@@ -111,12 +116,13 @@ def measure(text: str, outputs: list[str], v0: float, dacs: list[str], *,
                        len(dacs) + 1)
 
 
-def bias_sources(meta: dict) -> list[str]:
-    """The bias DAC element names, in variable order (from the cell map when present)."""
-    cm = meta.get("cell_map")
-    if cm:
-        return [c["bias"] for c in cm["cells"]]
-    return [f"vb{i}" for i in range(int(meta["n"]))]
+def bias_sources(side) -> list[str]:
+    """The bias DAC element names, in variable order (from the cell map when present; the
+    compiler's names vb<i> for sidecars written before cell maps). side: a Sidecar."""
+    side = as_sidecar(side)
+    if side.cell_map:
+        return [c.bias for c in side.cell_map.cells]
+    return [f"vb{i}" for i in range(int(side.n))]
 
 
 def calibrate_deck(deck, *, adc_bits: int | None = 16, backend=None) -> dict:
@@ -124,17 +130,18 @@ def calibrate_deck(deck, *, adc_bits: int | None = 16, backend=None) -> dict:
     `calibration` record."""
     from .budget import _strip_noise_text
 
-    meta = deck._need_meta()
-    if meta.get("topology") == "ideal":
+    side = deck.need_sidecar()
+    if side.topology == "ideal":
         raise InputError("calibration needs bias DACs into op-amp integrators (dense or "
                          "factored topology)")
-    fs = float(((meta.get("realization") or {}).get("swing") or {}).get("v_sat") or 10.0)
-    cal = measure(_strip_noise_text(deck.text), list(meta["outputs"]),
-                  float(meta["volts_per_unit"]), bias_sources(meta), adc_bits=adc_bits,
+    fs = float((side.realization.v_sat if side.realization else None) or 10.0)
+    cal = measure(_strip_noise_text(deck.text), list(side.outputs),
+                  float(side.volts_per_unit), bias_sources(side), adc_bits=adc_bits,
                   full_scale_V=fs, backend=backend)
-    return dict(meta, calibration=dict(cal.to_json(), method=(
+    rec = dict(cal.to_json(), method=(
         "offset trim delta = -J^-1 x0 from ngspice .op at all DACs 0 and one DAC at a time "
-        f"at {PROBE_V:g} V, readings through a {adc_bits}-bit ADC over +-{fs:g} V")))
+        f"at {PROBE_V:g} V, readings through a {adc_bits}-bit ADC over +-{fs:g} V"))
+    return side.with_(calibration=rec).to_json()
 
 
 # ------------------------------------------------------------------------------ the study
@@ -160,11 +167,11 @@ class CalResult:
 def run_cal_board(task: CalTask) -> CalResult:
     """One Monte-Carlo board: its error vs A⁻¹b before and after calibration (ngspice)."""
     from .backends import Op, get_backend
-    from .board_yield import _factored_solution, design_from_meta
+    from .board_yield import design_from_meta
     from .compiler.realize import _strip_noise, realize
 
-    meta = json.loads(task.meta_json)
-    compiled, opt = design_from_meta(meta)
+    side = Sidecar.loads(task.meta_json)
+    compiled, opt = design_from_meta(side)
     changes = {"mc_seed": task.seed, "mc_draw": task.draw}
     if task.source == "offsets":
         changes["tolerance"] = 0.0
@@ -172,17 +179,15 @@ def run_cal_board(task: CalTask) -> CalResult:
         changes["offsets"] = False
     rz = realize(compiled, replace(opt, **changes))
     text = _strip_noise(rz.netlist).to_text()
-    outputs, v0 = list(rz.meta["outputs"]), float(rz.meta["volts_per_unit"])
-    sysm = meta["system"]
-    x_star = (np.linalg.solve(np.array(sysm["A"]), np.array(sysm["b"])) if "A" in sysm
-              else _factored_solution(meta))
+    outputs, v0 = list(rz.sidecar.outputs), float(rz.sidecar.volts_per_unit)
+    x_star = np.linalg.solve(*side.system.matrix())
     nx = max(float(np.linalg.norm(x_star)), 1e-300)
-    fs = float((rz.meta["realization"].get("swing") or {}).get("v_sat") or 10.0)
+    fs = float(rz.sidecar.realization.v_sat or 10.0)
     with get_backend("shared", 60.0) as be:
         x = be.run(text, Op(), deck_name="board").voltages(outputs) / v0
-        cal = measure(text, outputs, v0, bias_sources(rz.meta), adc_bits=task.adc_bits,
+        cal = measure(text, outputs, v0, bias_sources(rz.sidecar), adc_bits=task.adc_bits,
                       full_scale_V=fs, backend=be)
-        fixed = apply_calibration(text, {"calibration": cal.to_json()})
+        fixed = apply_calibration(text, cal.to_json())
         xc = be.run(fixed, Op(), deck_name="calibrated board").voltages(outputs) / v0
     return CalResult(task.source, task.draw, float(np.linalg.norm(x - x_star) / nx),
                      float(np.linalg.norm(xc - x_star) / nx))
@@ -195,11 +200,12 @@ def calibration_study(deck, *, draws: int, seed: int, scheduler: str = "local",
 
     if not (isinstance(draws, int) and draws >= 1):
         raise InputError(f"--draws must be a positive integer, got {draws!r}")
-    meta = deck._need_meta()
-    mj = json.dumps(meta, sort_keys=True)
-    opts = (meta.get("realization") or {}).get("options") or {}
+    side = deck.need_sidecar()
+    mj = json.dumps(side.to_json(), sort_keys=True)
+    rec = side.realization
+    opts = rec.options if rec is not None else {}
     sources = ["both"]
-    if (meta["realization"].get("opamp") or {}).get("part") and opts.get("tolerance", 0) > 0:
+    if rec is not None and rec.opamp.part and opts.get("tolerance", 0) > 0:
         sources = ["offsets", "tolerance", "both"]
     tasks = [CalTask(mj, seed, k, s, adc_bits) for s in sources for k in range(draws)]
     res = run_sweep(run_cal_board, tasks, scheduler=scheduler, desc="calibration").values()

@@ -1,4 +1,8 @@
-"""The `spu` command line: compile systems into decks, simulate decks, validate them.
+"""The `spu` commands of this package: compile systems into decks and simulate decks.
+
+`spu validate` lives in the validation package; the full `spu` command line (these commands
+plus validate) is assembled on top of both, in :mod:`spu_tngd.cli`. `python -m
+spu_circuits.cli` runs the commands of this package alone.
 
 Every expected failure prints one line (`error: ...`, plus ngspice's log lines for simulator
 failures) and exits non-zero; set SPU_DEBUG=1 to see tracebacks.
@@ -6,119 +10,24 @@ failures) and exits non-zero; set SPU_DEBUG=1 to see tracebacks.
 
 from __future__ import annotations
 
-import functools
-import os
-import sys
 from pathlib import Path
 
 import click
 import numpy as np
 
-from .errors import InputError, SimulationError, SpuError
-from .spec import HardwareSpec
-from .timesteps import NOISE_STEP_FRAC
+from .cli_common import (
+    check_writable,
+    friendly,
+    noise_from_options,
+    noise_options,
+    spec_from_options,
+    spec_options,
+)
+from .compiler.topology import TOPOLOGIES
+from .errors import InputError
 
-
-def _fail(msg: str, code: int = 2) -> None:
-    click.echo(f"error: {msg}", err=True)
-    sys.exit(code)
-
-
-def friendly(fn):
-    """Turn SpuError (and unexpected exceptions) into one-line errors with exit codes."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except SimulationError as exc:
-            _fail(exc.details(), exc.exit_code)
-        except SpuError as exc:
-            _fail(str(exc), exc.exit_code)
-        except KeyboardInterrupt:
-            _fail("interrupted", 130)
-        except Exception as exc:  # noqa: BLE001 - last resort: no traceback for CLI users
-            if os.environ.get("SPU_DEBUG"):
-                raise
-            _fail(f"internal error: {type(exc).__name__}: {exc} (rerun with SPU_DEBUG=1 for "
-                  "the traceback)", 1)
-
-    return wrapper
-
-
-def spec_options(fn):
-    """Hardware-spec options shared by the commands that compile."""
-    opts = [
-        click.option("--r0", "R0_ohm", default="1k", show_default=True,
-                     help="Unit resistance R0 (ohm; SI prefixes: 10k, 4.7kohm)."),
-        click.option("--cap", "C_F", default="1nF", show_default=True,
-                     help="Integrating capacitor C (F; 100nF, 1e-7); tau = R0*C. With "
-                          "--realize and an op-amp GBW, an unset C is raised to suit it."),
-        click.option("--v0", "volts_per_unit", default="1V", show_default=True,
-                     help="Volts per unit of x (V)."),
-        click.option("--gain", "opamp_gain", type=float, default=1e6, show_default=True,
-                     help="Op-amp open-loop gain (ideal VCVS model)."),
-        click.option("--rmin", "r_min_ohm", default="100", show_default=True,
-                     help="Smallest realisable resistor (ohm; 100, 1k)."),
-        click.option("--rmax", "r_max_ohm", default="10M", show_default=True,
-                     help="Largest realisable resistor (ohm; 10M = 10 megohm)."),
-        click.option("--prune", "prune_rel", type=float, default=0.0, show_default=True,
-                     help="Drop couplings below this fraction of max|A|."),
-        click.option("--auto-prune/--no-auto-prune", "auto_prune", default=True,
-                     show_default=True,
-                     help="Drop couplings too weak for the resistor range (else fail)."),
-    ]
-    for opt in reversed(opts):
-        fn = opt(fn)
-    return fn
-
-
-def noise_options(fn):
-    """Noise-source options shared by the commands that compile."""
-    opts = [
-        click.option("--noise", "noise_kind", type=click.Choice(["none", "trnoise", "file"]),
-                     default="none", show_default=True,
-                     help="Noise sources: ngspice TRNOISE, or reproducible seeded noise "
-                          "fed from files beside the deck (XSPICE filesource)."),
-        click.option("--kappa0", type=float, default=0.0, show_default=True,
-                     help="Noise level kappa0: stationary covariance kappa0*A^-1."),
-        click.option("--noise-step", "noise_step", type=float, default=None,
-                     help="Noise step NT in units of tau "
-                          f"(default {NOISE_STEP_FRAC}/lambda_max(A))."),
-        click.option("--noise-duration", "noise_duration", type=float, default=100.0,
-                     show_default=True, help="file noise: length covered, units of tau."),
-        click.option("--seed", type=int, default=0, show_default=True,
-                     help="file noise: random seed."),
-    ]
-    for opt in reversed(opts):
-        fn = opt(fn)
-    return fn
-
-
-def _noise(kw: dict):
-    from .compiler.noise import NoiseSpec
-
-    return NoiseSpec(kind=kw.pop("noise_kind"), kappa0=kw.pop("kappa0"),
-                     step_tau=kw.pop("noise_step"), duration_tau=kw.pop("noise_duration"),
-                     seed=kw.pop("seed"))
-
-
-#: spec options given as physical quantities: (unit, option name)
-_QUANTITIES = {"R0_ohm": ("ohm", "--r0"), "C_F": ("F", "--cap"),
-               "volts_per_unit": ("V", "--v0"), "r_min_ohm": ("ohm", "--rmin"),
-               "r_max_ohm": ("ohm", "--rmax")}
-
-
-def _spec(kw: dict) -> HardwareSpec:
-    from .units import parse_quantity
-
-    keys = ("R0_ohm", "C_F", "volts_per_unit", "opamp_gain", "r_min_ohm", "r_max_ohm",
-            "prune_rel", "auto_prune")
-    vals = {k: kw.pop(k) for k in keys}
-    for k, (unit, opt) in _QUANTITIES.items():
-        if isinstance(vals[k], str):
-            vals[k] = parse_quantity(vals[k], unit, what=opt)
-    return HardwareSpec(**vals)
+_spec = spec_from_options  # former private names
+_noise = noise_from_options
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -134,9 +43,12 @@ def main() -> None:
               help="S as .npy (r×N), for F = S^T S + damping*I (instead of --matrix).")
 @click.option("--damping", type=float, default=None, help="Damping lambda > 0 with --factor.")
 @click.option("--rhs", type=click.Path(dir_okay=False), help="b as .npy (default: ones).")
-@click.option("--topology", type=click.Choice(["dense", "ideal", "factored"]),
+@click.option("--topology", type=click.Choice(sorted(TOPOLOGIES)),
               default=None, help="Circuit topology [default: factored with --factor, "
               "else dense].")
+@click.option("--damping-gamma", "damping_gamma", type=float, default=None,
+              help="Oscillator topology: velocity damping gamma > 0 [default: "
+                   "2*sqrt(lambda_min(A)), the slowest mode critically damped].")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True,
               help="Output folder.")
 @click.option("--name", default=None, help="Deck name (default: the matrix file's stem).")
@@ -155,7 +67,8 @@ def main() -> None:
               help="Op-amp output swing +-V (e.g. 10V): choose v0 so outputs stay inside "
                    "(|x*| + 4 sigma at the sizing kappa0; default: the --opamp part's swing).")
 @click.option("--opamp", "opamp", default=None,
-              help="Catalogue op-amp: LT1028, ADA4077, OPA189, OPA192, TL072 or generic "
+              help="Catalogue op-amp: LT1028, ADA4077, OPA189, OPA192, TL072, generic, or auto "
+                   "(the cheapest whose V_os/I_b error is <= 0.1x the passive parts') "
                    "(gain, GBW, slew, swing, current limit, V_os, I_b from its datasheet).")
 @click.option("--opamp-model", "opamp_model", default=None,
               help="Vendor op-amp macromodel FILE:SUBCKT (pins: inp inn vcc vee out), "
@@ -178,17 +91,18 @@ def main() -> None:
 @click.option("--block-jacobi", is_flag=True,
               help="With --tiles: drop the couplings between tiles.")
 @friendly
-def compile_cmd(matrix, factor, damping, rhs, topology, out_dir, name, series, tolerance,
-                mc_seed, mc_draw, gbw, vsat, opamp, opamp_model, size_kappa0, dac_bits,
-                package, allow_erc, compensate, write_bom, tiles, block_jacobi, **kw):
+def compile_cmd(matrix, factor, damping, rhs, topology, damping_gamma, out_dir, name, series,
+                tolerance, mc_seed, mc_draw, gbw, vsat, opamp, opamp_model, size_kappa0,
+                dac_bits, package, allow_erc, compensate, write_bom, tiles, block_jacobi, **kw):
     """Compile A x = b (or (S^T S + damping I) x = b) into OUT/NAME.cir and OUT/NAME.json."""
     from .compiler import compile_system
     from .units import parse_quantity
 
+    check_writable(Path(out_dir), "--out", folder=True)  # before any work
     cap_given = click.get_current_context().get_parameter_source("C_F") == \
         click.core.ParameterSource.COMMANDLINE
-    spec = _spec(kw)
-    noise = _noise(kw)
+    spec = spec_from_options(kw)
+    noise = noise_from_options(kw)
     realizing = bool(series or tolerance or gbw or vsat or compensate or mc_seed is not None
                      or opamp or opamp_model or dac_bits is not None)
     if tiles is not None and tiles < 1:
@@ -197,10 +111,15 @@ def compile_cmd(matrix, factor, damping, rhs, topology, out_dir, name, series, t
         raise InputError("--block-jacobi needs --tiles K")
     if tiles and realizing:
         raise InputError("--realize and --tiles cannot be combined yet")
+    if topology == "oscillator" and (realizing or tiles):
+        raise InputError("--realize and --tiles are not available for the oscillator topology")
+    if damping_gamma is not None and topology != "oscillator":
+        raise InputError("--damping-gamma applies to --topology oscillator only")
     system = _load_input(matrix, factor, damping, rhs, name)
     topology = topology or ("factored" if factor else "dense")
     name = name or system.name
-    compiled = compile_system(system, topology, spec, name=name, noise=noise)
+    compiled = compile_system(system, topology, spec, name=name, noise=noise,
+                              gamma=damping_gamma)
     if tiles:
         from .compiler.tiles import tile_circuit
 
@@ -222,13 +141,19 @@ def compile_cmd(matrix, factor, damping, rhs, topology, out_dir, name, series, t
         compiled = realize(compiled, opts)
         write_bom = True
     deck = compiled.write(out_dir, name)
-    m = compiled.meta
-    counts = ", ".join(f"{v} {k}" for k, v in m["element_counts"].items())
-    click.echo(f"wrote {deck} and {deck.with_suffix('.json').name}: {topology}, N = {m['n']}, "
+    m = compiled.sidecar
+    counts = ", ".join(f"{v} {k}" for k, v in m.element_counts.items())
+    click.echo(f"wrote {deck} and {deck.with_suffix('.json').name}: {topology}, N = {m.n}, "
                f"{counts}")
-    click.echo(f"  tau = {m['tau_s']:.4g} s, scale alpha = {m['matrix_scale']:.4g}, "
-               f"cond(A) = {m['condition_number']:.3g}, predicted DC deviation "
-               f"{m['predicted']['rel_deviation_from_exact']:.2e} ({m['predicted']['cause']})")
+    click.echo(f"  tau = {m.tau_s:.4g} s, scale alpha = {m.matrix_scale:.4g}, "
+               f"cond(A) = {m.condition_number:.3g}, predicted DC deviation "
+               f"{m.predicted.rel_deviation_from_exact:.2e} ({m.predicted.cause})")
+    osc = m.extra.get("oscillator")
+    if osc:
+        ts = osc["expected_settling_tau"]
+        click.echo(f"  oscillator: gamma = {osc['damping_gamma']:.4g} ({osc['gamma_rule']}), "
+                   "expected settling to 1e-3 from 0: "
+                   + (f"{ts:.4g} tau = {osc['expected_settling_s']:.3g} s" if ts else "n/a"))
     rep = getattr(compiled, "report", None)
     if rep:
         click.echo(f"  realised ({rep['description']}): |A_eff - A|/|A| = "
@@ -241,29 +166,29 @@ def compile_cmd(matrix, factor, damping, rhs, topology, out_dir, name, series, t
             click.echo(f"  compensation: |A_eff - A|/|A| {rep['rel_error_A_before']:.3g} -> "
                        f"{rep['rel_error_A_after']:.3g}; x error {rep['rel_error_x_before']:.3g}"
                        f" -> {rep['rel_error_x_after']:.3g}")
-    tl = m.get("tiles")
+    tl = m.tiles
     if tl:
-        bj = tl.get("block_jacobi") or {}
-        click.echo(f"  tiles: {tl['n_tiles']} of <= {tl['K']} cells, "
-                   f"{tl['inter_tile_wires']} inter-tile wires, coupling weight cut "
-                   f"{tl['cut_fraction']:.3g} (contiguous split: {tl['naive_cut_fraction']:.3g})"
-                   + (f"; block-Jacobi costs a relative error of {bj['rel_error']:.3g}"
-                      if bj else ""))
+        bj = tl.block_jacobi_rel_error
+        click.echo(f"  tiles: {tl.n_tiles} of <= {tl.K} cells, "
+                   f"{tl.inter_tile_wires} inter-tile wires, coupling weight cut "
+                   f"{tl.cut_fraction:.3g} (contiguous split: {tl.naive_cut_fraction:.3g})"
+                   + (f"; block-Jacobi costs a relative error of {bj:.3g}"
+                      if bj is not None else ""))
     if write_bom:
         from .bom import bom_rows, write_bom_csv
 
         bom_path = Path(out_dir) / f"{name}_bom.csv"
         write_bom_csv(bom_path, bom_rows(compiled))
         click.echo(f"  bill of materials: {bom_path}")
-    nz = m["noise"]
-    if nz["kind"] != "none":
-        click.echo(f"  noise: {nz['kind']}, kappa0 = {nz['kappa0']:g}, step NT = "
-                   f"{nz['step_tau']:.4g} tau ({nz['step_rule']})"
-                   + (f", seed {nz['seed']}, files {', '.join(nz['files'])}"
-                      if nz["kind"] == "file" else ""))
-    if m["pruning"]["pairs_dropped"]:
-        click.echo(f"  pruned {m['pruning']['pairs_dropped']} coupling pairs (relative mass "
-                   f"{m['pruning']['dropped_rel_mass']:.3g})")
+    nz = m.noise
+    if nz.kind != "none":
+        click.echo(f"  noise: {nz.kind}, kappa0 = {nz.kappa0:g}, step NT = "
+                   f"{nz.step_tau:.4g} tau ({nz.step_rule})"
+                   + (f", seed {nz.seed}, files {', '.join(nz.files)}"
+                      if nz.kind == "file" else ""))
+    if m.pruning.pairs_dropped:
+        click.echo(f"  pruned {m.pruning.pairs_dropped} coupling pairs (relative mass "
+                   f"{m.pruning.dropped_rel_mass:.3g})")
 
 
 @main.command("simulate")
@@ -275,10 +200,12 @@ def compile_cmd(matrix, factor, damping, rhs, topology, out_dir, name, series, t
               help="Seconds before ngspice is stopped.")
 @click.option("--x0", "x0_path", type=click.Path(dir_okay=False),
               help="Initial state for tran (.npy; default zeros).")
-@click.option("--t-stop", type=float, default=5.0, show_default=True,
-              help="tran: duration in units of tau.")
-@click.option("--dt", type=float, default=0.05, show_default=True,
-              help="tran: output step in units of tau.")
+@click.option("--t-stop", type=float, default=None,
+              help="tran: duration, in units of tau with a sidecar (default 5), in seconds "
+                   "without one (default: the deck's .tran card).")
+@click.option("--dt", type=float, default=None,
+              help="tran: output step, in units of tau with a sidecar (default 0.05), in "
+                   "seconds without one (default: the deck's .tran card).")
 @click.option("--save", "save_path", type=click.Path(dir_okay=False),
               help="Save the results to this .npz.")
 @click.option("--allow-unsafe", is_flag=True,
@@ -293,29 +220,38 @@ def simulate_cmd(deck_path, analysis, backend, timeout_s, x0_path, t_stop, dt, s
     from .simulate import Deck, solve_op, transient
 
     deck = Deck.load(deck_path)
-    if codes_path or (deck.meta or {}).get("board"):
+    if codes_path or (deck.sidecar is not None and deck.sidecar.board is not None):
         from .cli_board import load_programmed
 
         deck = load_programmed(deck, codes_path)
     from .backends import Op, Tran
     from .safety import check_untrusted_deck
 
-    check_untrusted_deck(deck, [Op() if analysis == "op" else Tran(step_s=dt, stop_s=t_stop)],
-                         allow_unsafe=allow_unsafe)
+    if save_path:
+        check_writable(Path(save_path), "--save")
+    foreign = deck.sidecar is None
+    if analysis == "tran":
+        if foreign:
+            t_stop, dt = _deck_tran(deck.text, t_stop, dt)
+        else:
+            t_stop, dt = 5.0 if t_stop is None else t_stop, 0.05 if dt is None else dt
+        if not (t_stop > 0 and dt > 0):
+            raise InputError(f"--t-stop and --dt must be positive, got {t_stop:g} and {dt:g}")
+    an = Op() if analysis == "op" else Tran(step_s=dt, stop_s=t_stop)
+    check_untrusted_deck(deck, [an], allow_unsafe=allow_unsafe)
     results: dict[str, np.ndarray] = {}
-    if deck.meta is None:
+    if foreign:
         from .backends import get_backend
 
-        an = Op() if analysis == "op" else Tran(step_s=dt, stop_s=t_stop)
         with get_backend(backend, timeout_s) as be:
             res = be.run(deck.text, an, cwd=deck.cwd, deck_name=str(deck.path))
-        click.echo(f"{deck.path}: no sidecar; node voltages (V):")
-        for k, v in res.vectors.items():
-            results[k] = np.asarray(v)
-            if analysis == "op":
+        results = {k: np.asarray(v) for k, v in res.vectors.items()}
+        if analysis == "op":
+            click.echo(f"{deck.path}: no sidecar; node voltages (V):")
+            for k, v in results.items():
                 click.echo(f"  {k:>12s} = {float(v[0]): .10g}")
-        if analysis == "tran":
-            click.echo(f"  {len(res.vectors.get('time', []))} time points")
+        else:
+            _report_waveforms(deck.path, results, t_stop, dt, save_path)
     elif analysis == "op":
         x = solve_op(deck, backend, timeout_s)
         results["x"] = x
@@ -334,6 +270,48 @@ def simulate_cmd(deck_path, analysis, backend, timeout_s, x0_path, t_stop, dt, s
         np.savez(buf, **results)
         atomic_write({Path(save_path): buf.getvalue()})
         click.echo(f"saved {save_path}")
+
+
+#: rows and node columns of the waveform table `spu simulate --analysis tran` prints
+WAVE_ROWS, WAVE_COLS = 11, 8
+
+
+def _deck_tran(text: str, t_stop: float | None, dt: float | None) -> tuple[float, float]:
+    """(stop, step) in seconds for a deck without a sidecar: the options, else the deck's own
+    `.tran tstep tstop` card; InputError when neither gives them."""
+    if t_stop is not None and dt is not None:
+        return t_stop, dt
+    from .spice.lexer import lex
+    from .spice.numbers import parse_number
+
+    for card in lex(text).cards:
+        toks = card.text.split()
+        if not card.control and card.word == ".tran" and len(toks) >= 3:
+            step = parse_number(toks[1], f"line {card.line}: .tran step: ")
+            stop = parse_number(toks[2], f"line {card.line}: .tran stop: ")
+            return (stop if t_stop is None else t_stop), (step if dt is None else dt)
+    raise InputError("this deck has no sidecar and no .tran card: give --t-stop and --dt in "
+                     "seconds")
+
+
+def _report_waveforms(path, vectors: dict[str, np.ndarray], t_stop: float, dt: float,
+                      save_path) -> None:
+    """Print the node waveforms of a deck without a sidecar (seconds, volts), subsampled."""
+    t = vectors.get("time")
+    nodes = [k for k in vectors if k != "time"]
+    click.echo(f"{path}: no sidecar, so --t-stop {t_stop:g} and --dt {dt:g} are seconds; "
+               f"{0 if t is None else len(t)} time points, {len(nodes)} vectors (V; A for "
+               "branch currents):")
+    if t is None or len(t) == 0:
+        return
+    shown = nodes[:WAVE_COLS]
+    rows = np.unique(np.linspace(0, len(t) - 1, min(WAVE_ROWS, len(t))).round().astype(int))
+    click.echo("  " + f"{'time (s)':>12s}" + "".join(f" {k[:12]:>12s}" for k in shown))
+    for r in rows:
+        click.echo("  " + f"{t[r]:12.5g}" + "".join(f" {vectors[k][r]:12.5g}" for k in shown))
+    if len(nodes) > len(shown) or len(rows) < len(t):
+        click.echo("  (every point of every vector: " + (f"saved to {save_path})" if save_path
+                                                         else "--save FILE.npz)"))
 
 
 def _load_input(matrix, factor, damping, rhs, name):
@@ -373,18 +351,15 @@ def _report_op(deck, x: np.ndarray) -> None:
     for i, (a, r) in enumerate(zip(x, ref, strict=True)):
         click.echo(f"  {i:3d} {a:14.8g} {r:14.8g} {a - r:11.2e}")
     rel = float(np.linalg.norm(x - ref) / max(np.linalg.norm(ref), 1e-300))
-    pred = (deck.meta or {}).get("predicted") or {}
-    dev = pred.get("rel_deviation_from_exact")
+    pred = deck.sidecar.predicted
+    dev = pred.rel_deviation_from_exact if pred is not None else None
     click.echo(f"relative error vs A^-1 b: {rel:.3e}"
-               + (f" (predicted from {pred.get('cause')}: {dev:.3e})" if dev is not None
-                  else ""))
+               + (f" (predicted from {pred.cause}: {dev:.3e})" if dev is not None else ""))
 
 
 def _register_plugins() -> None:
-    """Commands living in other packages of this project (validation suite)."""
-    from validation.cli import validate_cmd
-
-    main.add_command(validate_cmd, "validate")
+    """The commands of this package that live in their own modules (hardware budget,
+    calibration and yield, boards). `spu validate` is added on top, in spu_tngd.cli."""
     from .cli_hardware import budget_cmd, calibrate_cmd, yield_cmd
 
     main.add_command(budget_cmd, "budget")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from .cli import friendly
+from .cli_common import friendly
 from .errors import InputError
 
 
@@ -103,8 +103,9 @@ def calibrate_cmd(deck_path, adc_bits, study_draws, seed, report_path, scheduler
     offset trims into its sidecar (spu simulate applies them)."""
     from .backends import Op
     from .calibrate import calibrate_deck, calibration_study
-    from .netlist import atomic_write, dumps_sidecar, sidecar_path
+    from .netlist import atomic_write, sidecar_path
     from .safety import check_untrusted_deck
+    from .sidecar import Sidecar
     from .simulate import Deck
 
     deck = Deck.load(deck_path, require_sidecar=True, check_digest=False)
@@ -121,9 +122,9 @@ def calibrate_cmd(deck_path, adc_bits, study_draws, seed, report_path, scheduler
                        f"{study_draws} boards")
         click.echo(f"wrote {report_path}")
         return
-    meta = calibrate_deck(deck, adc_bits=adc_bits or None)
-    atomic_write({sidecar_path(deck_path): dumps_sidecar(meta)})
-    cal = meta["calibration"]
+    side = Sidecar.from_json(calibrate_deck(deck, adc_bits=adc_bits or None))
+    atomic_write({sidecar_path(deck_path): side.dumps()})
+    cal = side.calibration
     worst = max(cal["bias_trim_V"].items(), key=lambda kv: abs(kv[1]))
     click.echo(f"calibrated {deck_path}: {cal['runs']} ngspice runs; offset trims written to "
                f"the sidecar (largest {worst[0]} {worst[1]:+.4g} V)")

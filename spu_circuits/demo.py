@@ -40,7 +40,7 @@ def run(out: Path, backend: str = "shared") -> dict:
         t0 = time.perf_counter()
         x = solve_op(Deck.load(deck_path), backend)
         dt = time.perf_counter() - t0
-        counts = ", ".join(f"{v} {k}" for k, v in compiled.meta["element_counts"].items())
+        counts = ", ".join(f"{v} {k}" for k, v in compiled.sidecar.element_counts.items())
         print(f"  {topology:5s}: {deck_path} ({counts}); ngspice .op in {dt * 1e3:.0f} ms")
         results[topology] = x
         rows[topology] = float(np.linalg.norm(x - ref) / np.linalg.norm(ref))

@@ -167,8 +167,19 @@ class Netlist:
         return "\n".join(lines) + "\n"
 
 
+def _new_file_mode(path: Path) -> int:
+    """The mode `open(path, "w")` would leave: the existing file's, else 0o666 minus umask."""
+    try:
+        return path.stat().st_mode & 0o777
+    except FileNotFoundError:
+        mask = os.umask(0)
+        os.umask(mask)
+        return 0o666 & ~mask
+
+
 def atomic_write(files: dict[Path, str | bytes], *, durable: bool = True) -> None:
-    """Write several files so that each appears whole or not at all (temp file + rename).
+    """Write several files so that each appears whole or not at all (temp file + rename),
+    with the mode a plain write would give (mkstemp's own is 0600).
 
     durable: fsync each file before the rename (survives a power loss); False skips that
     (still whole-or-nothing if the process dies), for files written in a loop."""
@@ -179,6 +190,7 @@ def atomic_write(files: dict[Path, str | bytes], *, durable: bool = True) -> Non
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
             tmps.append((tmp, path))
+            os.fchmod(fd, _new_file_mode(path))
             with os.fdopen(fd, "wb") as fh:
                 fh.write(content.encode() if isinstance(content, str) else content)
                 if durable:
@@ -204,5 +216,8 @@ def sidecar_path(deck: str | Path) -> Path:
     return Path(deck).with_suffix(".json")
 
 
-def dumps_sidecar(meta: dict) -> str:
+def dumps_sidecar(meta) -> str:
+    """The sidecar file's text of a Sidecar or of its JSON object (indent 2, no NaN)."""
+    if hasattr(meta, "dumps"):
+        return meta.dumps()
     return json.dumps(meta, indent=2, allow_nan=False) + "\n"

@@ -9,15 +9,18 @@ through decks that only read files inside their own folder, such as the project'
 reproducible-noise decks (their noise files sit beside the deck). `allow_unsafe=True` (the
 CLI's `--allow-unsafe`) turns every check off.
 
-The rules follow ngspice 39's reader (src/frontend/inpcom.c), checked by experiment:
+The deck is read as ngspice 39 reads it, by spu_circuits.spice.lexer (the reader the
+extractor and the back-ends use too; checked against ngspice's `listing`); physical lines
+are checked as well, since some constructs act before any joining. The rules of that reader
+(src/frontend/inpcom.c), checked by experiment:
 
 * leading blanks are skipped and directives are case-insensitive *prefixes* (`.incfoo x`
   includes x, `.controlxyz` opens a control block);
 * `+` lines continue the previous non-comment line even across comment and blank lines,
   and a line ending in `\\\\` continues onto the next line;
-* relative includes resolve against the including file's folder (the deck's folder for
-  the deck itself), `~/` is expanded, and a name not found there is searched for along
-  the `sourcepath` variable;
+* a relative include is looked for in the working folder (the deck's), then along the
+  `sourcepath` variable (ngspice's scripts folder), then in the including file's folder;
+  `~/` is expanded;
 * model lines are lower-cased before XSPICE opens their files: `file="Noise.txt"` opens
   `noise.txt`;
 * the title line is read with a 5000-byte buffer, so the rest of a longer title becomes a
@@ -77,8 +80,8 @@ _FILE_PARAM = re.compile(r"""(?<![\w])([a-z_]*file)\s*=\s*("[^"]*"|'[^']*'|[^\s(
                          re.IGNORECASE)
 
 #: control characters and Unicode line separators: ngspice splits lines at LF only, while
-#: the back-ends (prepare_deck, PySpice) split with str.splitlines(), which also breaks at
-#: CR, VT, FF, U+001C-U+001E, U+0085, U+2028 and U+2029: refuse them all (CRLF is fine)
+#: str.splitlines() (PySpice, editors, other tools) also breaks at CR, VT, FF,
+#: U+001C-U+001E, U+0085, U+2028 and U+2029: refuse them all (CRLF is fine)
 _CONTROL_CHARS = re.compile("[\x00-\x08\x0b-\x1f\x7f\x85\u2028\u2029]")
 
 #: characters that ngspice treats specially inside a path (comments, quotes, parameters)

@@ -6,7 +6,6 @@ times in units of the sidecar's τ (`tau_s`, the effective time unit of the circ
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,24 +14,29 @@ import numpy as np
 from .backends import Backend, Op, Tran, get_backend
 from .errors import InputError
 from .netlist import deck_digest, sidecar_path
+from .sidecar import REQUIRED_KEYS, Sidecar
 from .spice.lexer import lex
 from .system import FactoredSystem, LinearSystem
 from .timesteps import INTERNAL_STEP_FRAC
 
-SIDECAR_KEYS = ("outputs", "volts_per_unit", "tau_s", "topology", "n")
+SIDECAR_KEYS = REQUIRED_KEYS  # the former name
 
 
 @dataclass
 class Deck:
-    """A deck's text, where it lives, and its sidecar metadata (None for hand-written decks)."""
+    """A deck's text, its sidecar (None for hand-written decks) and where it lives."""
 
     text: str
-    meta: dict | None = None
+    sidecar: Sidecar | None = None
     path: Path | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.sidecar, dict):  # the sidecar's JSON object (older callers)
+            self.sidecar = Sidecar.from_json(self.sidecar)
 
     @classmethod
     def from_compiled(cls, compiled, path: Path | None = None) -> Deck:
-        return cls(compiled.deck_text(), dict(compiled.meta), path)
+        return cls(compiled.deck_text(), compiled.sidecar, path)
 
     @classmethod
     def load(cls, path: str | Path, *, require_sidecar: bool = False,
@@ -53,25 +57,22 @@ class Deck:
                 raise InputError(f"deck {path} has no sidecar {side.name} beside it")
             return cls(text, None, path)
         try:
-            meta = json.loads(side.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            side_text = side.read_text()
+        except UnicodeDecodeError as exc:
             raise InputError(f"sidecar {side} is not valid JSON ({exc})") from None
-        if not isinstance(meta, dict):
-            raise InputError(f"sidecar {side} does not hold a JSON object")
-        missing = [k for k in SIDECAR_KEYS if k not in meta]
-        if missing:
-            raise InputError(f"sidecar {side} lacks the key(s) {', '.join(missing)}")
-        deck = cls(text, meta, path)
+        deck = cls(text, Sidecar.loads(side_text, f"sidecar {side}"), path)
         deck.check_sidecar(check_digest)
         return deck
 
+    @property
+    def meta(self) -> dict | None:
+        """The sidecar as its JSON object (a fresh copy), None without one."""
+        return None if self.sidecar is None else self.sidecar.to_json()
+
     def check_sidecar(self, check_digest: bool = True) -> None:
         """InputError when the sidecar does not describe this deck."""
-        meta = self.meta or {}
-        where = self.path.with_suffix(".json").name if self.path else "sidecar"
-        outs = meta.get("outputs")
-        if not isinstance(outs, list) or len(outs) != meta.get("n"):
-            raise InputError(f"{where}: 'outputs' must list n = {meta.get('n')} node names")
+        side = self.need_sidecar()
+        outs = side.outputs
         tokens = {t.lower() for card in lex(self.text).cards
                   if not card.control and not card.word.startswith(".")
                   for t in card.text.split()[1:]}
@@ -80,29 +81,40 @@ class Deck:
             raise InputError(
                 f"sidecar does not match its deck: output node(s) {', '.join(absent[:4])} "
                 f"do not appear in {self.path.name if self.path else 'the deck'}")
-        want = meta.get("deck_sha256")
+        want = side.deck_sha256
         if check_digest and want and want != deck_digest(self.text):
             raise InputError(
                 f"sidecar does not match its deck: {self.path.name if self.path else 'deck'} "
                 "was changed after it was compiled (sha256 differs)")
 
     # ---- sidecar views -------------------------------------------------------------------
-    def _need_meta(self) -> dict:
-        if self.meta is None:
+    def need_sidecar(self) -> Sidecar:
+        if self.sidecar is None:
             raise InputError("this deck has no sidecar: its outputs and scaling are unknown")
-        return self.meta
+        return self.sidecar
+
+    @property
+    def edited(self) -> bool:
+        """True when the deck text differs from the one its sidecar's digest records."""
+        want = self.sidecar.deck_sha256 if self.sidecar is not None else None
+        return bool(want) and want != deck_digest(self.text)
+
+    @property
+    def calibration(self) -> dict | None:
+        """The sidecar's calibration record (None without a sidecar or calibration)."""
+        return self.sidecar.calibration if self.sidecar is not None else None
 
     @property
     def outputs(self) -> list[str]:
-        return list(self._need_meta()["outputs"])
+        return list(self.need_sidecar().outputs)
 
     @property
     def volts_per_unit(self) -> float:
-        return float(self._need_meta()["volts_per_unit"])
+        return float(self.need_sidecar().volts_per_unit)
 
     @property
     def tau_s(self) -> float:
-        return float(self._need_meta()["tau_s"])
+        return float(self.need_sidecar().tau_s)
 
     @property
     def cwd(self) -> str | None:
@@ -110,29 +122,21 @@ class Deck:
 
     def system(self) -> LinearSystem | FactoredSystem | None:
         """The system recorded in the sidecar (None if absent); both kinds expose .A, .b."""
-        rec = (self.meta or {}).get("system")
-        if not rec:
-            return None
-        name = self.meta.get("name", "system")
-        try:
-            if "S" in rec:
-                return FactoredSystem.from_arrays(np.array(rec["S"]), rec["damping"],
-                                                  np.array(rec["b"]), name=name)
-            return LinearSystem.from_arrays(np.array(rec["A"]), np.array(rec["b"]), name=name)
-        except (KeyError, TypeError) as exc:
-            raise InputError(f"sidecar's 'system' record is malformed ({exc})") from None
+        return None if self.sidecar is None else self.sidecar.to_system()
 
     def ic_voltages(self, x0: np.ndarray) -> dict[str, float]:
-        """Initial node voltages (V) that start the circuit at state x0 (N,)."""
-        m = self._need_meta().get("ic_map")
+        """Initial node voltages (V) that start the circuit at state x0 (N,). A second-order
+        (oscillator) deck also takes (x₀, v₀) (2N,); with x₀ alone its velocity starts at 0."""
+        side = self.need_sidecar()
         x0 = np.asarray(x0, dtype=float).reshape(-1)
-        if x0.shape[0] != len(self.outputs):
-            raise InputError(f"x0 has length {x0.shape[0]}, the deck has {len(self.outputs)}")
-        if not m:
-            return {o: self.volts_per_unit * x0[i] for i, o in enumerate(self.outputs)}
-        ic = {node: coef * x0[var] for node, var, coef in m["linear"]}
-        ic.update({node: val for node, val in m["const"]})
-        return ic
+        n = len(self.outputs)
+        second = bool(side.extra.get("oscillator"))
+        if second and x0.shape[0] in (n, 2 * n):
+            x0 = np.concatenate([x0, np.zeros(2 * n - x0.shape[0])])
+        elif x0.shape[0] != n:
+            raise InputError(f"x0 has length {x0.shape[0]}, the deck has {n}"
+                             + (f" (or {2 * n} with the velocities)" if second else ""))
+        return side.ic_voltages(x0)
 
 
 def _backend(backend: Backend | str | None, timeout_s: float) -> tuple[Backend, bool]:
@@ -148,7 +152,7 @@ def solve_op(deck: Deck, backend: Backend | str | None = None, timeout_s: float 
 
     be, own = _backend(backend, timeout_s)
     try:
-        res = be.run(apply_calibration(deck.text, deck.meta), Op(), cwd=deck.cwd,
+        res = be.run(apply_calibration(deck.text, deck.calibration), Op(), cwd=deck.cwd,
                      deck_name=str(deck.path or "<deck>"))
     finally:
         if own:
@@ -161,7 +165,7 @@ def default_tmax_tau(deck: Deck, frac: float = INTERNAL_STEP_FRAC) -> float:
     unknown), and at most a quarter of the deck's noise step."""
     sysm = deck.system()
     tmax = frac if sysm is None else frac / float(np.linalg.eigvalsh(sysm.A)[-1])
-    step = ((deck.meta or {}).get("noise") or {}).get("step_tau")
+    step = deck.sidecar.noise.step_tau if deck.sidecar is not None else None
     return min(tmax, step / 4) if step else tmax
 
 
@@ -185,7 +189,7 @@ def _run_tran(deck: Deck, an: Tran, backend, timeout_s: float
 
     be, own = _backend(backend, timeout_s)
     try:
-        res = be.run(apply_calibration(deck.text, deck.meta), an, cwd=deck.cwd,
+        res = be.run(apply_calibration(deck.text, deck.calibration), an, cwd=deck.cwd,
                      deck_name=str(deck.path or "<deck>"))
     finally:
         if own:
@@ -201,14 +205,13 @@ def sample(deck: Deck, *, burn_in_tau: float, duration_tau: float, dt_tau: float
     Samples at u = burn_in + k·dt, k = 0 … ⌊duration/dt⌋. x0 defaults to the sidecar's A⁻¹b.
     The internal step is bounded by a quarter of the noise step (and frac/λ_max).
     """
-    meta = deck._need_meta()
+    noise = deck.need_sidecar().noise
     if not (burn_in_tau >= 0 and duration_tau > 0 and dt_tau > 0):
         raise InputError("sampling needs burn_in ≥ 0, duration > 0 and dt > 0 (units of τ)")
-    noise = meta.get("noise", {})
     t_end = burn_in_tau + duration_tau
-    if noise.get("kind") == "file" and t_end > noise["duration_tau"] * (1 + 1e-9):
+    if noise.kind == "file" and t_end > noise.duration_tau * (1 + 1e-9):
         raise InputError(
-            f"the deck's noise file covers {noise['duration_tau']:.4g} τ but burn-in + "
+            f"the deck's noise file covers {noise.duration_tau:.4g} τ but burn-in + "
             f"duration = {t_end:.4g} τ; recompile with a longer --noise-duration")
     if x0 is None:
         sysm = deck.system()

@@ -147,16 +147,36 @@ class LinearSystem:
         return h.hexdigest()
 
 
+#: the array file formats `load_array` reads
+ARRAY_FORMATS = ".npy, .npz, .csv (comma-separated) or .txt (whitespace-separated)"
+
+
+def _load_text(path: Path, what: str) -> np.ndarray:
+    """A float array from a .csv (commas) or .txt (whitespace) file: one row per line."""
+    try:
+        return np.loadtxt(path, delimiter="," if path.suffix.lower() == ".csv" else None,
+                          dtype=float, ndmin=1, comments="#")
+    except (ValueError, UnicodeDecodeError) as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(f"{what}: cannot read {path} as numbers ({msg})") from None
+
+
 def load_array(path: str | Path, what: str, key: str | None = None) -> np.ndarray:
-    """Load one array from `.npy`, or `.npz` (by `key`, or its only array); InputError if not."""
+    """Load one array from `.npy`, `.npz` (by `key`, or its only array), `.csv` or `.txt`;
+    InputError if not."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"{what}: file not found: {path}")
     if path.is_dir():
-        raise InputError(f"{what}: {path} is a folder, not a .npy/.npz file")
+        raise InputError(f"{what}: {path} is a folder, not a .npy/.npz file (or .csv/.txt)")
+    if path.suffix.lower() in (".csv", ".txt"):
+        return _load_text(path, what)
     try:
         data = np.load(path, allow_pickle=False)
     except Exception as exc:  # noqa: BLE001 - corrupt headers raise SyntaxError, TokenError, …
+        if path.suffix.lower() not in (".npy", ".npz"):
+            raise InputError(f"{what}: cannot read {path}: the formats that load are "
+                             f"{ARRAY_FORMATS}") from None
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InputError(f"{what}: cannot read {path} as .npy/.npz ({msg})") from None
     if isinstance(data, np.lib.npyio.NpzFile):

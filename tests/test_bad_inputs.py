@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from spu_circuits.cli import _deck_tran
+from spu_circuits.cli_common import check_writable as _check_writable
 from spu_circuits.compiler import compile_system
 from spu_circuits.errors import CompileError, GraphCheckError, InputError, SpuError
 from spu_circuits.graphcheck import check_netlist
@@ -179,6 +181,85 @@ def _net(*elements, spec: HardwareSpec | None = None) -> Callable[[Path], object
 SPEC = HardwareSpec()
 V1 = ("v1", "a 0", 1.0)
 R_LOAD = ("r1", "a 0", 1e3)
+
+# ------------------------------------------------------------- TNGD in a training loop (#14)
+
+def _tngd_net():
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 3)).double()
+    return net, torch.randn(8, 4, dtype=torch.float64), torch.randint(0, 3, (8,))
+
+
+def _tngd(**kw) -> Callable[[Path], object]:
+    """TNGD(params, **kw).step(outputs, targets) on a small MLP (8 samples, 3 classes)."""
+    def build(tmp: Path):
+        from tngd.optimizer import TNGD
+
+        net, x, y = _tngd_net()
+        opt = TNGD(net.parameters(), **kw)
+        return opt.step(net(x), y)
+    return build
+
+
+def _graph(targets: Callable[[], object], loss: object = "ce", detach: bool = False,
+           freed: bool = False) -> Callable[[Path], object]:
+    def build(tmp: Path):
+        from tngd.curvature_graph import curvature_from_outputs
+
+        net, x, _ = _tngd_net()
+        out = net(x)
+        if freed:
+            out.sum().backward()
+        return curvature_from_outputs(out.detach() if detach else out, targets(),
+                                      list(net.parameters()), loss)
+    return build
+
+
+def _ids(*shape, high: int = 3):
+    import torch
+
+    return lambda: torch.randint(0, high, shape, generator=torch.Generator().manual_seed(0))
+
+
+def _per_sample(layer: str) -> Callable[[Path], object]:
+    def build(tmp: Path):
+        import torch
+        from torch import nn
+
+        from tngd.optimizer import TNGD
+
+        mid = nn.BatchNorm1d(6) if layer == "bn" else nn.Dropout(0.5)
+        net = nn.Sequential(nn.Linear(4, 6), mid, nn.Linear(6, 3)).double().train()
+        return TNGD(net).step(torch.randn(8, 4, dtype=torch.float64), torch.zeros(8).long())
+    return build
+
+
+def _size(N: int, r: int, solver: str, **limits) -> Callable[[Path], object]:
+    def build(tmp: Path):
+        import torch
+
+        from tngd.limits import SizeLimits, check_step_size
+
+        return check_step_size(N, r, dtype=torch.float32, device=torch.device("cpu"),
+                               solver=solver, limits=SizeLimits(**limits))
+    return build
+
+
+def _not_mean(z, y):
+    return z.pow(2).sum()
+
+
+def _groups_zero_damping(tmp: Path):
+    from tngd.optimizer import NGD
+
+    net, x, y = _tngd_net()
+    groups = [{"params": net[0].parameters(), "damping": 0.0},
+              {"params": net[2].parameters(), "damping": 0.1}]
+    return NGD(groups).step(net(x), y)
+
 
 # ------------------------------------------------------------------------------------ table
 
@@ -551,6 +632,91 @@ BAD_INPUT_CASES: list[BadInput] = [
              lambda tmp: _lib_cycle(tmp), "includes itself", _unsafe_error()),
     BadInput("include-unreadable-deck", "an .include whose file is a NUL-holding binary",
              lambda tmp: _include_binary(tmp), "control character U+0000", _unsafe_error()),
+    # --- structure (#10): the typed, versioned sidecar
+    BadInput("sidecar-unknown-format", "sidecar of an unknown format version",
+             _sidecar_edit(lambda m: m.update(format="spu-tngd-deck/99")),
+             "unknown sidecar format 'spu-tngd-deck/99'; this version reads spu-tngd-deck/1"),
+    BadInput("sidecar-malformed-record", "sidecar's prediction record is not an object",
+             _sidecar_edit(lambda m: m.update(predicted=[1, 2])), "has a malformed record"),
+    BadInput("sidecar-malformed-system", "sidecar's system record lacks b",
+             _sidecar_edit(lambda m: m["system"].pop("b")),
+             "sidecar's 'system' record is malformed"),
+    BadInput("sidecar-malformed-noise", "legacy noise record without its step",
+             _sidecar_edit(lambda m: m.update(noise={"kind": "trnoise", "kappa0": 0.01})),
+             "sidecar's 'noise' record is malformed"),
+    # --- structure (#10 item 9): what a new user meets first
+    BadInput("matrix-unknown-format", "matrix file of a format that does not load",
+             _bytes("A.dat", lambda: b"2 0\n0 1\n"),
+             "the formats that load are .npy, .npz, .csv (comma-separated) or .txt"),
+    BadInput("matrix-csv-not-numbers", "CSV matrix with a non-number",
+             _bytes("A.csv", lambda: b"2,x\n0,1\n"), "cannot read"),
+    BadInput("output-under-a-file", "output folder inside a regular file",
+             lambda tmp: (tmp / "f").write_text("x") and _check_writable(tmp / "f" / "o",
+                                                                          "--out", True),
+             "--out"),
+    BadInput("output-file-is-a-folder", "--save names an existing folder",
+             lambda tmp: _check_writable(tmp, "--save", False), "exists and is a folder"),
+    BadInput("tran-without-times", "deck without sidecar or .tran card, no --t-stop/--dt",
+             lambda tmp: _deck_tran("t\nv1 a 0 1\nr1 a 0 1k\n.op\n.end\n", None, None),
+             "no sidecar and no .tran card: give --t-stop and --dt in seconds"),
+
+    # --- TNGD in a training loop (#14): losses, the outputs graph, size limits
+    BadInput("tngd-loss-unknown", "unknown loss name", _tngd(loss="hinge"),
+             "unknown loss 'hinge'; expected one of ('ce', 'mse', 'bce', 'nll')"),
+    BadInput("tngd-loss-reduction", "a loss module with reduction='none'",
+             lambda tmp: __import__("tngd.losses", fromlist=["x"]).resolve_loss(
+                 __import__("torch").nn.CrossEntropyLoss(reduction="none")),
+             "loss reduction 'none' is not supported"),
+    BadInput("tngd-mse-class-ids", "mse with integer class ids as targets",
+             _graph(_ids(8), "mse"), "(class ids? use loss='ce')"),
+    BadInput("tngd-ce-target-shape", "ce targets of the wrong shape", _graph(_ids(8, 2)),
+             "class-id targets must have shape (8,)"),
+    BadInput("tngd-ce-class-range", "a class id ≥ the number of classes",
+             _graph(lambda: __import__("torch").full((8,), 7)),
+             "class id 7 is out of range for 3 classes"),
+    BadInput("tngd-loss-not-mean", "a callable loss that is not a mean over samples",
+             _graph(lambda: None, _not_mean), "is not the mean of per-sample losses"),
+    BadInput("tngd-outputs-detached", "outputs without a graph (detached / no_grad)",
+             _graph(_ids(8), detach=True), "outputs have no autograd graph to the parameters"),
+    BadInput("tngd-graph-freed", "the outputs' graph freed by an earlier backward",
+             _graph(_ids(8), freed=True), "call loss.backward(retain_graph=True)"),
+    BadInput("tngd-per-sample-batchnorm", "BatchNorm in train mode with TNGD(model).step",
+             _per_sample("bn"), "couples the samples of a batch in train mode"),
+    BadInput("tngd-per-sample-dropout", "Dropout in train mode with TNGD(model).step",
+             _per_sample("dropout"), "draws random numbers (Dropout in train mode?)"),
+    BadInput("tngd-matvec-param-api", "curvature='matvec' with a parameter list",
+             _tngd(curvature="matvec", solver="cg"), "curvature='matvec' needs the model-based"),
+    BadInput("tngd-empty-params", "an empty parameter list", lambda tmp: __import__(
+        "tngd.optimizer", fromlist=["x"]).TNGD([]), "TNGD got an empty parameter list"),
+    BadInput("tngd-closure", "a closure that does not return (outputs, targets)",
+             lambda tmp: (lambda n: __import__("tngd.optimizer", fromlist=["x"]).TNGD(
+                 n[0].parameters()).step(lambda: n[0](n[1])))(_tngd_net()),
+             "the closure must return (outputs, targets)"),
+    BadInput("tngd-factor-too-large", "S = r·N floats beyond the memory limit (1.07 M params)",
+             _size(1_070_000, 640, "ou-exact", max_memory_bytes=2 * 1024**3),
+             "S would hold r × N = 640 × 1,070,000 = 684,800,000 float32 values (2.55 GiB)"),
+    BadInput("tngd-dense-too-large", "dense solver (exact) for N beyond max_dense_n",
+             _size(50_000, 64, "exact", max_memory_bytes=8 * 1024**3),
+             "forms the dense F̃ of N × N = 50,000²"),
+    BadInput("tngd-spice-too-large", "spice solver deck beyond max_spice_elements",
+             _size(5074, 640, "spice"),
+             "factored deck (2·r·N = 2 × 640 × 5,074) ≈ 6,494,720 resistors per OU segment"),
+    BadInput("tngd-group-damping-zero", "param groups with unequal damping, one of them 0",
+             _groups_zero_damping, "different damping need every damping > 0"),
+    # --- oscillator topology (#13)
+    BadInput("osc-gamma-negative", "oscillator damping γ ≤ 0",
+             lambda tmp: compile_system(LinearSystem.from_arrays(GOOD_A), "oscillator",
+                                        gamma=-1.0),
+             "--damping-gamma must be a positive number, got -1.0"),
+    BadInput("osc-gamma-range", "oscillator damping resistor R₀/(αγ) beyond the range",
+             lambda tmp: compile_system(LinearSystem.from_arrays(GOOD_A), "oscillator",
+                                        gamma=1e-9),
+             "velocity damping R0/(alpha*gamma) needs 1e+12 Ω, outside the resistor range",
+             CompileError),
+    BadInput("osc-gamma-topology", "damping γ given for a first-order topology",
+             lambda tmp: compile_system(LinearSystem.from_arrays(GOOD_A), "dense", gamma=1.0),
+             "--damping-gamma applies to the oscillator topology only"),
+
 ]
 
 

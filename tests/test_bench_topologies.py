@@ -9,7 +9,7 @@ from .conftest import needs_ngspice
 def test_bench_case_tiny(shared_backend):
     from validation.bench_topologies import bench_case
 
-    out = bench_case(12, 2, steps=300, budget=300.0, be=shared_backend)
+    out = bench_case(12, 2, steps=300, budget=3600.0, be=shared_backend)
     for topo in ("factored", "dense"):
         rec = out[topo]
         assert rec["noise_steps_run"] == 300 and not rec["truncated"]

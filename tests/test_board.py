@@ -17,13 +17,13 @@ from spu_circuits.board import (
     program,
     programmed_deck,
 )
-from spu_circuits.cli import main
 from spu_circuits.demo import example_system
 from spu_circuits.errors import InputError
 from spu_circuits.parser import parse_deck
 from spu_circuits.simulate import Deck, solve_op
 from spu_circuits.spice.params import elaborate, evaluate
 from spu_circuits.system import FactoredSystem, LinearSystem, random_spd
+from spu_tngd.cli import main
 
 
 def _write(tmp_path, name="brd", **kw):

@@ -156,7 +156,7 @@ def test_sweep_through_a_separately_started_scheduler(tmp_path):
 def test_validate_sweep_cli(tmp_path):
     from click.testing import CliRunner
 
-    from spu_circuits.cli import main
+    from spu_tngd.cli import main
 
     good, _ = _decks(tmp_path)
     text = good.read_text().splitlines()

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from spu_circuits.cli import main
 from spu_circuits.compiler import compile_system
 from spu_circuits.compiler.erc import ErcError
 from spu_circuits.compiler.opamps import CATALOGUE, get_part
@@ -18,6 +17,7 @@ from spu_circuits.simulate import Deck, solve_op
 from spu_circuits.spec import HardwareSpec
 from spu_circuits.system import LinearSystem
 from spu_circuits.units import parse_quantity
+from spu_tngd.cli import main
 
 
 def spd_system(n: int, cond: float, seed: int) -> LinearSystem:
@@ -132,7 +132,7 @@ def test_large_dense_deck_warns():
 
 
 @pytest.fixture(scope="module")
-def budgets():
+def budgets():  # ~1 min: two realisations and budgets with ngspice
     """12×12, cond 200, exact values, compensated: TL072 vs OPA189 (budgets with ngspice)."""
     from spu_circuits.budget import error_budget
 
@@ -146,6 +146,7 @@ def budgets():
     return out
 
 
+@pytest.mark.slow
 def test_budget_offsets_dominate_tl072_and_opa189_cuts_10x(budgets):
     tl, opa = budgets["TL072"], budgets["OPA189"]
     assert tl.dominant == "V_os", tl.table()
@@ -229,3 +230,39 @@ def test_user_opamp_model_runs_in_ngspice(tmp_path, cli_backend):
     x = solve_op(Deck.from_compiled(rz), cli_backend)
     ref = sysm.solution()
     assert np.linalg.norm(x - ref) / np.linalg.norm(ref) < 1e-3
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("tol,want", [(0.001, "OPA192"), (0.01, "TL072")])
+def test_opamp_auto_picks_what_the_errors_need(tol, want):
+    """12×12, cond 200, E96 + trims: with 1 % parts the TL072's offsets (2.2e-3) are small
+    beside the tolerance error, with 0.1 % parts they are not and the choice moves on."""
+    rz = _realise(spd_system(12, 200.0, 3), HardwareSpec(R0_ohm=2e4), series="e96",
+                  tolerance=tol, opamp="auto", compensate=True, auto_cap=True)
+    assert rz.meta["realization"]["opamp"]["part"] == want
+    assert rz.meta["realization"]["opamp_choice"].startswith(f"--opamp auto chose {want}")
+
+
+def test_bom_lists_the_part_and_package_not_the_offset_sources():
+    from spu_circuits.bom import bom_rows
+
+    rz = _realise(example_system(), HardwareSpec(R0_ohm=1e4), opamp="OPA192", auto_cap=True)
+    rows = bom_rows(rz)
+    ops = [r for r in rows if r["part"] == "op-amp"]
+    assert len(ops) == 1 and ops[0]["count"] == 16 and ops[0]["value"].startswith("OPA192")
+    assert all("0603 0.1 W" in r["value"] for r in rows if r["part"] == "resistor")
+    assert sum(r["count"] for r in rows if r["part"] == "voltage source") == 8  # bias DACs
+    assert not [r for r in rows if r["part"] == "current source"]
+
+
+def test_dac_bits_quantise_the_bias_and_enter_the_budget():
+    from spu_circuits.budget import error_budget
+
+    rz = _realise(example_system(), HardwareSpec(R0_ohm=1e4), opamp="OPA192", auto_cap=True,
+                  dac_bits=8)
+    lsb = 2 * get_part("OPA192").v_sat / 2 ** 8
+    vb = [e.value for e in rz.netlist.elements if e.name.startswith("vb")]
+    assert vb and all(abs(v / lsb - round(v / lsb)) < 1e-9 for v in vb)
+    b = error_budget(Deck.from_compiled(rz), spice=False)
+    term = {t.name: t for t in b.terms}["bias-DAC bits"]
+    assert term.dc > 1e-4 and "8 bits" in term.note

@@ -140,3 +140,28 @@ def test_krylov_float32_matches_float64():
     o32 = KrylovLowRankOU(S.float(), 0.05, b.float(), 0.0).step(x0.float(), 10.0)
     assert o32.dtype == torch.float32
     assert _rel(o32.double(), o64) < 1e-5
+
+
+@pytest.mark.parametrize("r", [5, 300])
+def test_gram_is_symmetric_and_equals_the_product(r):
+    from tngd.gram import gram
+
+    S = torch.randn(r, 50, dtype=F64, generator=torch.Generator().manual_seed(r))
+    K = gram(S)
+    assert torch.equal(K, K.T)
+    assert torch.allclose(K, S @ S.T, rtol=0, atol=1e-12)
+
+
+def test_wide_spectrum_switches_to_shift_invert_without_fallback():
+    """μ_max·h ≈ 4e3 (K alone would need > 32 steps): the shift-invert operator converges,
+    the eigendecomposition is not needed, and the result matches the dense flow."""
+    S, b, x0, A = _case(60, 300, 0.01, 17)
+    S = 0.2 * S
+    A = S.T @ S + 0.01 * torch.eye(300, dtype=F64)
+    ou = KrylovLowRankOU(S, 0.01, b, 0.0)
+    mu_max = float(torch.linalg.eigvalsh(S @ S.T)[-1])
+    assert mu_max * 50.0 > 1e3
+    xs = torch.linalg.solve(A, b)
+    ref = xs + _sym_fun(A, lambda a: torch.exp(-a * 50.0)) @ (x0 - xs)
+    assert _rel(ou.step(x0, 50.0), ref) < 1e-10
+    assert ou.fallbacks == 0 and ou.iterations > 32

@@ -504,4 +504,4 @@ def test_diagnostics_and_options():
     with pytest.raises(ValueError, match="t_d"):
         TNGD(_model(), t=1.0, t_d=2.0)
     with pytest.raises(TypeError):
-        TNGD(list(_model().parameters()))
+        TNGD(42)  # a parameter list is accepted since #14 (the torch.optim way)

@@ -458,9 +458,9 @@ def test_cli_refuses_hostile_deck(tmp_path, command):
     one line naming it, exit 2, nothing runs, no report written."""
     from click.testing import CliRunner
 
-    from spu_circuits.cli import main
     from spu_circuits.compiler import compile_system
     from spu_circuits.system import LinearSystem
+    from spu_tngd.cli import main
 
     marker = tmp_path / "pwned"
     deck = compile_system(LinearSystem.from_arrays(np.eye(2)), "ideal").write(tmp_path, "d")

@@ -198,7 +198,7 @@ def test_report_files(tmp_path, be):
 
 
 def _cli(args):
-    from spu_circuits.cli import main
+    from spu_tngd.cli import main
 
     return CliRunner().invoke(main, args, catch_exceptions=False)
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import click
 
-SOLVERS = ("exact", "cg", "woodbury", "ou-exact", "ou-euler", "spice")
+SOLVERS = ("exact", "cg", "woodbury", "ou-exact", "ou-euler", "ou2-exact", "spice")
 
 
 def _finite_nonneg(ctx: click.Context, param: click.Parameter, value: float | None):

@@ -1,11 +1,12 @@
-"""Curvature of a torch model at flat parameters θ ∈ R^N (torch.func).
+"""Curvature of a torch model at flat parameters θ ∈ R^N (torch.func, per-sample vmap).
 
-Conventions (b = batch size, d_z = model outputs per sample, N = number of parameters):
+Conventions (b = batch size, N = number of parameters):
 
-* The model is called per batch as ``model(x) -> (b, d_z)`` (any per-sample output shape is
-  flattened to ``d_z``). Only parameters with ``requires_grad`` are part of θ; buffers and frozen
-  parameters are taken from the module unchanged.
-* Losses are means over the batch of a per-sample loss ℓ(z, y):
+* The model is called per batch as ``model(x) -> (b, …)``; x is a tensor or a dict/tuple of
+  tensors (passed as the one argument). Only parameters with ``requires_grad`` are part of θ;
+  buffers and frozen parameters are taken from the module unchanged.
+* Losses are :class:`tngd.losses.OutputLoss` objects (or their names ``"ce"``, ``"mse"``,
+  ``"bce"``, ``"nll"``, torch loss modules, callables). The two historical ones:
 
   - ``"ce"``:  ℓ = logsumexp(z) − z[y]          (softmax cross-entropy, integer labels y)
   - ``"mse"``: ℓ = ½‖z − y‖²                    (NB: *not* torch's ``MSELoss``, which averages
@@ -17,11 +18,16 @@ Conventions (b = batch size, d_z = model outputs per sample, N = number of param
 
       G = (1/b) Σ_i J_iᵀ H_i J_i = SᵀS,     S = [L_iᵀ J_i / √b]_i ∈ R^{r×N},  r = b·d_z.
 
-  Row k of the block S_i is the vector-Jacobian product of the cotangent L_i[:, k], so S is
-  built with one batched vjp per output direction (vmap over samples and directions), in
-  O(b d_z N) memory without ever forming J separately.
+  In general the factor F (b, P, C, k) of :mod:`tngd.losses` (block-diagonal over P positions,
+  e.g. the T tokens of (b, T, C) outputs) gives the cotangents. Row k of the block S_i is the
+  vector-Jacobian product of one cotangent, so S is built with one batched vjp per output
+  direction (vmap over samples and directions), in O(r N) memory without forming J separately.
 * The empirical Fisher is (1/b) Σ_i g_i g_iᵀ (uncentred, per-sample gradients g_i), i.e. SᵀS
   with S = [g_iᵀ / √b]_i ∈ R^{b×N}.
+
+This module evaluates the model once per sample (``functional_call`` under ``vmap``): O(r N)
+work, but the model must not couple samples. :mod:`tngd.curvature_graph` builds the same S from
+the graph of the user's own batch forward (any module: BatchNorm, Dropout).
 
 dtype and device follow the parameter vector; floating inputs x are cast to its dtype.
 """
@@ -31,14 +37,23 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call, jvp, vjp, vmap
+from torch.utils._pytree import tree_flatten, tree_map
+
+from spu_circuits.errors import InputError
+from tngd.losses import OutputLoss, resolve_loss
 
 __all__ = [
     "Curvature",
+    "batch_size",
+    "check_per_sample_model",
+    "factor_cotangents",
+    "output_factor",
+    "sample_cotangents",
     "ParamSpec",
     "compute_curvature",
     "dense_ggn",
@@ -52,6 +67,7 @@ __all__ = [
 ]
 
 LossName = Literal["ce", "mse"]
+LossSpec = str | nn.Module | Callable[..., Tensor] | OutputLoss
 FisherName = Literal["ggn", "empirical"]
 _LOSSES = ("ce", "mse")
 _FISHERS = ("ggn", "empirical")
@@ -117,7 +133,7 @@ def load_params_(model: nn.Module, vec: Tensor, spec: ParamSpec | None = None) -
 
 def _check_loss(loss: str) -> None:
     if loss not in _LOSSES:
-        raise ValueError(f"unknown loss {loss!r}; expected one of {_LOSSES}")
+        raise InputError(f"unknown loss {loss!r}; expected one of {_LOSSES}")
 
 
 def per_sample_loss(z: Tensor, y: Tensor, loss: LossName) -> Tensor:
@@ -162,29 +178,88 @@ def _loss_hessian_vp(z: Tensor, u: Tensor, loss: LossName) -> Tensor:
 # --------------------------------------------------------------------------- model functions
 
 
+def _leaves(x: Any) -> list[Tensor]:
+    return [t for t in tree_flatten(x)[0] if isinstance(t, Tensor)]
+
+
+def batch_size(x: Any) -> int:
+    """b of an input batch: the first dimension of its first tensor (tensor, dict, tuple…)."""
+    leaves = _leaves(x)
+    if not leaves or leaves[0].ndim == 0:
+        raise InputError(f"inputs must hold tensors with a batch dimension, got {type(x).__name__}")
+    b = int(leaves[0].shape[0])
+    for t in leaves:
+        if t.ndim == 0 or int(t.shape[0]) != b:
+            raise InputError(
+                f"every input tensor needs the batch size {b} as its first dimension, got "
+                f"shape {tuple(t.shape)}"
+            )
+    return b
+
+
 def _prepare(
-    model: nn.Module, params_vec: Tensor | None, x: Tensor, spec: ParamSpec | None
-) -> tuple[Tensor, ParamSpec, Tensor]:
+    model: nn.Module, params_vec: Tensor | None, x: Any, spec: ParamSpec | None
+) -> tuple[Tensor, ParamSpec, Any]:
     spec = spec or ParamSpec.from_module(model)
     if params_vec is None:
         params_vec, _ = flatten_params(model)
     params_vec = params_vec.detach()
-    if x.is_floating_point():
-        x = x.to(dtype=params_vec.dtype)
-    return params_vec, spec, x.to(params_vec.device)
+
+    def cast(t: Any) -> Any:
+        if not isinstance(t, Tensor):
+            return t
+        if t.is_floating_point():
+            t = t.to(dtype=params_vec.dtype)
+        return t.to(params_vec.device)
+
+    return params_vec, spec, tree_map(cast, x)
 
 
-def _batch_fn(model: nn.Module, spec: ParamSpec, x: Tensor) -> Callable[[Tensor], Tensor]:
+def _batch_fn(model: nn.Module, spec: ParamSpec, x: Any) -> Callable[[Tensor], Tensor]:
     """θ -> outputs (b, d_z) on the whole batch."""
+    b = batch_size(x)
 
     def f(theta: Tensor) -> Tensor:
         out = functional_call(model, spec.unflatten(theta), (x,))
-        return out.reshape(x.shape[0], -1)
+        return out.reshape(b, -1)
 
     return f
 
 
+def check_per_sample_model(model: nn.Module) -> None:
+    """Refuse modules whose per-sample evaluation differs from the batch (BatchNorm in train
+    mode): the per-sample vmap path would compute the GGN of another function."""
+    for name, m in model.named_modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training:
+            raise InputError(
+                f"module {name or type(m).__name__!r} ({type(m).__name__}) couples the samples "
+                "of a batch in train mode, which the per-sample path TNGD(model).step(x, y) "
+                "cannot evaluate; use TNGD(model.parameters(), ...) with "
+                "opt.step(model(x), y), which builds S from the batch's own graph"
+            )
+
+
 # --------------------------------------------------------------------------- curvature
+
+
+def sample_cotangents(Fi: Tensor) -> Tensor:
+    """One sample's S-row cotangents: Fi (P, C, k) -> E (P·k, P·C), row (p, j) holding
+    Fi[p, :, j] at position p (block-diagonal over positions)."""
+    P, C, k = Fi.shape
+    eye = torch.eye(P, dtype=Fi.dtype, device=Fi.device)
+    E = eye[:, None, :, None] * Fi.permute(0, 2, 1)[:, :, None, :]  # (P, k, P, C)
+    return E.reshape(P * k, P * C)
+
+
+def factor_cotangents(F: Tensor, start: int, stop: int) -> Tensor:
+    """Batch cotangents of S's rows [start, stop): F (b, P, C, k) -> E (stop − start, b, P, C)
+    with E[ρ, i, p, :] = F[i, p, :, j] for row ρ = (i·P + p)·k + j."""
+    b, P, C, k = F.shape
+    idx = torch.arange(start, stop, device=F.device)
+    i, p, j = idx // (P * k), (idx // k) % P, idx % k
+    E = F.new_zeros(stop - start, b, P, C)
+    E[torch.arange(stop - start, device=F.device), i, p, :] = F[i, p, :, j]
+    return E
 
 
 @dataclass
@@ -192,11 +267,12 @@ class Curvature:
     """Loss, gradient and curvature factor at θ.
 
     Attributes:
-        loss: scalar mean loss.
+        loss: scalar batch loss.
         grad: g (N,).
-        S: factor (r, N) with F = SᵀS; r = b·d_z (GGN) or b (empirical). None if not built.
-        outputs: model outputs (b, d_z), detached.
-        fisher: "ggn" or "empirical"; loss_name: "ce" or "mse".
+        S: factor (r, N) with F = SᵀS; r = b·P·k (GGN, see :mod:`tngd.losses`) or b
+            (empirical). None if not built.
+        outputs: model outputs (b, …), detached.
+        fisher: "ggn" or "empirical"; loss_name: the loss's name.
     """
 
     loss: Tensor
@@ -230,96 +306,142 @@ class Curvature:
         return self.S.T @ self.S
 
 
+def _check_fisher(fisher: str) -> None:
+    if fisher not in _FISHERS:
+        raise InputError(f"unknown fisher {fisher!r}; expected one of {_FISHERS}")
+
+
+def output_factor(loss: OutputLoss, outputs: Tensor, targets: Any, fisher: str,
+                  grad_outputs: Tensor) -> Tensor:
+    """F (b, P, C, k) whose cotangent rows give S: the loss Hessian's factor (GGN) or
+    √b ∂L/∂z_i at sample i (empirical Fisher, rows g_iᵀ/√b for a mean loss)."""
+    if fisher == "ggn":
+        return loss.hessian_factor(outputs, targets)
+    b = outputs.shape[0]
+    return (math.sqrt(b) * grad_outputs).reshape(b, 1, -1, 1)
+
+
 def compute_curvature(
     model: nn.Module,
     params_vec: Tensor | None,
-    x: Tensor,
-    y: Tensor,
-    loss: LossName = "ce",
+    x: Any,
+    y: Any,
+    loss: LossSpec = "ce",
     fisher: FisherName = "ggn",
     *,
     spec: ParamSpec | None = None,
     with_factor: bool = True,
     chunk_size: int | None = None,
 ) -> Curvature:
-    """Loss, gradient g (N,) and factor S of F = SᵀS at θ = ``params_vec``.
+    """Loss, gradient g (N,) and factor S of F = SᵀS at θ = ``params_vec`` (per-sample vmap).
 
     Args:
-        model: any module mapping x (b, ...) -> (b, d_z); called per sample (as a batch of one)
-            via ``functional_call``, so it must not couple samples (e.g. BatchNorm in train mode).
+        model: any module mapping x (b, ...) -> outputs (b, ...); called per sample (as a batch
+            of one) via ``functional_call``, so it must not couple samples (BatchNorm in train
+            mode is refused; Dropout in train mode fails: use the outputs-graph path,
+            :func:`tngd.curvature_graph.curvature_from_outputs`).
         params_vec: θ (N,) in ``spec`` order; None takes the model's current parameters.
-        x: inputs (b, ...). y: labels (b,) for "ce", targets (b, d_z) for "mse".
-        fisher: "ggn" -> S (b·d_z, N), rows L_iᵀ J_i / √b sample-major;
-            "empirical" -> S (b, N), rows g_iᵀ / √b.
-        with_factor: False skips S (loss and gradient only, same single pass otherwise).
+        x: inputs with batch dimension b: a tensor, or a dict/tuple of tensors passed as the
+            model's one argument. y: targets of the loss (see :mod:`tngd.losses`).
+        loss: a name (``"ce"``, ``"mse"``, ``"bce"``, ``"nll"``), a torch loss module, a callable
+            or a :class:`tngd.losses.OutputLoss`.
+        fisher: "ggn" -> S (b·P·k, N), rows F[i,p,:,j]ᵀ J_{i,p} sample-major (for CE/MSE on
+            (b, d_z) outputs: L_iᵀ J_i / √b); "empirical" -> S (b, N), rows g_iᵀ / √b.
+        with_factor: False skips S (loss and gradient only).
         chunk_size: forwarded to the sample ``vmap`` to bound memory.
     """
-    _check_loss(loss)
-    if fisher not in _FISHERS:
-        raise ValueError(f"unknown fisher {fisher!r}; expected one of {_FISHERS}")
+    loss_obj = resolve_loss(loss)
+    _check_fisher(fisher)
     theta, spec, x = _prepare(model, params_vec, x, spec)
-    y = y.to(theta.device)
-    if loss == "mse":
-        y = y.to(theta.dtype)
-    b = x.shape[0]
+    check_per_sample_model(model)
+    if isinstance(y, Tensor):
+        y = y.to(theta.device)
+    b = batch_size(x)
+    with torch.no_grad():
+        z = functional_call(model, spec.unflatten(theta), (x,))
+    if not isinstance(z, Tensor) or z.shape[:1] != (b,):
+        raise InputError(f"the model must return a tensor (b, …) with b = {b}, got "
+                         f"{tuple(z.shape) if isinstance(z, Tensor) else type(z).__name__}")
+    zd = z.detach().requires_grad_(True)
+    with torch.enable_grad():
+        value = loss_obj.value(zd, y)
+        (gz,) = torch.autograd.grad(value, zd)
+    F = output_factor(loss_obj, z, y, fisher, gz) if with_factor else None
 
-    def per_sample(xi: Tensor, yi: Tensor) -> tuple[Tensor, ...]:
+    def per_sample(xi: Any, gzi: Tensor, Fi: Tensor | None) -> tuple[Tensor, Tensor]:
         def f(th: Tensor) -> Tensor:
-            return functional_call(model, spec.unflatten(th), (xi.unsqueeze(0),)).reshape(-1)
+            xb = tree_map(lambda t: t.unsqueeze(0) if isinstance(t, Tensor) else t, xi)
+            return functional_call(model, spec.unflatten(th), (xb,)).reshape(-1)
 
-        z, vjp_fn = vjp(f, theta)
-        li = per_sample_loss(z, yi, loss)
-        (gi,) = vjp_fn(loss_grad_outputs(z, yi, loss))
-        if with_factor and fisher == "ggn":
-            # columns of L are the cotangents: S_i[k] = L[:, k]ᵀ J_i
-            (si,) = vmap(vjp_fn)(loss_hessian_factor(z, loss).T.contiguous())
-        else:
-            si = gi.new_zeros(0, gi.shape[0])
-        return z, li, gi, si
+        _, vjp_fn = vjp(f, theta)
+        cot = gzi.reshape(1, -1)
+        if Fi is not None:  # one vmapped VJP for the gradient and S's rows together
+            cot = torch.cat([cot, sample_cotangents(Fi)], dim=0)
+        (out,) = vmap(vjp_fn)(cot)
+        return out[0], out[1:]
 
-    z, li, gi, si = vmap(per_sample, chunk_size=chunk_size)(x, y)
-    scale = 1.0 / math.sqrt(b)
-    S: Tensor | None
-    if not with_factor:
-        S = None
-    elif fisher == "ggn":
-        S = si.reshape(-1, spec.numel) * scale
-    else:
-        S = gi * scale
+    try:
+        gi, si = vmap(per_sample, in_dims=(0, 0, None if F is None else 0),
+                      chunk_size=chunk_size)(x, gz, F)
+    except RuntimeError as exc:
+        if "randomness" in str(exc):
+            raise InputError(
+                "the model draws random numbers (Dropout in train mode?), which the per-sample "
+                "path TNGD(model).step(x, y) cannot reproduce; use TNGD(model.parameters(), "
+                "...) with opt.step(model(x), y), which uses the batch's own graph"
+            ) from None
+        raise
+    S = None if F is None else si.reshape(-1, spec.numel)
     return Curvature(
-        loss=li.mean(),
-        grad=gi.mean(0),
+        loss=value.detach(),
+        grad=gi.sum(0),
         S=S,
         outputs=z,
         spec=spec,
         fisher=fisher,
-        loss_name=loss,
+        loss_name=loss_obj.name,
     )
 
 
 def make_ggn_vp(
     model: nn.Module,
     params_vec: Tensor | None,
-    x: Tensor,
-    loss: LossName = "ce",
+    x: Any,
+    loss: LossSpec = "ce",
     *,
     spec: ParamSpec | None = None,
+    y: Any = None,
 ) -> Callable[[Tensor], Tensor]:
-    """Matrix-free GGN-vector product v (N,) -> G v (N,) at θ (labels are not needed).
+    """Matrix-free GGN-vector product v (N,) -> G v (N,) at θ.
 
-    G v = (1/b) Jᵀ H (J v): one jvp (forward mode) then one vjp (reverse mode, graph reused
-    between calls) on the whole batch; J is never formed.
+    G v = Jᵀ (∇²_Z L) (J v): one jvp (forward mode) then one vjp (reverse mode, graph reused
+    between calls) on the whole batch; J is never formed. ``"ce"``/``"mse"`` on (b, d_z)
+    outputs need no targets; other losses take the targets ``y`` (their Hessian may depend on
+    them) and use the factor of :mod:`tngd.losses`.
     """
-    _check_loss(loss)
     theta, spec, x = _prepare(model, params_vec, x, spec)
-    f = _batch_fn(model, spec, x)
+    b = batch_size(x)
+
+    def f(th: Tensor) -> Tensor:
+        return functional_call(model, spec.unflatten(th), (x,))
+
     z, vjp_fn = vjp(f, theta)
     z = z.detach()
-    b = x.shape[0]
+    legacy = isinstance(loss, str) and loss in _LOSSES and y is None and z.ndim == 2
+    if legacy:
+        def hvp(u: Tensor) -> Tensor:
+            return _loss_hessian_vp(z, u, loss) / b  # type: ignore[arg-type]
+    else:
+        F = resolve_loss(loss).hessian_factor(z, y)  # (b, P, C, k)
+
+        def hvp(u: Tensor) -> Tensor:
+            uf = u.reshape(F.shape[:3])
+            w = torch.einsum("bpck,bpc->bpk", F, uf)
+            return torch.einsum("bpck,bpk->bpc", F, w).reshape(z.shape)
 
     def gvp(v: Tensor) -> Tensor:
         _, jv = jvp(f, (theta,), (v.to(theta.dtype),))
-        (out,) = vjp_fn(_loss_hessian_vp(z, jv, loss) / b)
+        (out,) = vjp_fn(hvp(jv))
         return out
 
     return gvp
@@ -328,9 +450,9 @@ def make_ggn_vp(
 def ggn_vp(
     model: nn.Module,
     params_vec: Tensor | None,
-    x: Tensor,
+    x: Any,
     v: Tensor,
-    loss: LossName = "ce",
+    loss: LossSpec = "ce",
     *,
     spec: ParamSpec | None = None,
 ) -> Tensor:
@@ -341,9 +463,9 @@ def ggn_vp(
 def dense_ggn(
     model: nn.Module,
     params_vec: Tensor | None,
-    x: Tensor,
-    y: Tensor,
-    loss: LossName = "ce",
+    x: Any,
+    y: Any,
+    loss: LossSpec = "ce",
     fisher: FisherName = "ggn",
     *,
     spec: ParamSpec | None = None,

@@ -16,6 +16,9 @@ woodbury       tngd.solvers:WoodburySolver                 no
 ou-exact       tngd.solvers_ou:OUExactSolver               yes
 ou-euler       tngd.solvers_ou:OUEulerSolver               yes
 spice          tngd.solvers_spice:SpiceSolver (ngspice)    yes
+spice-board    tngd.solvers_board:BoardSpiceSolver         yes
+board-         tngd.solvers_board:BoardSurrogateSolver     yes
+surrogate
 =============  ==========================================  ======
 
 A new solver is one line in that table (or a :func:`register_solver` call); nothing is
@@ -372,11 +375,14 @@ REGISTRY: dict[str, SolverEntry] = {
     "woodbury": SolverEntry("tngd.solvers:WoodburySolver"),
     "ou-exact": SolverEntry("tngd.solvers_ou:OUExactSolver", device=True),
     "ou-euler": SolverEntry("tngd.solvers_ou:OUEulerSolver", device=True),
-    "spice": SolverEntry("tngd.solvers_spice:SpiceSolver", device=True),
+    "ou2-exact": SolverEntry("tngd.solvers_ou2:OU2ExactSolver", device=True),
+    "spice": SolverEntry("tngd.solvers_spice:make_spice_solver", device=True),
+    "spice-board": SolverEntry("tngd.solvers_board:BoardSpiceSolver", device=True),
+    "board-surrogate": SolverEntry("tngd.solvers_board:BoardSurrogateSolver", device=True),
 }
 
 #: The device solvers of the table above (kept for scripts that read it).
-RESERVED_NAMES: tuple[str, ...] = ("ou-exact", "ou-euler", "spice")
+RESERVED_NAMES: tuple[str, ...] = ("ou-exact", "ou-euler", "ou2-exact", "spice")
 
 
 def register_solver(

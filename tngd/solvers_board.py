@@ -1,13 +1,14 @@
 """The `spice` solver's board mode: TNGD on one programmable board, re-programmed every step.
 
-`spice-board` (:class:`BoardSpiceSolver`): one factored board deck (N cells, r stages, MDAC
-couplings of `bits` bits) is written once per run; every OU segment only chooses new codes
-(`spu_circuits.board.program`) and runs ngspice on the same deck with the new `.param`
-program. `board-surrogate` (:class:`BoardSurrogateSolver`): the same codes, read back by the
-extractor into A_eff, b_eff (codes, INL draws, finite gain), evolved by the exact OU
-transition x(h) = x* + e^{−A_eff h}(x₀ − x*) — the float surrogate of the quantised board.
+`spice-board` (:class:`BoardSpiceSolver`; both are entries of `tngd.solvers.REGISTRY`): one
+factored board deck (N cells, r stages, MDAC couplings of `bits` bits) is written once per
+run; every OU segment only chooses new codes (`spu_circuits.board.program`) and runs
+ngspice on the same deck with the new `.param` program. `board-surrogate`
+(:class:`BoardSurrogateSolver`): the same codes, read back by the extractor into A_eff,
+b_eff (codes, INL draws, finite gain), evolved by the exact OU transition
+x(h) = x* + e^{−A_eff h}(x₀ − x*): the float surrogate of the quantised board.
 
-Scaling (the controller's job, reported in `info`): F̃ = SᵀS + λI and g are mapped onto the
+Scaling (the controller's job): F̃ = SᵀS + λI and g are mapped onto the
 board's range by S' = S/σ, λ' = λ/σ², g' = g/γ with σ = max(max|S|, √λ)/range and γ chosen so
 that |g'| ≤ range² and the solution stays within half the rails (from max|F̃⁻¹g|); then
 x = x'·γ/σ² and the board runs for σ²·h (its time unit is τ of the board). Deterministic
@@ -19,7 +20,6 @@ from __future__ import annotations
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import scipy.linalg
@@ -39,7 +39,7 @@ from spu_circuits.board import (
 from spu_circuits.netlist import deck_digest
 from spu_circuits.simulate import Deck, interp_at, transient
 from spu_circuits.system import FactoredSystem
-from tngd.solvers import LinearProblem, register_solver
+from tngd.solvers import LinearProblem
 from tngd.solvers_ou import OUSolverBase
 
 __all__ = ["BoardSpiceSolver", "BoardSurrogateSolver"]
@@ -62,6 +62,7 @@ class _BoardBase(OUSolverBase):
         self.layout: BoardLayout | None = None
         self.board_sha256: str | None = None
         self.timings: list[dict] = []
+        INSTANCES.append(self)
 
     def _board(self, problem: LinearProblem) -> Deck:
         if self.deck is None:
@@ -75,7 +76,7 @@ class _BoardBase(OUSolverBase):
             path = board_circuit(build_board(spec), "board").write(self._workdir, "board")
             self.deck = Deck.load(path)
             self.layout = BoardLayout.from_meta(self.deck.meta)
-            self.board_sha256 = self.deck.meta["deck_sha256"]
+            self.board_sha256 = self.deck.sidecar.deck_sha256
         return self.deck
 
     def _programmed(self, problem: LinearProblem, x: Tensor):
@@ -116,7 +117,7 @@ class BoardSpiceSolver(_BoardBase):
     def __repr__(self) -> str:
         return f"BoardSpiceSolver(t={self.t:g}, bits={self.bits}, method={self.method})"
 
-    def _evolve(self, problem, x, h, gen, cache):
+    def _evolve(self, problem, setup, x, h, gen):
         deck, prog, sigma, gamma, x0, t_prog = self._programmed(problem, x)
         if self._backend is None:
             self._backend = get_backend(str(self._backend_arg), self.timeout_s)
@@ -148,7 +149,7 @@ class BoardSurrogateSolver(_BoardBase):
     def __repr__(self) -> str:
         return f"BoardSurrogateSolver(t={self.t:g}, bits={self.bits}, method={self.method})"
 
-    def _evolve(self, problem, x, h, gen, cache):
+    def _evolve(self, problem, setup, x, h, gen):
         deck, prog, sigma, gamma, x0, t_prog = self._programmed(problem, x)
         eff = board_effective(deck, prog)
         h_b = sigma ** 2 * h
@@ -164,19 +165,5 @@ def _codes_digest(prog) -> str:
     return deck_digest(" ".join(f"{k}={v}" for k, v in prog.params.items()))
 
 
-#: the solvers built through the registry (the training script reads their timings)
+#: the board solvers built so far (the training script reads their timings)
 INSTANCES: list[_BoardBase] = []
-
-
-def _spice(**kw: Any) -> BoardSpiceSolver:
-    INSTANCES.append(BoardSpiceSolver(**kw))
-    return INSTANCES[-1]
-
-
-def _surrogate(**kw: Any) -> BoardSurrogateSolver:
-    INSTANCES.append(BoardSurrogateSolver(**kw))
-    return INSTANCES[-1]
-
-
-register_solver("spice-board", _spice, overwrite=True)
-register_solver("board-surrogate", _surrogate, overwrite=True)

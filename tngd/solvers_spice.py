@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import scipy.linalg as sla
@@ -160,3 +161,13 @@ class SpiceSolver(OUSolverBase):
         info["decks_kept"] = len(self.kept)
         return x, it, info
 
+
+def make_spice_solver(**kw: Any) -> OUSolverBase:
+    """The registry's factory for "spice": :class:`SpiceSolver`, or with
+    ``topology="oscillator"`` the second-order device
+    (:class:`tngd.solvers_spice_oscillator.SpiceOscillatorSolver`)."""
+    if kw.get("topology") == "oscillator":  # the second-order device (tngd.solvers_ou2)
+        from tngd.solvers_spice_oscillator import SpiceOscillatorSolver
+
+        return SpiceOscillatorSolver(**kw)
+    return SpiceSolver(**kw)

@@ -73,7 +73,7 @@ def bench_ngspice(n: int, topology: str, backend, duration: float) -> dict:
     assert np.all(np.isfinite(X))
     return {"sampler": f"ngspice_{backend.name}_{topology}", "n": n, "simulated_tau": duration,
             "wall_s": wall, "samples_per_s": duration / DT / wall,
-            "tau_per_s": duration / wall, "noise_step_tau": compiled.meta["noise"]["step_tau"]}
+            "tau_per_s": duration / wall, "noise_step_tau": compiled.sidecar.noise.step_tau}
 
 
 def _timed(fn) -> float:

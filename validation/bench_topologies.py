@@ -52,7 +52,7 @@ def bench_case(n: int, r: int, steps: int, budget: float, be, seed: int = 0) -> 
         c = compile_system(fs, topo, spec, noise=NoiseSpec("trnoise", 0.01, step_tau=h),
                            predict=False)
         deck = Deck.from_compiled(c)
-        counts = c.meta["element_counts"]
+        counts = c.sidecar.element_counts
         trial = 5
         t_trial = _run(deck, trial, h, be)
         if t_trial < 1.0:  # cheap deck: a longer trial amortises the start-up

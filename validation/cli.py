@@ -2,7 +2,8 @@
 
     spu validate DECK.cir --report DIR [--matrix A.npy --rhs b.npy] [--backend shared|cli]
                  [--quick | --thorough] [--allow-unsafe]
-    spu validate --matrix A.npy --rhs b.npy [--topology dense|ideal] [--kappa0 K] --report DIR
+    spu validate --matrix A.npy --rhs b.npy [--topology dense|ideal|oscillator] [--kappa0 K]
+                 --report DIR
 
 Exit status: 0 every check passed, 1 a check failed, 2 bad input (files, options, decks),
 3 ngspice failed.
@@ -18,14 +19,16 @@ import click
 import numpy as np
 
 from spu_circuits.backends import Op, Tran
-from spu_circuits.cli import _spec as spec_from_options
-from spu_circuits.cli import friendly, spec_options
+from spu_circuits.cli_common import (
+    SPEC_KEYS,
+    check_writable,
+    friendly,
+    spec_from_options,
+    spec_options,
+)
 from spu_circuits.errors import InputError
 from spu_circuits.safety import check_untrusted_deck
 from spu_circuits.timesteps import VALIDATION_NOISE_STEP_FRAC
-
-SPEC_KEYS = ("R0_ohm", "C_F", "volts_per_unit", "opamp_gain", "r_min_ohm", "r_max_ohm",
-             "prune_rel", "auto_prune")
 
 
 def _echo(msg: str) -> None:
@@ -57,7 +60,8 @@ def _target_system(matrix, rhs, deck):
               help="b as .npy (default: the sidecar's b for a DECK, ones when compiling).")
 @click.option("--report", "report_dir", type=click.Path(file_okay=False), default=None,
               help="Folder for report.json, report.md and the figures.")
-@click.option("--topology", type=click.Choice(["dense", "ideal"]), default="dense",
+@click.option("--topology", type=click.Choice(["dense", "ideal", "oscillator"]),
+              default="dense",
               show_default=True, help="Compile mode: the circuit topology.")
 @click.option("--name", default=None, help="Compile mode: deck name (default: matrix stem).")
 @click.option("--kappa0", type=float, default=None,
@@ -103,7 +107,6 @@ def validate_cmd(ctx, decks, matrix, rhs, report_dir, topology, name, kappa0, no
     and of the surrogate. Exits 1 when a check fails."""
     from spu_circuits.compiler import compile_system
     from spu_circuits.compiler.noise import NoiseSpec
-    from spu_circuits.netlist import deck_digest
     from spu_circuits.simulate import Deck
     from spu_circuits.system import load_system
 
@@ -153,8 +156,7 @@ def validate_cmd(ctx, decks, matrix, rhs, report_dir, topology, name, kappa0, no
                   if ctx.get_parameter_source(k) == click.core.ParameterSource.COMMANDLINE]
     info: dict = {"preset": preset}
     out = Path(report_dir)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"report path {out} exists and is not a folder")
+    check_writable(out, "--report", folder=True)  # before any check runs
     if deck_path is None:
         if matrix is None:
             raise InputError("give a DECK.cir to check, or --matrix (and --rhs) to compile one")
@@ -163,8 +165,11 @@ def validate_cmd(ctx, decks, matrix, rhs, report_dir, topology, name, kappa0, no
         lam = np.linalg.eigvalsh(system.A)
         k0 = kappa0 if kappa0 is not None else settings.kappa0
         h = noise_step if noise_step is not None else settings.noise_step_frac / lam[-1]
+        # the oscillator's checks draw their own seeded file noise (never TRNOISE)
+        noise = (NoiseSpec("none") if topology == "oscillator"
+                 else NoiseSpec("trnoise", k0, step_tau=h))
         compiled = compile_system(system, topology, spec, name=name or system.name,
-                                  noise=NoiseSpec("trnoise", k0, step_tau=h))
+                                  noise=noise)
         path = compiled.write(out, name or system.name)
         _echo(f"compiled {topology} deck {path} (N = {system.n}, κ₀ = {k0:g}, noise step "
               f"{h:.3g} τ)")
@@ -179,8 +184,7 @@ def validate_cmd(ctx, decks, matrix, rhs, report_dir, topology, name, kappa0, no
         # validate runs .op and transients of this text
         check_untrusted_deck(deck, [Op(), Tran(step_s=1.0, stop_s=1.0)],
                              allow_unsafe=allow_unsafe)
-        want = (deck.meta or {}).get("deck_sha256")
-        if want and want != deck_digest(deck.text):
+        if deck.edited:
             _echo(f"note: {deck_path} differs from what was compiled (sha256 mismatch); "
                   "checking it against " + ("the given system" if matrix else
                                             "the system in its sidecar"))

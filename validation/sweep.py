@@ -19,6 +19,7 @@ from pathlib import Path
 
 from spu_circuits.errors import InputError
 from spu_circuits.execution import parse_seeds, require_ngspice
+from spu_circuits.sidecar import Sidecar
 
 #: checks whose numbers are reproducible from the seed (see the module docstring)
 SEEDED_CHECKS = ("dc", "transient", "pathwise")
@@ -67,13 +68,15 @@ def task_for_deck(deck_path: str | Path, seed: int, checks: tuple[str, ...],
         raise InputError(f"deck not found: {deck_path}")
     if not side.is_file():
         raise InputError(f"{deck_path} has no sidecar {side.name}: a sweep needs the sidecar")
+    side_text = side.read_text()
+    noise = Sidecar.loads(side_text, f"sidecar {side}").noise
     files = []
-    for p in sorted(deck_path.parent.iterdir()):
-        # noise files written by the compiler sit beside the deck, named after it
-        if (p.is_file() and p.name.lower().startswith(deck_path.stem.lower() + "_noise")
-                and p.suffix == ".txt"):
-            files.append((p.name, p.read_bytes()))
-    return ValidateTask(deck_path.stem, deck_path.read_text(), side.read_text(), tuple(files),
+    for name in noise.files or ():  # the noise files the sidecar names, beside the deck
+        p = deck_path.parent / name
+        if not p.is_file():
+            raise InputError(f"noise file {p} named by {side.name} is missing")
+        files.append((name, p.read_bytes()))
+    return ValidateTask(deck_path.stem, deck_path.read_text(), side_text, tuple(files),
                         seed, tuple(checks), preset, timeout_s)
 
 

@@ -12,6 +12,19 @@ import os
 import pickle
 import sys
 
+#: ngspice stderr lines that are information, not failures (PySpice raises on any stderr
+#: line not starting with "Warning:"; e.g. "Note: v1: dc value used for op instead of
+#: transient time=0 value." for a PULSE source whose DC value differs from its t = 0 value)
+BENIGN_PREFIXES = ("warning:", "note:")
+
+
+def harmless(stderr_lines: list[str], stdout_lines: list[str]) -> bool:
+    """True when PySpice's "Command failed" came only from informational stderr lines (no
+    stderr line is an error, no stdout line mentions one)."""
+    return (all(ln.strip().lower().startswith(BENIGN_PREFIXES) or not ln.strip()
+                or "can't find init file" in ln.lower() for ln in stderr_lines)
+            and not any("error" in ln.lower() for ln in stdout_lines))
+
 
 def _load(ng, text: str) -> None:
     """PySpice's NgSpiceShared.load_circuit, but fed the lines ngspice's own file reader
@@ -36,7 +49,7 @@ def _serve() -> None:
     sys.stdout = sys.stderr
     logging.disable(logging.CRITICAL)
     from PySpice.Spice.NgSpice import SimulationType
-    from PySpice.Spice.NgSpice.Shared import NgSpiceShared
+    from PySpice.Spice.NgSpice.Shared import NgSpiceCommandError, NgSpiceShared
 
     types = SimulationType.SIMULATION_TYPE
     for v in range(35, 46):  # ngspice ≥ 35 kept sim.h's enum: silence "unsupported version"
@@ -64,6 +77,9 @@ def _serve() -> None:
             try:
                 _load(ng, req["deck"])
                 ng.run()
+            except NgSpiceCommandError as exc:
+                if not harmless(ng._stderr, ng._stdout):
+                    reply["error"] = f"{type(exc).__name__}: {exc}"
             except Exception as exc:  # noqa: BLE001 - reported with the log
                 reply["error"] = f"{type(exc).__name__}: {exc}"
             plot = ng.last_plot

@@ -35,6 +35,7 @@ class Role(StrEnum):
     PROGRAMMABLE = "programmable"  # an MDAC / digipot coupling of a board
     TILE = "tile"  # a tile subcircuit instance (tiles pass)
     OPAMP_ERROR = "opamp_error"  # an op-amp's V_os / I_b source (a model, not a part)
+    INTEGRATOR_R_IN = "integrator_r_in"  # oscillator: R0/α from v into x's integrator
     OTHER = "other"
 
 #: roles of the op-amps (the elements the realisation pass may replace by a macromodel)

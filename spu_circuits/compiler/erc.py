@@ -221,7 +221,7 @@ def realised_deck_erc(rz, qs: Netlist, ex, es) -> list[Violation]:
     opt = rz.opt
     part = rz.hardware.part
     kappa0 = float((rz.swing or {}).get("kappa0", 0.0) or 0.0) if rz.swing else float(
-        (rz.meta.get("noise") or {}).get("kappa0", 0.0) or 0.0)
+        rz.side.noise.kappa0 or 0.0)
     cov = kappa0 * np.linalg.inv(es.A) if kappa0 > 0 else np.zeros_like(es.A)
     out: list[Violation] = []
     if rz.topology != "ideal":
@@ -242,7 +242,7 @@ def realised_deck_erc(rz, qs: Netlist, ex, es) -> list[Violation]:
     else:
         out += check_outputs(qs, {}, ex, es.x_dc, cov, opt.n_sigma, (-math.inf, math.inf),
                              None, package=opt.package)
-    w = size_warning(int(rz.meta["n"]), rz.topology,
+    w = size_warning(int(rz.side.n), rz.topology,
                      float(np.max(np.abs(np.linalg.eigvals(rz.A)))))
     if w is not None:
         out.append(w)

@@ -37,7 +37,7 @@ OFFSET_STREAM = 1
 def resolve_options(opt):
     """`opt` with gain, GBW and v_sat taken from its op-amp part where they are None."""
     name = opt.opamp
-    if name is None or name == GENERIC:
+    if name is None or name == GENERIC or name == "auto":
         return opt
     part = get_part(name)
     changes = {"opamp": part.name}
@@ -145,3 +145,58 @@ class OpAmpHardware:
                                "lsb_V": 2.0 * (self.dac_full_scale_V or math.nan)
                                / 2 ** self.dac_bits}
         return rec
+
+
+#: `--opamp auto` tries the parts in this order (roughly cheapest first) and keeps the first
+#: whose own errors do not matter (see `pick_opamp`)
+AUTO_ORDER = ("TL072", "OPA192", "ADA4077", "OPA189", "LT1028")
+#: an op-amp "does not matter" when its V_os/I_b error is at most this fraction of the
+#: passive parts' error (rounding, and one tolerance draw)
+AUTO_FRACTION = 0.1
+
+
+@dataclass(frozen=True)
+class OpAmpChoice:
+    """What `--opamp auto` tried: per part (offset error, passive error, ERC result)."""
+
+    part: str
+    tried: tuple[tuple[str, float, float, str], ...]
+
+    def describe(self) -> str:
+        rows = "; ".join(f"{p}: offsets {o:.2g} vs passives {q:.2g}{' ' + e if e else ''}"
+                         for p, o, q, e in self.tried)
+        return f"--opamp auto chose {self.part} ({rows})"
+
+
+def pick_opamp(compiled, opt) -> OpAmpChoice:
+    """The first part of AUTO_ORDER whose op-amp errors (V_os, I_b: the extractor's x with
+    offsets vs without) are ≤ AUTO_FRACTION × the passive error (rounding and compensation,
+    plus one tolerance draw, seed 0) and that passes the ERC; the last part if none does."""
+    import numpy as np
+
+    from .erc import ErcError
+    from .realize import realize
+
+    tried = []
+    for name in AUTO_ORDER:
+        base = replace(opt, opamp=name, opamp_model=None, erc="error")
+        try:
+            with_off = realize(compiled, base)
+        except ErcError as exc:
+            tried.append((name, float("nan"), float("nan"), f"(ERC: {str(exc)[:60]}...)"))
+            continue
+        no_off = realize(compiled, replace(base, offsets=False))
+        x1 = np.array(with_off.meta["predicted"]["x_dc"])
+        x0 = np.array(no_off.meta["predicted"]["x_dc"])
+        xs = np.asarray(no_off.meta["realization"]["x_eff"], dtype=float)
+        ref = max(float(np.linalg.norm(xs)), 1e-300)
+        off_err = float(np.linalg.norm(x1 - x0) / ref)
+        passive = float(no_off.report["rel_error_x"])
+        if opt.tolerance > 0:
+            drawn = realize(compiled, replace(base, offsets=False, mc_seed=0, mc_draw=0))
+            passive = max(passive, float(drawn.report["rel_error_x"]))
+        tried.append((name, off_err, passive, ""))
+        if off_err <= AUTO_FRACTION * passive:
+            return OpAmpChoice(name, tuple(tried))
+    ok = [t for t in tried if not t[3]]
+    return OpAmpChoice(ok[-1][0] if ok else AUTO_ORDER[-1], tuple(tried))

@@ -23,6 +23,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..netlist import GROUND, Netlist, fmt
+from ..sidecar import NoiseRecord, Sidecar
 from ..timesteps import NOISE_STEP_FRAC
 from .cellmap import Role
 
@@ -69,19 +70,23 @@ def default_step_tau(A: np.ndarray, frac: float = DEFAULT_STEP_FRAC) -> float:
 
 
 def draw_noise(seed: int, n_steps: int, n: int) -> np.ndarray:
-    """Standard-normal samples z (n_steps + 1, n), rounded to the 10 digits written to file."""
+    """Standard-normal samples z (n_steps + 1, n), rounded to the 10 digits written to file
+    (each value is the float of its ``%.9e`` text; one format call per row)."""
     z = np.random.default_rng(seed).standard_normal((n_steps + 1, n))
-    return np.array([[float(f"{v:.9e}") for v in row] for row in z])
+    row = " ".join(["%.9e"] * n)
+    text = " ".join(row % tuple(r) for r in z.tolist())
+    return np.array(text.split(), dtype=np.float64).reshape(z.shape)
 
 
 def file_names(name: str, n: int) -> list[str]:
     return [f"{name.lower()}_noise{k}.txt" for k in range(math.ceil(n / FILE_COLUMNS))]
 
 
-def add_noise(net: Netlist, meta: dict, noise: NoiseSpec, A: np.ndarray | None, name: str,
+def add_noise(net: Netlist, side: Sidecar, noise: NoiseSpec, A: np.ndarray | None, name: str,
               sign: float, *, roles: dict[str, str] | None = None,
-              lambda_max: float | None = None) -> dict[str, bytes]:
-    """Add the noise sources to `net`, record them in `meta["noise"]`; returns files to write.
+              lambda_max: float | None = None) -> tuple[NoiseRecord, dict[str, bytes]]:
+    """Add the noise sources to `net` for the deck described by `side` (n, τ, α, v₀, R₀ and
+    the noise nodes); returns the sidecar's noise record and the files to write.
 
     A (N×N) is read only when the noise step must come from its fastest mode (may be None
     otherwise).
@@ -94,11 +99,10 @@ def add_noise(net: Netlist, meta: dict, noise: NoiseSpec, A: np.ndarray | None, 
     """
     roles = {} if roles is None else roles
     if noise.kind == "none":
-        meta["noise"] = {"kind": "none"}
-        return {}
-    n = meta["n"]
-    tau = meta["tau_s"]
-    alpha, v0, r0 = meta["matrix_scale"], meta["volts_per_unit"], meta["R0_ohm"]
+        return NoiseRecord(spec=noise), {}
+    n = side.n
+    tau = side.tau_s
+    alpha, v0, r0 = side.matrix_scale, side.volts_per_unit, side.R0_ohm
     if noise.step_tau is not None:
         h = noise.step_tau
     elif lambda_max is not None:
@@ -108,7 +112,7 @@ def add_noise(net: Netlist, meta: dict, noise: NoiseSpec, A: np.ndarray | None, 
     nt_s = h * tau
     sigma_i = alpha * v0 / r0 * math.sqrt(2.0 * noise.kappa0 * tau)   # A/√Hz
     na = sigma_i / math.sqrt(nt_s)                                    # A per sample
-    nodes = meta["noise_nodes"]
+    nodes = side.noise_nodes
     rec = {"kind": noise.kind, "kappa0": noise.kappa0, "step_tau": h, "step_s": nt_s,
            "sigma_I": sigma_i, "amplitude_A": na, "step_rule":
            "given" if noise.step_tau is not None else f"{DEFAULT_STEP_FRAC}/lambda_max(A)"}
@@ -143,22 +147,20 @@ def add_noise(net: Netlist, meta: dict, noise: NoiseSpec, A: np.ndarray | None, 
                 f".model {model} filesource(file=\"{fname}\" amploffset=[{zeros}] "
                 f"amplscale=[{ones}] timeoffset=0 timescale=1 timerelative=false "
                 "amplstep=false)")
-            lines = [" ".join([f"{t[r]:.12e}", *(f"{z[r, i]:.9e}" for i in cols)])
-                     for r in range(k_steps + 1)]
-            files[fname] = ("\n".join(lines) + "\n").encode()
-        rec.update(reproducible=True, seed=noise.seed, files=names, n_samples=k_steps + 1,
-                   duration_tau=k_steps * h, sign=sign)
-    meta["noise"] = rec
-    return files
+            row = " ".join(["%.12e", *(["%.9e"] * len(cols))])
+            block = np.column_stack([t, z[:, cols.start:cols.stop]]).tolist()
+            files[fname] = ("\n".join(row % tuple(r) for r in block) + "\n").encode()
+        rec.update(reproducible=True, seed=noise.seed, files=tuple(names),
+                   n_samples=k_steps + 1, duration_tau=k_steps * h, sign=sign)
+    return NoiseRecord(spec=noise, **rec), files
 
 
-def read_noise_files(deck_dir: str | Path, meta: dict) -> np.ndarray:
+def read_noise_files(deck_dir: str | Path, noise: NoiseRecord) -> np.ndarray:
     """The standard-normal samples z (K+1, N) that a `file`-noise deck feeds to ngspice."""
-    rec = meta.get("noise", {})
-    if rec.get("kind") != "file":
+    if noise.kind != "file":
         raise InputError("this deck has no file noise (compile with --noise file)")
     cols = []
-    for fname in rec["files"]:
+    for fname in noise.files:
         path = Path(deck_dir) / fname
         if not path.exists():
             raise InputError(f"noise file {path} is missing")

@@ -57,11 +57,11 @@ import numpy as np
 from ..errors import InputError
 from ..graphcheck import check_cell_map, check_netlist
 from ..netlist import GROUND, Element, Netlist, Subcircuit
+from ..sidecar import IcMap, OpampRecord, Prediction, Realization, Sidecar
 from ..spec import HardwareSpec
 from ..system import FactoredSystem, LinearSystem
 from . import CompiledCircuit, compile_system
 from .cellmap import OPAMP_ROLES, CellMap, Coupling, Role
-from .noise import NoiseSpec
 from .scaling import scale, scale_factored
 
 #: Boltzmann constant (J/K)
@@ -281,7 +281,7 @@ class RealizeOptions:
             raise InputError(f"realize: temperature must be ≥ 0 K, got {self.temperature_K!r}")
         if self.trim not in ("all", "diagonal", "none"):
             raise InputError(f"realize: trim must be all, diagonal or none, got {self.trim!r}")
-        if self.opamp is not None and self.opamp != "generic":
+        if self.opamp is not None and self.opamp not in ("generic", "auto"):
             from .opamps import get_part
 
             get_part(self.opamp)
@@ -417,30 +417,6 @@ def johnson_kappa0(resistances, *, temperature_K: float, R0_ohm: float, alpha: f
 # ------------------------------------------------------------------------------ the pass
 
 
-def _system_from_meta(meta: dict):
-    rec = meta["system"]
-    name = meta.get("name", "system")
-    if "S" in rec:
-        return FactoredSystem.from_arrays(np.array(rec["S"]), rec["damping"], np.array(rec["b"]),
-                                          name=name)
-    return LinearSystem.from_arrays(np.array(rec["A"]), np.array(rec["b"]), name=name)
-
-
-def _noise_from_meta(meta: dict) -> NoiseSpec:
-    rec = meta.get("noise") or {"kind": "none"}
-    if rec.get("kind", "none") == "none":
-        return NoiseSpec()
-    h = rec["step_tau"]
-    given = rec.get("step_rule") == "given"
-    dur = 100.0
-    if rec["kind"] == "file":
-        # the file realisation covers ceil(d/h) + 2 steps: recover a d that gives the same
-        k = int(round(rec["duration_tau"] / h))
-        dur = (k - 2.5) * h
-    return NoiseSpec(kind=rec["kind"], kappa0=rec["kappa0"], step_tau=h if given else None,
-                     seed=rec.get("seed", 0), duration_tau=dur)
-
-
 @dataclass
 class _Plan:
     """Per-element realisation: resistor targets (Ω), source values (V), capacitor value."""
@@ -455,15 +431,16 @@ class _Realizer:
 
     def __init__(self, compiled: CompiledCircuit, options: RealizeOptions):
         self.opt = options
-        meta = compiled.meta
-        if "system" not in meta:
+        side = compiled.sidecar
+        if side.system is None:
             raise InputError("realize needs a compiled deck whose sidecar records its system")
-        if meta.get("realization"):
+        if side.realization is not None:
             raise InputError("this deck is already realised; realise the compiled deck")
-        self.topology = meta["topology"]
-        self.system = _system_from_meta(meta)
-        spec = HardwareSpec(**meta["spec"])
-        noise = _noise_from_meta(meta)
+        side.require("spec", why="cannot recompile it with real parts")
+        self.topology = side.topology
+        self.system = side.to_system()
+        spec = side.spec
+        noise = side.noise.noise_spec()
         self.swing = None
         self.cap_note: str | None = None
         changes = {}
@@ -472,7 +449,7 @@ class _Realizer:
         if options.v_sat is not None:
             k0 = options.kappa0_swing
             if k0 is None:
-                k0 = float((meta.get("noise") or {}).get("kappa0", 0.0) or 0.0)
+                k0 = float(side.noise.kappa0 or 0.0)
             if not (math.isfinite(k0) and k0 >= 0):
                 raise InputError(f"kappa0 must be ≥ 0, got {k0!r}")
             peaks = output_swing(self.system, k0, self.topology, spec, n_sigma=options.n_sigma)
@@ -493,20 +470,20 @@ class _Realizer:
                 changes["C_F"] = c_need
         if changes and any(getattr(spec, k) != v for k, v in changes.items()):
             spec = spec.with_(**changes)
-            compiled = compile_system(self.system, self.topology, spec, name=meta["name"],
+            compiled = compile_system(self.system, self.topology, spec, name=side.name,
                                       noise=noise)
         self.base = compiled
         self.spec = spec
-        self.meta = compiled.meta
+        self.side = compiled.sidecar
         self.A = _as_system(self.system, "dense").A if self.topology != "factored" \
             else self.system.A
         self.b = np.asarray(self.system.b, dtype=float)
         self.x_exact = self.system.solution()
-        self.gain = float(self.meta["opamp_gain"] or 0.0) or None
+        self.gain = float(self.side.opamp_gain or 0.0) or None
         # capacitors: all equal in these topologies; snapping changes τ (known, systematic)
         c_nom = spec.C_F
         self.c_value = snap(c_nom, options.cap_series)
-        self.tau_s = float(self.meta["tau_s"]) * (self.c_value / c_nom)
+        self.tau_s = float(self.side.tau_s) * (self.c_value / c_nom)
         self.elements = {el.name: el for el in compiled.netlist.elements}
         cm = compiled.cell_map
         if cm is None:
@@ -623,11 +600,10 @@ class _Realizer:
         from ..spice import extract_system, parse_deck
         from ..spice.from_netlist import parse_netlist
 
-        step = (self.meta.get("noise") or {}).get("step_s")
         parsed = parse_deck(net.to_text()) if from_text else parse_netlist(net, self._memo)
-        ex = extract_system(parsed, outputs=list(self.meta["outputs"]),
-                            volts_per_unit=float(self.meta["volts_per_unit"]),
-                            noise_step_s=step)
+        ex = extract_system(parsed, outputs=list(self.side.outputs),
+                            volts_per_unit=float(self.side.volts_per_unit),
+                            noise_step_s=self.side.noise.step_s)
         return ex, ex.as_system(self.tau_s)
 
     def errors(self, es) -> dict:
@@ -699,7 +675,7 @@ class _Realizer:
             return
         nidx = {nd: k for k, nd in enumerate(ex.nodes)}
         G = ex.node_gain
-        alpha, r0 = float(self.meta["matrix_scale"]), self.spec.R0_ohm
+        alpha, r0 = float(self.side.matrix_scale), self.spec.R0_ohm
         for cell in cm.cells:
             i = cell.index
             # inverter p_i = −o_i: rescale its feedback resistor
@@ -712,8 +688,8 @@ class _Realizer:
             g = 1.0 / plan.r_target[name] + (A[i, i] - Ae[i, i]) * alpha / r0
             if g > 0:
                 plan.r_target[name] = 1.0 / g
-        S = np.asarray(self.meta["system"]["S"], dtype=float)
-        beta_v0 = math.sqrt(alpha) * float(self.meta["volts_per_unit"])
+        S = np.asarray(self.side.system.S, dtype=float)
+        beta_v0 = math.sqrt(alpha) * float(self.side.volts_per_unit)
         for st in cm.stages:
             k = st.index
             want = -beta_v0 * S[k]
@@ -729,10 +705,9 @@ class _Realizer:
     def johnson(self, net: Netlist, parts: dict[str, Parts], state=None) -> dict:
         """The Johnson-noise record of `net`; state: the StateSpace of its extraction."""
         T = self.opt.temperature_K
-        meta = self.meta
-        n = int(meta["n"])
-        alpha, v0, r0 = float(meta["matrix_scale"]), float(meta["volts_per_unit"]), \
-            self.spec.R0_ohm
+        side = self.side
+        n = int(side.n)
+        alpha, v0, r0 = float(side.matrix_scale), float(side.volts_per_unit), self.spec.R0_ohm
         rec = {"temperature_K": T}
         if self.topology == "ideal":
             rec.update(kappa0_summing_node=[0.0] * n, kappa0_full=[0.0] * n, kappa0_eff=0.0,
@@ -745,7 +720,7 @@ class _Realizer:
                   if el.kind == "r" and cell.summing in el.nodes]
             per.append(johnson_kappa0(rs, temperature_K=T, R0_ohm=r0, alpha=alpha, v0=v0,
                                       tau_s=self.tau_s))
-        full = johnson_full(net, meta, T, self.tau_s, memo=self._memo, state=state,
+        full = johnson_full(net, side, T, self.tau_s, memo=self._memo, state=state,
                             noise_elements=self.cell_map.elements_with(Role.NOISE)) \
             if T > 0 else np.zeros(n)
         rec.update(kappa0_summing_node=per, kappa0_full=[float(v) for v in full],
@@ -787,7 +762,7 @@ def _strip_noise(net: Netlist, noise: set[str] | None = None) -> Netlist:
     return out
 
 
-def johnson_full(net: Netlist, meta: dict, temperature_K: float, tau_s: float | None = None,
+def johnson_full(net: Netlist, side: Sidecar, temperature_K: float, tau_s: float | None = None,
                  *, memo: dict | None = None, noise_elements=None, state=None) -> np.ndarray:
     """Johnson-noise κ₀ per variable (N,) of every resistor of `net` (op-amps at DC gain): a
     white current of two-sided PSD 2kT/R across each resistor, propagated to the outputs by
@@ -806,8 +781,7 @@ def johnson_full(net: Netlist, meta: dict, temperature_K: float, tau_s: float | 
     from ..spice.mna import build_mna, solve
 
     if noise_elements is None:
-        noise_elements = CellMap.from_json(meta["cell_map"]).elements_with(Role.NOISE) \
-            if meta.get("cell_map") else ()
+        noise_elements = side.cell_map.elements_with(Role.NOISE) if side.cell_map else ()
     noise = set(noise_elements)
     quiet = _strip_noise(net, noise) if noise else net
     parsed = parse_netlist(quiet, memo)
@@ -831,35 +805,35 @@ def johnson_full(net: Netlist, meta: dict, temperature_K: float, tau_s: float | 
     Rn = (Yg[b] - Yg[a]).T                                # (nc, n_R)
     cvals = np.array([c.value for c in ckt.caps])
     B = Rn * sigma[None, :] / cvals[:, None]
-    rows = [nidx[o] for o in meta["outputs"]]
-    Bx = Pz[rows] @ B / float(meta["volts_per_unit"])
-    tau = tau_s or float(meta["tau_s"])
+    rows = [nidx[o] for o in side.outputs]
+    Bx = Pz[rows] @ B / float(side.volts_per_unit)
+    tau = tau_s or float(side.tau_s)
     return 0.5 * tau * np.sum(Bx * Bx, axis=1)
 
 
-def _ic_map(meta: dict, ex, op_nodes: dict[str, str]) -> dict:
+def _ic_map(old: IcMap | None, ex, op_nodes: dict[str, str]) -> IcMap:
     """The sidecar's initial-condition map, re-derived from the extraction (realised values)
     and extended to the op-amp macromodels' internal nodes (they follow their outputs)."""
-    old = meta.get("ic_map") or {"linear": [], "const": []}
+    old = old or IcMap()
     idx = {n: k for k, n in enumerate(ex.nodes)}
     lin, const = [], []
     by_node = {}
-    for node, var, coef in old["linear"]:
+    for node, var, coef in old.linear:
         c = float(ex.node_gain[idx[node], var]) if node in idx else coef
-        lin.append([node, var, c])
+        lin.append((node, var, c))
         by_node[node] = ("linear", var, c)
-    for node, val in old["const"]:
+    for node, val in old.const:
         v = float(ex.node_offset[idx[node]]) if node in idx else val
-        const.append([node, v])
+        const.append((node, v))
         by_node[node] = ("const", None, v)
     for inner, out in op_nodes.items():
         if out in by_node:
             kind, var, c = by_node[out]
             if kind == "linear":
-                lin.append([inner, var, c])
+                lin.append((inner, var, c))
             else:
-                const.append([inner, c])
-    return {"linear": lin, "const": const}
+                const.append((inner, c))
+    return IcMap(tuple(lin), tuple(const))
 
 
 def realize(compiled: CompiledCircuit, options: RealizeOptions | None = None
@@ -869,9 +843,16 @@ def realize(compiled: CompiledCircuit, options: RealizeOptions | None = None
     """
     from .hardware import resolve_options
 
-    opt = resolve_options(options or RealizeOptions())
+    opt = options or RealizeOptions()
+    choice = None
+    if opt.opamp == "auto":
+        from .hardware import pick_opamp
+
+        choice = pick_opamp(compiled, opt)
+        opt = replace(opt, opamp=choice.part)
+    opt = resolve_options(opt)
     rz = _Realizer(compiled, opt)
-    meta0 = rz.meta
+    side0 = rz.side
     # baseline: the compiled deck itself (finite gain, exact values)
     _, es0 = rz.extract(rz.base.netlist)
     baseline = rz.errors(es0)
@@ -914,50 +895,44 @@ def realize(compiled: CompiledCircuit, options: RealizeOptions | None = None
     n_parts = {"resistors": sum(1 for e in net.elements if e.kind == "r"),
                "trims": sum(1 for p in parts.values() if p.kind != "single"),
                "capacitors": sum(1 for e in net.elements if e.kind == "c")}
-    rec = {
-        "series": opt.series, "capacitor_series": opt.cap_series, "tolerance": opt.tolerance,
-        "tolerance_distribution": "delta ~ Normal(0, (tol/3)^2) clipped to +-tol, independent "
-                                  "per part; value = nominal * (1 + delta)",
-        "monte_carlo": ({"seed": opt.mc_seed, "draw": opt.mc_draw}
-                        if opt.mc_seed is not None and opt.tolerance > 0 else None),
-        "opamp": {"model": ("macromodel" if rz.hardware.part else "single_pole")
-                  if op_nodes else ("vcvs" if rz.topology != "ideal" else "none"),
-                  "gain": rz.gain, "gbw_hz": opt.gbw_hz if op_nodes else None,
-                  **({"subckt": rz.hardware.subckt or OPAMP_SUBCKT,
-                      "internal_R_ohm": OPAMP_R_INT,
-                      "range_check": "exempt: internal model elements of the amplifier, "
-                                     "not parts"} if op_nodes else {}),
-                  **rz.hardware.record(rz.opamp_names, True, opt)},
-        "swing": rz.swing,
-        "compensation": comp or {"enabled": False},
-        "baseline": baseline,
-        "rel_error_A": errs["rel_error_A"], "rel_error_x": errs["rel_error_x"],
-        "A_eff": es.A.tolist(), "b_eff": es.b.tolist(), "x_eff": es.x_dc.tolist(),
-        "tau_s": rz.tau_s,
-        "kappa0_deck": k_deck,
-        "johnson": john,
-        "stability": stab,
-        "parts": n_parts,
-        "extraction": "spu_circuits.parser.extract_system on the deck text"
-                      + (" with each op-amp macromodel at its DC gain" if op_nodes else ""),
-        "options": _options_record(opt),
-    }
-    if erc:
-        rec["erc"] = [v.to_dict() for v in erc]
-    if rec["monte_carlo"]:
+    mc = ({"seed": opt.mc_seed, "draw": opt.mc_draw}
+          if opt.mc_seed is not None and opt.tolerance > 0 else None)
+    nominal_values = None
+    if mc:
         nominal = rz.assemble(plan, parts, draw=False, poles=False)
-        rec["nominal_values"] = {e.name: e.value for e in nominal.elements if e.kind in "rcg"
-                                 and e.value is not None}
+        nominal_values = {e.name: e.value for e in nominal.elements if e.kind in "rcg"
+                          and e.value is not None}
+    opamp = OpampRecord(
+        model=(("macromodel" if rz.hardware.part else "single_pole") if op_nodes
+               else ("vcvs" if rz.topology != "ideal" else "none")),
+        gain=rz.gain, gbw_hz=opt.gbw_hz if op_nodes else None,
+        **({"subckt": rz.hardware.subckt or OPAMP_SUBCKT, "internal_R_ohm": OPAMP_R_INT,
+            "range_check": "exempt: internal model elements of the amplifier, not parts"}
+           if op_nodes else {}),
+        extra=rz.hardware.record(rz.opamp_names, True, opt))
+    rec = Realization(
+        series=opt.series, capacitor_series=opt.cap_series, tolerance=opt.tolerance,
+        tolerance_distribution="delta ~ Normal(0, (tol/3)^2) clipped to +-tol, independent "
+                               "per part; value = nominal * (1 + delta)",
+        monte_carlo=mc, opamp=opamp, swing=rz.swing,
+        compensation=comp or {"enabled": False}, baseline=baseline,
+        rel_error_A=errs["rel_error_A"], rel_error_x=errs["rel_error_x"],
+        A_eff=es.A, b_eff=es.b, x_eff=es.x_dc, tau_s=rz.tau_s, kappa0_deck=tuple(k_deck),
+        johnson=john, stability=stab, parts=n_parts,
+        extraction="spu_circuits.parser.extract_system on the deck text"
+                   + (" with each op-amp macromodel at its DC gain" if op_nodes else ""),
+        options=_options_record(opt), erc=[v.to_dict() for v in erc] if erc else None,
+        nominal_values=nominal_values, capacitor_choice=rz.cap_note or None)
     cell_map = _realised_cell_map(rz.cell_map, parts, bool(op_nodes)).with_roles(
         {e.name: Role.OPAMP_ERROR for e in net.elements if e.name in rz.offset_elements})
     check_cell_map(net, cell_map)
-    meta = dict(meta0)
-    meta.update(
+    side = side0.with_(
         tau_s=rz.tau_s, C_F=rz.c_value, opamp_gain=rz.gain if rz.topology != "ideal" else None,
-        element_counts=net.counts(), ic_map=_ic_map(meta0, ex, op_nodes),
-        cell_map=cell_map.to_json(),
-        predicted={"x_dc": es.x_dc.tolist(), "rel_deviation_from_exact": errs["rel_error_x"],
-                   "cause": "realisation (" + _describe(opt, rz) + ")"},
+        element_counts=net.counts(), ic_map=_ic_map(side0.ic_map, ex, op_nodes),
+        cell_map=cell_map,
+        predicted=Prediction(x_dc=tuple(es.x_dc.tolist()),
+                             rel_deviation_from_exact=errs["rel_error_x"],
+                             cause="realisation (" + _describe(opt, rz) + ")"),
         realization=rec)
     title_tag = f" [realised: {_describe(opt, rz)}]"
     net.title = rz.base.netlist.title + title_tag
@@ -970,8 +945,8 @@ def realize(compiled: CompiledCircuit, options: RealizeOptions | None = None
         f"{john.get('kappa0_eff', 0.0):.3g}",
     ]
     report = {
-        "topology": rz.topology, "n": int(meta["n"]), "description": _describe(opt, rz),
-        "volts_per_unit": float(meta["volts_per_unit"]),
+        "topology": rz.topology, "n": int(side.n), "description": _describe(opt, rz),
+        "volts_per_unit": float(side.volts_per_unit),
         "rel_error_A": errs["rel_error_A"], "rel_error_x": errs["rel_error_x"],
         "baseline_rel_error_A": baseline["rel_error_A"],
         "baseline_rel_error_x": baseline["rel_error_x"],
@@ -985,11 +960,12 @@ def realize(compiled: CompiledCircuit, options: RealizeOptions | None = None
     if stab:
         report["stable"] = stab["stable"]
     notes = ([rz.cap_note] if rz.cap_note else []) + [v.message for v in erc]
+    if choice is not None:
+        notes.insert(0, choice.describe())
+        rec.extra["opamp_choice"] = choice.describe()
     if notes:
         report["erc_warnings"] = notes
-    if rz.cap_note:
-        rec["capacitor_choice"] = rz.cap_note
-    return RealizedCircuit(net, meta, dict(rz.base.extra_files), report)
+    return RealizedCircuit(net, side, dict(rz.base.extra_files), report)
 
 
 #: options added with the op-amp catalogue: recorded only when set (older sidecars unchanged)

@@ -34,7 +34,7 @@ from networkx.algorithms.community import kernighan_lin_bisection
 from ..errors import CompileError, InputError
 from ..graphcheck import check_netlist
 from ..netlist import GROUND, Element, Netlist, Subcircuit
-from ..spec import HardwareSpec
+from ..sidecar import IcMap, Prediction, Sidecar, Tiling
 from . import CompiledCircuit
 from .cellmap import OPAMP_ROLES, CellMap, Role
 from .topology import coupling_matrix
@@ -283,32 +283,27 @@ def _unflatten_node(node: str) -> str:
     return node.split(".")[-1]
 
 
-def _system_matrix(meta: dict) -> tuple[np.ndarray, np.ndarray]:
-    rec = meta.get("system") or {}
-    if "A" in rec:
-        return np.array(rec["A"], dtype=float), np.array(rec["b"], dtype=float)
-    if "S" in rec:
-        S = np.array(rec["S"], dtype=float)
-        A = S.T @ S + float(rec["damping"]) * np.eye(S.shape[1])
-        return 0.5 * (A + A.T), np.array(rec["b"], dtype=float)
-    raise CompileError("tiles: the compiled circuit's sidecar records no system")
+def _system_matrix(side: Sidecar) -> tuple[np.ndarray, np.ndarray]:
+    if side.system is None:
+        raise CompileError("tiles: the compiled circuit's sidecar records no system")
+    return side.system.matrix()
 
 
 def tile_circuit(compiled: CompiledCircuit, K: int = DEFAULT_K, seed: int = 0,
                  drop_inter_tile: bool = False) -> CompiledCircuit:
     """Rewrite `compiled` as ⌈N/K⌉ tile subcircuits plus a backplane (see the module doc).
 
-    Returns a new CompiledCircuit (deck + sidecar with `meta["tiles"]`); the input is left
+    Returns a new CompiledCircuit (deck + sidecar with its `tiles` record); the input is left
     untouched. drop_inter_tile: block Jacobi, leaving out every inter-tile coupling
     (dense and ideal topologies only).
     """
-    meta0 = compiled.meta
+    side0 = compiled.sidecar
     K = _check_k(K)
     cm = compiled.cell_map
     if cm is None:
         raise CompileError("tiles: the sidecar has no cell map (recompile the deck with this "
                            "version)")
-    if "tiles" in meta0:
+    if side0.tiles is not None:
         raise CompileError("tiles: this circuit is already tiled")
     if drop_inter_tile and cm.stages:
         raise CompileError(f"tiles: block Jacobi (--block-jacobi) is not supported for the "
@@ -320,10 +315,9 @@ def tile_circuit(compiled: CompiledCircuit, K: int = DEFAULT_K, seed: int = 0,
     n = cm.n
     node_cell = cm.node_cells()
     noise = set(cm.elements_with(Role.NOISE))
-    A_sys, b_sys = _system_matrix(meta0)
+    A_sys, b_sys = _system_matrix(side0)
     if cm.couplings_of("A"):
-        A_part = coupling_matrix(net0, cm, float(meta0["matrix_scale"]),
-                                 float(meta0["R0_ohm"]))
+        A_part = coupling_matrix(net0, cm, float(side0.matrix_scale), float(side0.R0_ohm))
     else:
         A_part = A_sys
     tiles = partition(A_part, K, seed)
@@ -369,8 +363,7 @@ def tile_circuit(compiled: CompiledCircuit, K: int = DEFAULT_K, seed: int = 0,
 
     # ---- structural checks on the flattened circuit ---------------------------------
     flat = flatten(net)
-    spec = HardwareSpec(**meta0["spec"]) if "spec" in meta0 else None
-    check_netlist(flat, spec)
+    check_netlist(flat, side0.spec)
     want = Counter((el.name, el.nodes, el.value, el.spec) for el in net0.elements
                    if el not in dropped)
     got = Counter((_unflatten_name(el.name), tuple(_unflatten_node(x) for x in el.nodes),
@@ -402,16 +395,15 @@ def tile_circuit(compiled: CompiledCircuit, K: int = DEFAULT_K, seed: int = 0,
         "graphcheck": "run on the flattened netlist (X instances expanded)",
         "block_jacobi": None,
     }
-    meta = dict(meta0)
-    predicted = dict(meta0["predicted"])
+    predicted = side0.predicted
     header = list(net0.header)
     if drop_inter_tile:
-        bj, predicted = _block_jacobi(net, cm, float(meta0["volts_per_unit"]), A_sys, b_sys,
+        bj, predicted = _block_jacobi(net, cm, float(side0.volts_per_unit), A_sys, b_sys,
                                       lab, dropped, predicted)
         report["block_jacobi"] = bj
         header = [h for h in header if not h.startswith("predicted DC deviation")]
         header.append(f"predicted DC deviation from A^-1 b: "
-                      f"{predicted['rel_deviation_from_exact']:.3g} ({predicted['cause']})")
+                      f"{predicted.rel_deviation_from_exact:.3g} ({predicted.cause})")
     header.append(
         f"tiles: {n_tiles} subcircuits of <= {K} cells {report['cells_per_tile']}; "
         f"inter-tile couplings: {len(inter)}{' (dropped: block Jacobi)' if drop_inter_tile else ''}"
@@ -422,14 +414,12 @@ def tile_circuit(compiled: CompiledCircuit, K: int = DEFAULT_K, seed: int = 0,
     net.header = header
     inner = {nd: f"xtile{int(lab[c])}.{nd}" for nd, c in node_cell.items()
              if nd not in port_set}
-    meta["ic_map"] = _rename_ic(meta0.get("ic_map"), inner)
-    meta["cell_map"] = cm.renamed(nodes=inner).with_roles(
-        {f"xtile{t}": Role.TILE for t in range(n_tiles)}, drop=tuple(e.name for e in dropped)
-    ).to_json()
-    meta["predicted"] = predicted
-    meta["element_counts"] = flat.counts()
-    meta["tiles"] = report
-    return CompiledCircuit(net, meta, dict(compiled.extra_files))
+    cell_map = cm.renamed(nodes=inner).with_roles(
+        {f"xtile{t}": Role.TILE for t in range(n_tiles)}, drop=tuple(e.name for e in dropped))
+    side = side0.with_(ic_map=_rename_ic(side0.ic_map, inner), cell_map=cell_map,
+                       predicted=predicted, element_counts=flat.counts(),
+                       tiles=Tiling.from_json(report))
+    return CompiledCircuit(net, side, dict(compiled.extra_files))
 
 
 def _counts(els) -> dict[str, int]:
@@ -439,17 +429,16 @@ def _counts(els) -> dict[str, int]:
     return dict(sorted(c.items()))
 
 
-def _rename_ic(ic_map: dict | None, inner: dict[str, str]):
+def _rename_ic(ic_map: IcMap | None, inner: dict[str, str]) -> IcMap | None:
     if not ic_map:
         return ic_map
-    return {"linear": [[inner.get(nd, nd), var, coef]
-                       for nd, var, coef in ic_map.get("linear", [])],
-            "const": [[inner.get(nd, nd), val] for nd, val in ic_map.get("const", [])]}
+    return IcMap(tuple((inner.get(nd, nd), var, coef) for nd, var, coef in ic_map.linear),
+                 tuple((inner.get(nd, nd), val) for nd, val in ic_map.const))
 
 
 def _block_jacobi(net: Netlist, cm: CellMap, v0: float, A_sys: np.ndarray, b_sys: np.ndarray,
-                  lab: np.ndarray, dropped: list[Element], predicted0: dict
-                  ) -> tuple[dict, dict]:
+                  lab: np.ndarray, dropped: list[Element], predicted0: Prediction | None
+                  ) -> tuple[dict, Prediction]:
     """The block-Jacobi report and the sidecar's honest `predicted` record (the DC solution
     of the tiled deck itself, inter-tile couplings gone, by the parser's nodal analysis)."""
     from ..parser import dc_solution, parse_deck
@@ -464,7 +453,7 @@ def _block_jacobi(net: Netlist, cm: CellMap, v0: float, A_sys: np.ndarray, b_sys
     x_dc = np.array([volts[o] for o in cm.outputs]) / v0
     cause = "finite op-amp gain" if any(r in OPAMP_ROLES for r in cm.roles.values()) \
         else "ideal elements"
-    pruned = "pruning of" in predicted0.get("cause", "")
+    pruned = "pruning of" in (predicted0.cause if predicted0 is not None else "")
     cause = (f"block Jacobi: {len(dropped)} inter-tile couplings dropped"
              + (", pruning" if pruned else "") + f" and {cause}")
     bj = {"dropped_couplings": len(dropped),
@@ -474,9 +463,10 @@ def _block_jacobi(net: Netlist, cm: CellMap, v0: float, A_sys: np.ndarray, b_sys
           "rel_error_definition": "||A_bj^-1 b - A^-1 b|| / ||A^-1 b||, A_bj = block "
                                   "diagonal of the sidecar's A over the tiles",
           "x_block_jacobi": x_bj.tolist()}
-    pred = {"x_dc": x_dc.tolist(),
-            "rel_deviation_from_exact": float(np.linalg.norm(x_dc - x) / xn),
-            "rel_deviation_from_block_jacobi":
-                float(np.linalg.norm(x_dc - x_bj) / max(float(np.linalg.norm(x_bj)), 1e-300)),
-            "cause": cause}
+    pred = Prediction(
+        x_dc=tuple(x_dc.tolist()),
+        rel_deviation_from_exact=float(np.linalg.norm(x_dc - x) / xn),
+        rel_deviation_from_block_jacobi=float(np.linalg.norm(x_dc - x_bj)
+                                              / max(float(np.linalg.norm(x_bj)), 1e-300)),
+        cause=cause)
     return bj, pred

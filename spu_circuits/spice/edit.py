@@ -1,6 +1,6 @@
-"""Deck edits by card: drop whole cards (every physical line ngspice joins into them) and
-keep every other line as written. Used by the back-ends' deck preparation and the noise
-stripping of validation and the error budget."""
+"""Deck edits by card: rewrite or drop whole cards (every physical line ngspice joins into
+them) and keep every other line as written. Used by the back-ends' deck preparation, the
+noise stripping of validation and the error budget, and calibration trims."""
 
 from __future__ import annotations
 
@@ -17,22 +17,44 @@ def physical_text_lines(lexed: Lexed) -> list[str]:
     return lines
 
 
+def rewrite_cards(lexed: Lexed, new: Callable[[Card], list[str] | None], *,
+                  ends: bool = False) -> tuple[list[str], int]:
+    """(the deck's physical lines with cards rewritten, how many lines went or changed).
+
+    new(card): the lines that replace all the card's physical lines ([] drops it), or None
+    to keep it as written. Only cards wholly in the deck text itself (not from included
+    files) and outside `.control` blocks are offered; ends: also drop `.end` lines. The
+    title stays.
+    """
+    lines = physical_text_lines(lexed)
+    replace: dict[int, list[str]] = {}
+    gone: set[int] = set()
+    for card in lexed.cards:
+        if card.control or any(src is not None for src, _ in card.spans):
+            continue
+        got = new(card)
+        if got is None:
+            continue
+        nos = [no for _, no in card.spans if no != 1]
+        if nos:
+            replace[nos[0]] = got
+            gone.update(nos[1:])
+    if ends:
+        gone |= {no for src, no in lexed.end_spans if src is None and no != 1}
+    out: list[str] = []
+    for no, ln in enumerate(lines, 1):
+        if no in replace:
+            out += replace[no]
+        elif no not in gone:
+            out.append(ln)
+    return out, len(gone) + sum(1 for no in replace if replace[no] != [lines[no - 1]])
+
+
 def drop_cards(lexed: Lexed, drop: Callable[[Card], bool], *, ends: bool = False
                ) -> tuple[list[str], int]:
-    """(the physical lines of the deck without the cards `drop` selects, how many lines went).
-
-    Only cards wholly in the deck text itself (not from included files) and outside
-    `.control` blocks are considered; ends: also drop `.end` lines. The title stays.
-    """
-    gone = {no for card in lexed.cards
-            if not card.control and all(src is None for src, _ in card.spans) and drop(card)
-            for _, no in card.spans}
-    if ends:
-        gone |= {no for src, no in lexed.end_spans if src is None}
-    gone.discard(1)
-    lines = physical_text_lines(lexed)
-    kept = [ln for no, ln in enumerate(lines, 1) if no not in gone]
-    return kept, len(lines) - len(kept)
+    """(the physical lines of the deck without the cards `drop` selects, how many lines went):
+    see `rewrite_cards`."""
+    return rewrite_cards(lexed, lambda card: [] if drop(card) else None, ends=ends)
 
 
 def strip_noise(text: str, noise_elements: Iterable[str] = ()) -> tuple[str, int]:

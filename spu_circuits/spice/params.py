@@ -22,6 +22,7 @@ import operator
 import re
 
 from ..errors import InputError
+from .lexer import lex
 
 _BRACED = re.compile(r"\{([^{}]*)\}")
 _OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
@@ -92,13 +93,11 @@ def elaborate(text: str, params: dict[str, float] | None = None, *,
 
     params: extra `.param` values, applied after the deck's own `.param` lines.
     """
-    raw = text.replace("\r\n", "\n").split("\n")
-    lines: list[tuple[int, str]] = []
-    for no, ln in enumerate(raw, 1):
-        if no > 1 and ln.startswith("+") and lines:
-            lines[-1] = (lines[-1][0], lines[-1][1] + " " + ln[1:])
-        else:
-            lines.append((no, ln))
+    lexed = lex(text)        # the cards as ngspice reads them (continuations, comments)
+    lines: list[tuple[int, str]] = [(1, lexed.title)] + [(c.line, c.text)
+                                                           for c in lexed.cards]
+    if lexed.ended:
+        lines.append((0, ".end"))
     env: dict[str, float] = {}
     for no, ln in lines[1:]:
         if ln.strip().lower().startswith(".param"):

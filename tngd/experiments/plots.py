@@ -164,7 +164,7 @@ def plot_bench(step: dict[str, Any], scaling: dict[str, Any], out_dir: Path) -> 
         bars = ax.barh(range(len(names)), ratios, color="tab:blue")
         ax.set_yticks(range(len(names)), names, fontsize=8)
         ax.set_xscale("log")
-        ax.axvline(3, color="red", ls=":", lw=0.8)
+        ax.axvline(15, color="red", ls=":", lw=0.8)  # issue 14 target: ou-exact ≤ 15× Adam
         ax.set_xlabel("time per step / Adam's")
         ax.set_title(f"{case['label']}\nN={case['N']}, r={case['r']}", fontsize=9)
         for b, v in zip(bars, ratios, strict=True):

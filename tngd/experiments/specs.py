@@ -33,6 +33,8 @@ def method_specs() -> dict[str, dict[str, Any]]:
     for k in (1e-3, 1e-2, 1e-1):  # κ₀ = 0 at t = 50 is tngd-t50
         specs[f"tngd-t50-k{k:g}"] = {**tn, "t": 50.0, "kappa0": k}
     specs["tngd-adam"] = {**tn, "t": 50.0, "base": "adam", "lr": 1e-3}
+    for t in (2.0, 5.0, 10.0):  # the second-order (oscillator) device, γ = 2√λ_min(F̃) = 2√λ
+        specs[f"tngd2-t{t:g}"] = {**tn, "solver": "ou2-exact", "t": t}
     specs["ngd-dense"] = {"optimizer_name": "ngd", "solver": "exact", "lr": 0.01, "damping": LAMBDA}
     return specs
 

@@ -9,7 +9,7 @@ Checks (``CHECKS``):
 
 * ``dc`` — ``.op`` of the noise-free deck vs A⁻¹b. Relative error
   ``‖x − A⁻¹b‖/‖A⁻¹b‖ ≤ 10·d + 1e-9`` with d the sidecar's predicted deviation
-  (``meta["predicted"]["rel_deviation_from_exact"]``: finite op-amp gain / pruning; ~1e-16 for
+  (``Sidecar.predicted.rel_deviation_from_exact``: finite op-amp gain / pruning; ~1e-16 for
   ``ideal``, ~1e-5 for ``dense`` at gain 1e6). The factor 10 leaves room for ngspice's own
   tolerances (measured: ``ideal`` ~3e-16; ``dense`` equal to d, its distance to the predicted
   x_dc ~4e-16); 1e-9 is a floor for round-off and the solver's convergence test.

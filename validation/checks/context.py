@@ -17,7 +17,6 @@ import numpy as np
 from spu_circuits.backends import Backend, get_backend
 from spu_circuits.compiler.noise import NoiseSpec
 from spu_circuits.errors import InputError
-from spu_circuits.netlist import deck_digest
 from spu_circuits.simulate import Deck, sample
 from spu_circuits.system import LinearSystem
 from validation.checks.results import CheckResult
@@ -56,18 +55,18 @@ class Validation:
                  settings: Settings | None = None, backend: Backend | str = "shared",
                  kappa0: float | None = None, noise_step: float | None = None,
                  log: Callable[[str], None] | None = None, timeout_s: float = 600.0):
-        meta = deck._need_meta()
+        side = deck.need_sidecar()
         self.deck = deck
-        self.meta = meta
+        self.sidecar = side
         self.settings = settings or Settings()
         system = system if system is not None else deck.system()
         if system is None:
             raise InputError("the sidecar records no system; give --matrix (and --rhs)")
         if hasattr(system, "as_linear_system"):  # FactoredSystem: F̃ = SᵀS + λI
             system = system.as_linear_system()
-        if system.n != int(meta["n"]):
+        if system.n != int(side.n):
             raise InputError(f"the system has N = {system.n} but the deck realises "
-                             f"N = {meta['n']} variables")
+                             f"N = {side.n} variables")
         self.system = system
         self.A = np.array(system.A, dtype=float)
         self.b = np.array(system.b, dtype=float)
@@ -76,15 +75,15 @@ class Validation:
         w = np.linalg.eigvalsh(self.A)
         self.lam_min, self.lam_max = float(w[0]), float(w[-1])
         self.T_s, self.T_f = 1.0 / self.lam_min, 1.0 / self.lam_max
-        nz = meta.get("noise") or {"kind": "none"}
+        nz = side.noise
         self.deck_noise = nz
         if kappa0 is not None and not (math.isfinite(kappa0) and kappa0 > 0):
             raise InputError(f"kappa0 must be positive, got {kappa0!r}")
         if noise_step is not None and not (math.isfinite(noise_step) and noise_step > 0):
             raise InputError(f"the noise step must be positive, got {noise_step!r}")
         self.kappa0 = float(kappa0 if kappa0 is not None
-                            else nz.get("kappa0") or self.settings.kappa0)
-        sized = ((meta.get("realization") or {}).get("swing") or {}).get("kappa0")
+                            else nz.kappa0 or self.settings.kappa0)
+        sized = side.realization.sized_kappa0 if side.realization is not None else None
         if sized is not None and self.kappa0 > float(sized) * (1 + 1e-9):
             raise InputError(
                 f"the deck was sized (v0, ERC) for kappa0 = {float(sized):g}; validating at "
@@ -92,9 +91,10 @@ class Validation:
                 f"checked for: give --kappa0 {float(sized):g} or less, or recompile with "
                 f"--size-kappa0 {self.kappa0:g}")
         self.h = float(noise_step if noise_step is not None
-                       else nz.get("step_tau") or self.settings.noise_step_frac / self.lam_max)
-        self.own_noise_ok = (kappa0 is None or kappa0 == nz.get("kappa0")) and (
-            noise_step is None or noise_step == nz.get("step_tau"))
+                       else nz.step_tau or self.settings.noise_step_frac / self.lam_max)
+        self.noise_step_given = noise_step
+        self.own_noise_ok = (kappa0 is None or kappa0 == nz.kappa0) and (
+            noise_step is None or noise_step == nz.step_tau)
         self.backend_name = backend if isinstance(backend, str) else backend.name
         self._backend = backend if isinstance(backend, Backend) else None
         self._own_backend = self._backend is None
@@ -103,8 +103,7 @@ class Validation:
         self._tmp: Path | None = None
         self.plan = self._plan()
         self.results: list[CheckResult] = []
-        self.edited = bool(meta.get("deck_sha256")) and meta["deck_sha256"] != deck_digest(
-            deck.text)
+        self.edited = deck.edited
 
     # -- resources -------------------------------------------------------------------------
     @property
@@ -151,10 +150,10 @@ class Validation:
     def describe(self) -> dict:
         p = self.plan
         return {
-            "n": self.n, "topology": self.meta.get("topology"), "tau_s": self.meta.get("tau_s"),
+            "n": self.n, "topology": self.sidecar.topology, "tau_s": self.sidecar.tau_s,
             "kappa0": self.kappa0, "noise_step_tau": self.h, "lambda_min": self.lam_min,
             "lambda_max": self.lam_max, "T_slow_tau": self.T_s, "T_fast_tau": self.T_f,
-            "deck_noise": self.deck_noise.get("kind"), "deck_edited": self.edited,
+            "deck_noise": self.deck_noise.kind, "deck_edited": self.edited,
             "backend": self.backend_name, "settings": asdict(self.settings),
             "plan": asdict(p) | {"simulated_tau": p.simulated_tau},
         }
@@ -164,17 +163,17 @@ class Validation:
         return with_noise(self.deck, NoiseSpec("none"), self.A)
 
     def trnoise_deck(self) -> tuple[Deck, str]:
-        if self.deck_noise.get("kind") == "trnoise" and self.own_noise_ok:
+        if self.deck_noise.kind == "trnoise" and self.own_noise_ok:
             return self.deck, "the deck's own TRNOISE sources"
         d = with_noise(self.deck, NoiseSpec("trnoise", self.kappa0, step_tau=self.h), self.A)
         return d, "TRNOISE sources generated from the sidecar"
 
     def file_deck(self, duration: float) -> tuple[Deck, str]:
         nz = self.deck_noise
-        if (nz.get("kind") == "file" and self.own_noise_ok and self.deck.path is not None
-                and nz.get("duration_tau", 0) >= duration
-                and all((self.deck.path.parent / f).exists() for f in nz.get("files", []))):
-            return self.deck, f"the deck's own noise files (seed {nz.get('seed')})"
+        if (nz.kind == "file" and self.own_noise_ok and self.deck.path is not None
+                and (nz.duration_tau or 0) >= duration
+                and all((self.deck.path.parent / f).exists() for f in nz.files or ())):
+            return self.deck, f"the deck's own noise files (seed {nz.seed})"
         d = with_noise(self.deck, NoiseSpec("file", self.kappa0, step_tau=self.h,
                                             seed=self.settings.seed, duration_tau=duration),
                        self.A, workdir=self.tmpdir / "pathwise")
@@ -182,7 +181,9 @@ class Validation:
 
     # -- running ---------------------------------------------------------------------------
     def run(self, names: list[str] | None = None) -> list[CheckResult]:
-        from validation.checks.registry import CHECKS  # the checks import this module
+        from validation.checks.registry import checks_for  # the checks import this module
+
+        CHECKS = checks_for(self.sidecar.topology)  # noqa: N806
 
         names = list(names or CHECKS)
         unknown = [n for n in names if n not in CHECKS]
@@ -240,7 +241,7 @@ def torch_threads(n: int = 1):
 
 
 def predicted_deviation(v: Validation) -> float | None:
-    pred = (v.meta.get("predicted") or {}).get("rel_deviation_from_exact")
+    pred = v.sidecar.predicted.rel_deviation_from_exact if v.sidecar.predicted else None
     return None if pred is None else float(pred)
 
 

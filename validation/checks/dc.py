@@ -20,7 +20,7 @@ def check_dc(v: Validation) -> CheckResult:
     metrics = {"rel. error vs A^-1 b": err}
     if pred is not None:
         metrics["predicted deviation"] = pred
-    xdc = (v.meta.get("predicted") or {}).get("x_dc")
+    xdc = v.sidecar.predicted.x_dc if v.sidecar.predicted is not None else None
     if xdc is not None and len(xdc) == v.n:
         xdc = np.asarray(xdc, dtype=float)
         metrics["rel. distance to predicted x_dc"] = float(

@@ -19,11 +19,12 @@ def check_pathwise(v: Validation) -> CheckResult:
 
     p, s = v.plan, v.settings
     deck, source = v.file_deck(p.path_duration)
-    h = float(deck.meta["noise"]["step_tau"])
-    kappa0 = float(deck.meta["noise"]["kappa0"])
+    noise = deck.need_sidecar().noise
+    h = float(noise.step_tau)
+    kappa0 = float(noise.kappa0)
     u, X = sample(deck, burn_in_tau=0.0, duration_tau=p.path_duration, dt_tau=h,
                   x0=v.x_star, backend=v.backend, tmax_tau=h / 2, timeout_s=v.timeout_s)
-    z = read_noise_files(deck.path.parent, deck.meta)
+    z = read_noise_files(deck.path.parent, noise)
     k = len(u)
     if z.shape[0] < k:
         raise InputError(f"the noise files hold {z.shape[0]} samples, {k} needed")

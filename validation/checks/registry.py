@@ -20,3 +20,12 @@ CHECKS: dict[str, Callable[[Validation], CheckResult]] = {
     "statistical": check_statistical,
     "surrogate": check_surrogate,
 }
+
+
+def checks_for(topology: str | None) -> dict[str, Callable[[Validation], CheckResult]]:
+    """The checks that apply to a deck of `topology` (second-order decks have their own)."""
+    if topology == "oscillator":
+        from validation.checks.oscillator import OSCILLATOR_CHECKS
+
+        return OSCILLATOR_CHECKS
+    return CHECKS

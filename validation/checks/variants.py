@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 
 from spu_circuits.compiler import TOPOLOGIES
-from spu_circuits.compiler.cellmap import CellMap, Role
+from spu_circuits.compiler.cellmap import Role
 from spu_circuits.compiler.noise import NoiseSpec, add_noise
 from spu_circuits.errors import InputError
 from spu_circuits.netlist import Netlist
+from spu_circuits.sidecar import NoiseRecord
 from spu_circuits.simulate import Deck
 from spu_circuits.spice.edit import drop_cards
 from spu_circuits.spice.edit import strip_noise as strip_deck_noise
@@ -36,24 +37,24 @@ def with_noise(deck: Deck, noise: NoiseSpec, A: np.ndarray, workdir: Path | None
     `workdir` (which then is the deck's working folder). The returned deck's sidecar records
     the new noise and drops the digest.
     """
-    meta = dict(deck._need_meta())
-    cm = CellMap.from_json(meta["cell_map"]) if meta.get("cell_map") else None
+    side = deck.need_sidecar()
+    cm = side.cell_map
     text, _ = strip_noise(deck.text, cm.elements_with(Role.NOISE) if cm else ())
     lines, _ = drop_cards(lex(text), lambda card: False, ends=True)     # no `.end` yet
     path = deck.path
     if noise.kind == "none":
-        meta["noise"] = {"kind": "none"}
+        rec = NoiseRecord(spec=noise)
     else:
-        need = ("n", "tau_s", "matrix_scale", "volts_per_unit", "R0_ohm", "noise_nodes",
-                "topology")
-        missing = [k for k in need if k not in meta]
-        if missing:
-            raise InputError(f"the sidecar lacks {', '.join(missing)}: cannot add noise sources")
-        if meta["topology"] not in TOPOLOGIES:
-            raise InputError(f"unknown topology {meta['topology']!r} in the sidecar")
-        sign = TOPOLOGIES[meta["topology"]].NOISE_SIGN
+        side.require("matrix_scale", "R0_ohm", "noise_nodes", why="cannot add noise sources")
+        if side.topology not in TOPOLOGIES:
+            raise InputError(f"unknown topology {side.topology!r} in the sidecar")
+        sign = TOPOLOGIES[side.topology].NOISE_SIGN
         net = Netlist(title="noise")
-        files = add_noise(net, meta, noise, np.asarray(A, dtype=float), name, sign)
+        topo = TOPOLOGIES[side.topology]
+        if hasattr(topo, "add_noise"):  # its own noise scaling (oscillator: sqrt(2γκ₀) into v)
+            rec, files = topo.add_noise(net, side, noise, np.asarray(A, dtype=float), name)
+        else:
+            rec, files = add_noise(net, side, noise, np.asarray(A, dtype=float), name, sign)
         lines += net.models + [el.line() for el in net.elements]
         if files:
             if workdir is None:
@@ -63,6 +64,5 @@ def with_noise(deck: Deck, noise: NoiseSpec, A: np.ndarray, workdir: Path | None
             for fname, content in files.items():
                 (workdir / fname).write_bytes(content)
             path = workdir / f"{name}.cir"
-    meta.pop("deck_sha256", None)
     lines.append(".end")
-    return Deck("\n".join(lines) + "\n", meta, path)
+    return Deck("\n".join(lines) + "\n", side.with_(noise=rec, deck_sha256=None), path)
