@@ -88,12 +88,13 @@ def check_cell_map(net: Netlist, cell_map: CellMap) -> None:
     """Raise GraphCheckError unless `cell_map` describes `net`: every element has a role,
     every role, cell, stage and coupling names elements and nodes of `net`."""
     names = {el.name for el in net.elements}
-    nodes = set(net.nodes())
-    missing = [el.name for el in net.elements if el.name not in cell_map.roles]
+    nodes = {n for el in net.elements for n in el.nodes}
+    roles = cell_map.roles
+    missing = [el.name for el in net.elements if el.name not in roles]
     if missing:
         raise GraphCheckError(f"element '{missing[0]}' has no role in the cell map"
                               + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
-    extra = sorted(set(cell_map.roles) - names)
+    extra = sorted(roles.keys() - names)
     if extra:
         raise GraphCheckError(f"the cell map names element '{extra[0]}', which the netlist "
                               "does not hold")

@@ -49,10 +49,11 @@ class Element:
     nodes: tuple[str, ...]
     value: float | None = None
     spec: str | None = None
+    #: the element letter (lower case), derived from the name
+    kind: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def kind(self) -> str:
-        return self.name[0].lower()
+    def __post_init__(self):
+        object.__setattr__(self, "kind", self.name[0].lower())
 
     @property
     def dc_terminals(self) -> tuple[str, ...]:
@@ -107,8 +108,16 @@ class Netlist:
         name = name.lower()
         if name in self._names:
             raise ValueError(f"duplicate element name {name!r}")
-        el = Element(name, tuple(str(n).lower() for n in nodes), value, spec)
+        el = Element(name, tuple([str(n).lower() for n in nodes]), value, spec)
         self._names.add(name)
+        self.elements.append(el)
+        return el
+
+    def append(self, el: Element) -> Element:
+        """Add an existing Element (its name and nodes already lower case)."""
+        if el.name in self._names:
+            raise ValueError(f"duplicate element name {el.name!r}")
+        self._names.add(el.name)
         self.elements.append(el)
         return el
 

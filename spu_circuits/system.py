@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,16 +109,37 @@ class LinearSystem:
     def n(self) -> int:
         return int(self.A.shape[0])
 
+    @functools.cached_property
+    def eigenvalues(self) -> np.ndarray:
+        """Eigenvalues of A, ascending (N,); computed once per system (A is read-only)."""
+        w = np.linalg.eigvalsh(self.A)
+        w.setflags(write=False)
+        return w
+
+    @functools.cached_property
+    def _solution(self) -> np.ndarray:
+        x = scipy.linalg.cho_solve(scipy.linalg.cho_factor(self.A), self.b)
+        x.setflags(write=False)
+        return x
+
     def solution(self) -> np.ndarray:
-        """x* = A⁻¹b by Cholesky (N,)."""
-        return scipy.linalg.cho_solve(scipy.linalg.cho_factor(self.A), self.b)
+        """x* = A⁻¹b by Cholesky (N,); factorised once per system."""
+        return self._solution.copy()
+
+    @property
+    def lambda_max(self) -> float:
+        return float(self.eigenvalues[-1])
 
     def condition_number(self) -> float:
-        w = np.linalg.eigvalsh(self.A)
+        w = self.eigenvalues
         return float(w[-1] / w[0])
 
     def digest(self) -> str:
         """sha256 of (N, A, b) as little-endian float64: identifies the system in sidecars."""
+        return self._digest
+
+    @functools.cached_property
+    def _digest(self) -> str:
         h = hashlib.sha256()
         h.update(np.int64(self.n).tobytes())
         h.update(np.ascontiguousarray(self.A, dtype="<f8").tobytes())
@@ -262,8 +284,21 @@ class FactoredSystem:
         small = lam * np.eye(S.shape[0]) + S @ S.T
         return (self.b - S.T @ np.linalg.solve(small, S @ self.b)) / lam
 
-    def condition_number(self) -> float:
+    @functools.cached_property
+    def singular_values(self) -> np.ndarray:
+        """Singular values of S, descending (min(r, N),); computed once per system."""
         sv = np.linalg.svd(self.S, compute_uv=False) if self.S.size else np.zeros(0)
+        sv.setflags(write=False)
+        return sv
+
+    @property
+    def lambda_max(self) -> float:
+        """λ_max(F̃) = λ + σ_max(S)²."""
+        sv = self.singular_values
+        return self.damping + (float(sv[0] ** 2) if sv.size else 0.0)
+
+    def condition_number(self) -> float:
+        sv = self.singular_values
         top = float(sv[0] ** 2) if sv.size else 0.0
         return (self.damping + top) / self.damping
 

@@ -167,3 +167,28 @@ def test_a_registered_topology_compiles_end_to_end():
         assert c.meta["opamp_gain"] is None and topo.noise_sign == 1.0
     finally:
         TOPOLOGIES.pop("mirrored_ideal")
+
+
+def test_noise_step_from_the_known_spectrum_matches_eigvalsh():
+    """The default noise step uses λ_max the compile already knows (no second eigvalsh)."""
+    from spu_circuits.compiler.noise import DEFAULT_STEP_FRAC
+
+    system = make_system(6, 20.0, seed=4)
+    c = compile_system(system, "dense", WIDE, noise=NoiseSpec("trnoise", 0.01))
+    lam = float(np.linalg.eigvalsh(np.array(c.meta["system"]["A"]))[-1])
+    assert c.meta["noise"]["step_tau"] == DEFAULT_STEP_FRAC / lam
+    fs = factored_system()
+    cf = compile_system(fs, "factored", WIDE, noise=NoiseSpec("trnoise", 0.01))
+    lam_f = float(np.linalg.eigvalsh(fs.A)[-1])
+    assert cf.meta["noise"]["step_tau"] == pytest.approx(DEFAULT_STEP_FRAC / lam_f, rel=1e-12)
+    assert fs.lambda_max == pytest.approx(lam_f, rel=1e-12)
+
+
+def test_system_spectrum_and_solution_are_computed_once():
+    system = make_system(5, 10.0, seed=1)
+    x = system.solution()
+    x[0] = 123.0                                     # the caller's copy, not the cache
+    np.testing.assert_allclose(system.A @ system.solution(), system.b, rtol=1e-12)
+    assert system.eigenvalues is system.eigenvalues
+    assert system.condition_number() == pytest.approx(
+        np.linalg.cond(system.A), rel=1e-10)

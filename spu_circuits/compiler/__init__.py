@@ -22,6 +22,7 @@ from ..system import FactoredSystem, LinearSystem
 from . import topology_dense, topology_factored, topology_ideal, topology_oscillator
 from .cellmap import CellMap
 from .noise import NoiseSpec, add_noise
+from .scaling import ScaledFactored
 from .topology import TOPOLOGIES, Topology, register
 from .topology import get as get_topology
 
@@ -158,14 +159,29 @@ def compile_system(system: LinearSystem | FactoredSystem, topology: str = "dense
     if hasattr(topo, "add_noise"):  # a topology with its own noise scaling (oscillator)
         noise_rec, extra = topo.add_noise(net, side, noise, sc.A, name, roles=noise_roles)
     else:
-        # the dense A (N×N) only when the noise step must come from its fastest mode
-        A_noise = sc.A if noise.kind != "none" and noise.step_tau is None else None
+        # the dense A (N×N) only when the noise step must come from its fastest mode and
+        # no λ_max is known already (an unpruned A's cached spectrum, or λ + σ_max(S)²)
+        lam = _lambda_max(system, sc) if noise.kind != "none" and noise.step_tau is None \
+            else None
+        A_noise = sc.A if noise.kind != "none" and noise.step_tau is None and lam is None \
+            else None
         noise_rec, extra = add_noise(net, side, noise, A_noise, name, topo.noise_sign,
-                                     roles=noise_roles)
+                                     roles=noise_roles, lambda_max=lam)
     cell_map = cell_map.with_roles(noise_roles)
     check_cell_map(net, cell_map)
     side = side.with_(noise=noise_rec, element_counts=net.counts(), cell_map=cell_map)
     return CompiledCircuit(net, side, extra)
+
+
+def _lambda_max(system, sc) -> float | None:
+    """λ_max of the matrix the circuit realises, without a new eigen-decomposition when the
+    system already has it (unpruned A) or a factor gives it (λ + σ_max(S)²); else None."""
+    if isinstance(sc, ScaledFactored):
+        sv = np.linalg.svd(sc.S, compute_uv=False) if sc.S.size else np.zeros(1)
+        return sc.damping + float(sv[0] ** 2)
+    if isinstance(system, LinearSystem) and np.array_equal(sc.A, system.A):
+        return system.lambda_max
+    return None
 
 
 def _predicted(system, sc, spec: HardwareSpec, topo: Topology, net: Netlist,

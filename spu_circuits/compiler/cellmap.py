@@ -193,7 +193,7 @@ class CellMap:
                                internal_nodes=tuple(n(x) for x in s.internal_nodes))
                        for s in self.stages)
         couplings = tuple(replace(c, elements=tuple(e(x) for x in c.elements))
-                          for c in self.couplings)
+                          if any(x in em for x in c.elements) else c for c in self.couplings)
         return replace(self, cells=cells, stages=stages, couplings=couplings,
                        roles={e(k): v for k, v in self.roles.items()},
                        trimmable=tuple(e(x) for x in self.trimmable))
@@ -211,7 +211,8 @@ class CellMap:
         return {
             "topology": self.topology,
             "cells": [_plain(c) for c in self.cells],
-            "couplings": [_plain(c) for c in self.couplings],
+            "couplings": [{"kind": c.kind, "row": c.row, "col": c.col, "sign": c.sign,
+                           "elements": list(c.elements)} for c in self.couplings],
             "stages": [_plain(s) for s in self.stages],
             "roles": dict(self.roles),
             "trimmable": list(self.trimmable),

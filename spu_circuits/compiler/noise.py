@@ -83,8 +83,8 @@ def file_names(name: str, n: int) -> list[str]:
 
 
 def add_noise(net: Netlist, side: Sidecar, noise: NoiseSpec, A: np.ndarray | None, name: str,
-              sign: float, *, roles: dict[str, str] | None = None
-              ) -> tuple[NoiseRecord, dict[str, bytes]]:
+              sign: float, *, roles: dict[str, str] | None = None,
+              lambda_max: float | None = None) -> tuple[NoiseRecord, dict[str, bytes]]:
     """Add the noise sources to `net` for the deck described by `side` (n, τ, α, v₀, R₀ and
     the noise nodes); returns the sidecar's noise record and the files to write.
 
@@ -94,7 +94,8 @@ def add_noise(net: Netlist, side: Sidecar, noise: NoiseSpec, A: np.ndarray | Non
     sign: +1 when a current into the injection node pushes x up (ideal), −1 when it pushes
     x down (dense integrators); the file realisation compensates so that forcing is +s·z.
     roles: when given, each added element's name is recorded there with Role.NOISE (for
-    the cell map).
+    the cell map). lambda_max: λ_max(A) when the caller knows it (the default step then
+    needs no eigen-decomposition of A).
     """
     roles = {} if roles is None else roles
     if noise.kind == "none":
@@ -102,7 +103,12 @@ def add_noise(net: Netlist, side: Sidecar, noise: NoiseSpec, A: np.ndarray | Non
     n = side.n
     tau = side.tau_s
     alpha, v0, r0 = side.matrix_scale, side.volts_per_unit, side.R0_ohm
-    h = noise.step_tau if noise.step_tau is not None else default_step_tau(A)
+    if noise.step_tau is not None:
+        h = noise.step_tau
+    elif lambda_max is not None:
+        h = DEFAULT_STEP_FRAC / float(lambda_max)
+    else:
+        h = default_step_tau(A)
     nt_s = h * tau
     sigma_i = alpha * v0 / r0 * math.sqrt(2.0 * noise.kappa0 * tau)   # A/√Hz
     na = sigma_i / math.sqrt(nt_s)                                    # A per sample

@@ -28,7 +28,8 @@
    and from the bill of materials. Without `gbw_hz` the VCVS stays, with gain A0.
 
 Each realised deck is then measured by the independent extractor (`parser.extract_system`
-on the deck text, with τ = the sidecar's `tau_s` and v₀): A_eff, b_eff (stored in the
+on the deck, read from the IR by `spice.parse_netlist`, which equals parsing the written text
+(tested), with τ = the sidecar's `tau_s` and v₀): A_eff, b_eff (stored in the
 sidecar's `realization` record for the surrogate), ‖A_eff − A‖/‖A‖, the error of
 A_eff⁻¹b_eff against A⁻¹b, and the Johnson-noise floor as an effective κ₀. With a GBW
 macromodel the extraction runs on the same deck with each macromodel at its DC gain (the
@@ -55,12 +56,12 @@ import numpy as np
 
 from ..errors import InputError
 from ..graphcheck import check_cell_map, check_netlist
-from ..netlist import GROUND, Element, Netlist, Subcircuit, fmt
+from ..netlist import GROUND, Element, Netlist, Subcircuit
 from ..sidecar import IcMap, OpampRecord, Prediction, Realization, Sidecar
 from ..spec import HardwareSpec
 from ..system import FactoredSystem, LinearSystem
 from . import CompiledCircuit, compile_system
-from .cellmap import OPAMP_ROLES, CellMap, Role
+from .cellmap import OPAMP_ROLES, CellMap, Coupling, Role
 from .scaling import scale, scale_factored
 
 #: Boltzmann constant (J/K)
@@ -79,8 +80,10 @@ SERIES_DIGITS = {"e12": 2, "e24": 2, "e96": 3, "e192": 3}
 OPAMP_SUBCKT = "opamp_sp"
 #: internal resistance of the macromodel's gain node (sets gm = A0/R and C = 1/(2π GBW/A0 R))
 OPAMP_R_INT = 1e3
-#: continuous compensation iterations (each one extraction); they converge geometrically
+#: continuous compensation iterations at most (each one extraction); they converge
+#: geometrically and stop early once a correction moves no target by more than COMP_RTOL
 COMP_ITERS = 6
+COMP_RTOL = 1e-12
 
 
 # ------------------------------------------------------------------------------ E series
@@ -382,8 +385,13 @@ def choose_v0(system: LinearSystem | FactoredSystem, kappa0: float, v_sat: float
         raise InputError(f"v_sat must be a positive number, got {v_sat!r}")
     if not (math.isfinite(kappa0) and kappa0 >= 0):
         raise InputError(f"kappa0 must be ≥ 0, got {kappa0!r}")
-    peak = max(output_swing(system, kappa0, topology, spec, n_sigma=n_sigma,
-                            include_bias=include_bias).values())
+    return _v0_for(v_sat, output_swing(system, kappa0, topology, spec, n_sigma=n_sigma,
+                                       include_bias=include_bias))
+
+
+def _v0_for(v_sat: float, swing: dict[str, float]) -> float:
+    """v₀ = v_sat / (largest peak per volt-per-unit), rounded down to 3 significant digits."""
+    peak = max(swing.values())
     if not peak > 0:
         raise InputError("the system's solution and noise are zero: no swing to fit")
     v0 = v_sat / peak
@@ -442,12 +450,12 @@ class _Realizer:
             k0 = options.kappa0_swing
             if k0 is None:
                 k0 = float(side.noise.kappa0 or 0.0)
-            v0 = choose_v0(self.system, k0, options.v_sat, self.topology, spec,
-                           n_sigma=options.n_sigma)
+            if not (math.isfinite(k0) and k0 >= 0):
+                raise InputError(f"kappa0 must be ≥ 0, got {k0!r}")
+            peaks = output_swing(self.system, k0, self.topology, spec, n_sigma=options.n_sigma)
+            v0 = _v0_for(options.v_sat, peaks)
             self.swing = {"v_sat": options.v_sat, "kappa0": k0, "n_sigma": options.n_sigma,
-                          "volts_per_unit": v0,
-                          "peak_per_unit": output_swing(self.system, k0, self.topology, spec,
-                                                        n_sigma=options.n_sigma)}
+                          "volts_per_unit": v0, "peak_per_unit": peaks}
             changes["volts_per_unit"] = v0
         if options.auto_cap and options.gbw_hz is not None and self.topology != "ideal":
             from .erc import capacitor_for_gbw
@@ -482,6 +490,9 @@ class _Realizer:
             raise InputError("realize needs a sidecar with a cell map (recompile the deck "
                              "with this version)")
         self.cell_map = cm
+        self._memo: dict = {}                 # parse_netlist's memo across extractions
+        self._last_parts: tuple | None = None  # parts() of the last plan (same plan: same)
+        self.offset_elements: set[str] = set()  # V_os / I_b sources assemble() added
         self.opamps = set(cm.elements_with(Role.INTEGRATOR_OPAMP)
                           + cm.elements_with(Role.INVERTER_OPAMP)
                           + cm.elements_with(Role.STAGE_OPAMP))
@@ -500,9 +511,16 @@ class _Realizer:
 
     def parts(self, plan: _Plan, series: str | None = None) -> dict[str, Parts]:
         series = self.opt.series if series is None else series
+        if series == "exact":
+            return {n: Parts("single", (float(t),)) for n, t in plan.r_target.items()}
+        last = self._last_parts
+        if last and last[0] == series and last[1] == plan.r_target and last[2] == plan.trimmed:
+            return dict(last[3])
         lo, hi = self.spec.r_min_ohm, self.spec.r_max_ohm
-        return {n: realise_resistor(t, series, lo, hi, n in plan.trimmed)
-                for n, t in plan.r_target.items()}
+        parts = {n: realise_resistor(t, series, lo, hi, n in plan.trimmed)
+                 for n, t in plan.r_target.items()}
+        self._last_parts = (series, dict(plan.r_target), set(plan.trimmed), parts)
+        return dict(parts)
 
     def assemble(self, plan: _Plan, parts: dict[str, Parts], *, draw: bool, poles: bool,
                  exact_caps: bool = False, offsets: bool = True) -> Netlist:
@@ -512,7 +530,7 @@ class _Realizer:
         net = base.copy(elements=False)
         opt = self.opt
         rng = None
-        if draw and opt.mc_seed is not None and opt.tolerance > 0:
+        if draw and self.draws:
             rng = np.random.default_rng([opt.mc_seed, opt.mc_draw])
 
         def tol(v: float) -> float:
@@ -532,44 +550,58 @@ class _Realizer:
                 net.subcircuits.append(opamp_subckt(self.gain, opt.gbw_hz))
             sub = hw.subckt or sub
         offs = hw.offsets(self.opamp_names, draw, opt) if offsets else {}
+        put = net.append
         for el in base.elements:
             k = el.kind
             if k == "r":
                 p = parts[el.name]
                 a, b = el.nodes
                 if p.kind == "single":
-                    net.add(el.name, el.nodes, tol(p.values[0]))
+                    put(Element(el.name, el.nodes, tol(p.values[0])))
                 elif p.kind == "series":
                     mid = f"{el.name}_mid"
-                    net.add(el.name, (a, mid), tol(p.values[0]))
-                    net.add(el.name + "t", (mid, b), tol(p.values[1]))
+                    put(Element(el.name, (a, mid), tol(p.values[0])))
+                    put(Element(el.name + "t", (mid, b), tol(p.values[1])))
                 else:
-                    net.add(el.name, (a, b), tol(p.values[0]))
-                    net.add(el.name + "t", (a, b), tol(p.values[1]))
+                    put(Element(el.name, (a, b), tol(p.values[0])))
+                    put(Element(el.name + "t", (a, b), tol(p.values[1])))
             elif k == "c":
-                net.add(el.name, el.nodes, tol(el.value if exact_caps else self.c_value))
+                v = tol(el.value if exact_caps else self.c_value)
+                put(el if v == el.value else Element(el.name, el.nodes, v))
             elif k == "g" and el.value is not None:
-                net.add(el.name, el.nodes, tol(el.value), el.spec)
+                put(Element(el.name, el.nodes, tol(el.value), el.spec))
             elif k == "v" and el.value is not None:
-                net.add(el.name, el.nodes, hw.dac(plan.v_value.get(el.name, el.value)),
-                        el.spec)
+                v = hw.dac(plan.v_value.get(el.name, el.value))
+                same = v == el.value and math.copysign(1.0, v) == math.copysign(1.0, el.value)
+                put(el if same else Element(el.name, el.nodes, v, el.spec))
             elif el.name in self.opamps and (use_poles or el.name in offs):
                 out, _, cp, cm = el.nodes
                 if el.name in offs:
+                    k0 = len(net.elements)
                     cp = hw.add_offsets(net, el.name, cp, cm, offs[el.name])
+                    self.offset_elements.update(e.name for e in net.elements[k0:])
                 if use_poles:
-                    net.add("x" + el.name, (cp, cm, out), None, sub)
+                    put(Element("x" + el.name, (cp, cm, out), None, sub))
                 else:
-                    net.add(el.name, (out, GROUND, cp, cm), el.value, el.spec)
+                    put(Element(el.name, (out, GROUND, cp, cm), el.value, el.spec))
             else:
-                net.add(el.name, el.nodes, el.value, el.spec)
+                put(el)
         return net
 
-    # ---- measurement ---------------------------------------------------------------------
-    def extract(self, net: Netlist):
-        from ..parser import extract_system, parse_deck
+    @property
+    def draws(self) -> bool:
+        """Whether `assemble(draw=True)` perturbs the parts (a Monte-Carlo draw)."""
+        return self.opt.mc_seed is not None and self.opt.tolerance > 0
 
-        ex = extract_system(parse_deck(net.to_text()), outputs=list(self.side.outputs),
+    # ---- measurement ---------------------------------------------------------------------
+    def extract(self, net: Netlist, *, from_text: bool = False):
+        """(Extracted, EffectiveSystem) of `net` by the extractor. The IR is read without
+        text (`parse_netlist`, equal to parsing the written deck) unless `from_text`."""
+        from ..spice import extract_system, parse_deck
+        from ..spice.from_netlist import parse_netlist
+
+        parsed = parse_deck(net.to_text()) if from_text else parse_netlist(net, self._memo)
+        ex = extract_system(parsed, outputs=list(self.side.outputs),
                             volts_per_unit=float(self.side.volts_per_unit),
                             noise_step_s=self.side.noise.step_s)
         return ex, ex.as_system(self.tau_s)
@@ -590,7 +622,11 @@ class _Realizer:
                                 exact_caps=True, offsets=False)
             ex, es = self.extract(net)
             hist.append(self.errors(es)["rel_error_A"])
+            old = dict(plan.r_target)
             self._correct(plan, ex, es)
+            # converged: a further iteration would move no target by more than rounding
+            if all(abs(t / old[k] - 1.0) <= COMP_RTOL for k, t in plan.r_target.items()):
+                break
         plan.trimmed = self._trim_set()
         # the bias DACs: b_eff = b after snapping (a DAC setting is a free, exact value)
         for _ in range(2):
@@ -600,7 +636,7 @@ class _Realizer:
                 i, name = cell.index, cell.bias
                 if name in plan.v_value and es.b[i] != 0 and self.b[i] != 0:
                     plan.v_value[name] *= self.b[i] / es.b[i]
-        return plan, {"continuous_iterations": COMP_ITERS,
+        return plan, {"continuous_iterations": len(hist),
                       "continuous_rel_error_A": hist}
 
     def _trim_set(self) -> set[str]:
@@ -625,10 +661,17 @@ class _Realizer:
         A, Ae = self.A, es.A
         cm = self.cell_map
         if not cm.stages:
-            for cp in cm.couplings_of("A"):
-                name, i, j = cp.elements[0], cp.row, cp.col
-                if name in plan.r_target and A[i, j] != 0 and Ae[i, j] * A[i, j] > 0:
-                    plan.r_target[name] *= float(np.clip(Ae[i, j] / A[i, j], 0.5, 2.0))
+            cps = [cp for cp in cm.couplings_of("A") if cp.elements[0] in plan.r_target]
+            i = np.array([cp.row for cp in cps], dtype=int)
+            j = np.array([cp.col for cp in cps], dtype=int)
+            a, ae = A[i, j], Ae[i, j]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ratio = np.clip(ae / a, 0.5, 2.0)
+            ok = (a != 0) & (ae * a > 0)
+            r = plan.r_target
+            for cp, use, q in zip(cps, ok.tolist(), ratio.tolist(), strict=True):
+                if use:
+                    r[cp.elements[0]] *= q
             return
         nidx = {nd: k for k, nd in enumerate(ex.nodes)}
         G = ex.node_gain
@@ -659,7 +702,8 @@ class _Realizer:
                 plan.r_target[st.inverter_r_fb] /= float(np.clip(s, 0.5, 2.0))
 
     # ---- noise and stability -------------------------------------------------------------
-    def johnson(self, net: Netlist, parts: dict[str, Parts]) -> dict:
+    def johnson(self, net: Netlist, parts: dict[str, Parts], state=None) -> dict:
+        """The Johnson-noise record of `net`; state: the StateSpace of its extraction."""
         T = self.opt.temperature_K
         side = self.side
         n = int(side.n)
@@ -676,7 +720,9 @@ class _Realizer:
                   if el.kind == "r" and cell.summing in el.nodes]
             per.append(johnson_kappa0(rs, temperature_K=T, R0_ohm=r0, alpha=alpha, v0=v0,
                                       tau_s=self.tau_s))
-        full = johnson_full(net, side, T, self.tau_s) if T > 0 else np.zeros(n)
+        full = johnson_full(net, side, T, self.tau_s, memo=self._memo, state=state,
+                            noise_elements=self.cell_map.elements_with(Role.NOISE)) \
+            if T > 0 else np.zeros(n)
         rec.update(kappa0_summing_node=per, kappa0_full=[float(v) for v in full],
                    kappa0_eff=float(np.mean(full)), kappa0_max=float(np.max(full)),
                    formula="kappa0_i = k T R0^2 sum(1/R into s_i) / (alpha^2 v0^2 tau); full: "
@@ -684,9 +730,10 @@ class _Realizer:
         return rec
 
     def stability(self, net: Netlist) -> dict:
-        from ..parser import parse_deck, state_space
+        from ..spice import state_space
+        from ..spice.from_netlist import parse_netlist
 
-        ss, _, _ = state_space(parse_deck(net.to_text()))
+        ss, _, _ = state_space(parse_netlist(net))
         ev = np.linalg.eigvals(ss.F)
         re_max = float(np.max(ev.real))
         return {"states": int(len(ev)), "stable": bool(re_max < 0),
@@ -695,30 +742,73 @@ class _Realizer:
                 "note": "eigenvalues of the full deck (integrators and op-amp poles)"}
 
 
-def _strip_noise(net: Netlist) -> Netlist:
+def _strip_noise(net: Netlist, noise: set[str] | None = None) -> Netlist:
+    """`net` (subcircuits kept) without the elements `noise` and the models only they use.
+
+    noise None: the noise sources found by what they are (TRNOISE current/voltage sources,
+    XSPICE instances of filesource models)."""
+    if noise is None:
+        fmodels = {m.split()[1].lower() for m in net.models
+                   if len(m.split()) > 2 and "filesource" in m.lower()}
+        noise = {el.name for el in net.elements
+                 if (el.kind in "iv" and el.spec and "trnoise" in el.spec.lower())
+                 or (el.kind == "a" and el.spec and el.spec.split()[-1] in fmodels)}
+    used = {(el.spec or "").split()[-1] for el in net.elements if el.name in noise and el.spec}
     out = net.copy(elements=False)
-    out.models = [m for m in net.models if "filesource" not in m]
+    out.models = [m for m in net.models if m.split()[1].lower() not in used]
     for el in net.elements:
-        if el.kind == "a" or (el.kind == "i" and el.spec and "trnoise" in el.spec):
-            continue
-        out.add(el.name, el.nodes, el.value, el.spec)
+        if el.name not in noise:
+            out.add(el.name, el.nodes, el.value, el.spec)
     return out
 
 
-def johnson_full(net: Netlist, side: Sidecar, temperature_K: float,
-                 tau_s: float | None = None) -> np.ndarray:
-    """Johnson-noise κ₀ per variable (N,) of every resistor of `net` (op-amps at DC gain):
-    a 2kT/R white current across each resistor, diffusion extracted by the parser."""
-    from ..parser import extract_system, parse_deck
+def johnson_full(net: Netlist, side: Sidecar, temperature_K: float, tau_s: float | None = None,
+                 *, memo: dict | None = None, noise_elements=None, state=None) -> np.ndarray:
+    """Johnson-noise κ₀ per variable (N,) of every resistor of `net` (op-amps at DC gain): a
+    white current of two-sided PSD 2kT/R across each resistor, propagated to the outputs by
+    the extractor's nodal analysis. The deck's own noise sources (`noise_elements`, default:
+    the sidecar cell map's Role.NOISE elements) are left out.
 
-    quiet = _strip_noise(net)
-    nt = 1e-9
-    for k, el in enumerate([e for e in quiet.elements if e.kind == "r"]):
-        na = math.sqrt(2.0 * K_BOLTZMANN * temperature_K / el.value / nt)
-        quiet.add(f"ijn{k}", el.nodes[:2], None, f"dc 0 trnoise({fmt(na)} {fmt(nt)} 0 0)")
-    ex = extract_system(parse_deck(quiet.to_text()), outputs=list(side.outputs),
-                        volts_per_unit=float(side.volts_per_unit))
-    return ex.as_system(tau_s or float(side.tau_s)).kappa0
+    Method (the extractor's Kron reduction, in adjoint form): with K the MNA matrix whose
+    capacitors are voltage-source states, E the unit columns of the capacitor branches and
+    n_R = e_b − e_a the injection of resistor R (a → b), the capacitor currents respond to
+    the noise by Rn = Eᵀ K⁻¹ N = (K⁻ᵀ E)ᵀ N: one solve with a column per capacitor instead
+    of one per resistor. B = Rn·diag(σ)/C, σ_R² = 2kT/R; in x units Bx = H B/v₀ (H: the
+    outputs' response to unit capacitor voltages, K⁻¹E, taken from `state`, a StateSpace of
+    the same circuit, when its nodes and capacitors match); κ₀,i = τ/2·Σ_R Bx[i, R]².
+    """
+    from ..spice.from_netlist import parse_netlist
+    from ..spice.mna import build_mna, solve
+
+    if noise_elements is None:
+        noise_elements = side.cell_map.elements_with(Role.NOISE) if side.cell_map else ()
+    noise = set(noise_elements)
+    quiet = _strip_noise(net, noise) if noise else net
+    parsed = parse_netlist(quiet, memo)
+    ckt = build_mna(parsed, caps_as_states=True)
+    nn, nc = len(ckt.nodes), len(ckt.caps)
+    cap_rows = [nn + ckt.branches.index(c.name) for c in ckt.caps]
+    E = np.zeros((ckt.K.shape[0], nc))
+    E[cap_rows, np.arange(nc)] = 1.0
+    if state is not None and tuple(state.nodes) == tuple(ckt.nodes) and \
+            tuple(state.capacitors) == tuple(c.name for c in ckt.caps):
+        Pz = np.asarray(state.Pz)
+    else:
+        Pz = solve(ckt.K, E, ckt.nodes, "Johnson noise")[:nn]
+    Y = solve(ckt.K.T.tocsc(), E, ckt.nodes, "Johnson noise (adjoint)")
+    nidx = {n: k for k, n in enumerate(ckt.nodes)}
+    res = [e for e in parsed.elements if e.kind == "r" and "." not in e.name]
+    Yg = np.vstack([Y[:nn], np.zeros((1, nc))])          # row nn: ground
+    a = np.array([nidx.get(e.nodes[0], nn) for e in res], dtype=int)
+    b = np.array([nidx.get(e.nodes[1], nn) for e in res], dtype=int)
+    sigma = np.sqrt(2.0 * K_BOLTZMANN * temperature_K / np.array([e.value for e in res]))
+    Rn = (Yg[b] - Yg[a]).T                                # (nc, n_R)
+    cvals = np.array([c.value for c in ckt.caps])
+    B = Rn * sigma[None, :] / cvals[:, None]
+    rows = [nidx[o] for o in side.outputs]
+    Bx = Pz[rows] @ B / float(side.volts_per_unit)
+    tau = tau_s or float(side.tau_s)
+    return 0.5 * tau * np.sum(Bx * Bx, axis=1)
 
 
 def _ic_map(old: IcMap | None, ex, op_nodes: dict[str, str]) -> IcMap:
@@ -773,28 +863,30 @@ def realize(compiled: CompiledCircuit, options: RealizeOptions | None = None
         plain_net = rz.assemble(plan, rz.parts(plan), draw=False, poles=False)
         before = rz.errors(rz.extract(plain_net)[1])
         plan, hist = rz.compensate()
-        parts = rz.parts(plan)
-        after = rz.errors(rz.extract(rz.assemble(plan, parts, draw=False, poles=False))[1])
-        comp = {"enabled": True, "trim": opt.trim, **hist,
-                "trimmed_parts": sum(1 for p in parts.values() if p.kind != "single"),
-                "rel_error_A_before": before["rel_error_A"],
-                "rel_error_x_before": before["rel_error_x"],
-                "rel_error_A_after": after["rel_error_A"],
-                "rel_error_x_after": after["rel_error_x"]}
     parts = rz.parts(plan)
     net = rz.assemble(plan, parts, draw=True, poles=True)
     qs = rz.assemble(plan, parts, draw=True, poles=False)
     lo, hi = rz.spec.r_min_ohm, rz.spec.r_max_ohm
     widen = 1.0 + opt.tolerance
     check_netlist(qs, rz.spec.with_(r_min_ohm=lo / widen, r_max_ohm=hi * widen))
-    ex, es = rz.extract(qs)
+    ex, es = rz.extract(qs)             # the recorded measurement (IR read as the deck text)
     errs = rz.errors(es)
     from .erc import enforce, realised_deck_erc
 
     erc = enforce(realised_deck_erc(rz, qs, ex, es), opt.erc != "error")
+    if opt.compensate and rz.topology != "ideal":
+        # without a Monte-Carlo draw (parts, offsets) the nominal compensated deck is `qs`
+        after = errs if opt.mc_seed is None else rz.errors(
+            rz.extract(rz.assemble(plan, parts, draw=False, poles=False))[1])
+        comp = {"enabled": True, "trim": opt.trim, **hist,
+                "trimmed_parts": sum(1 for p in parts.values() if p.kind != "single"),
+                "rel_error_A_before": before["rel_error_A"],
+                "rel_error_x_before": before["rel_error_x"],
+                "rel_error_A_after": after["rel_error_A"],
+                "rel_error_x_after": after["rel_error_x"]}
     # the deck's own noise sources (if any), as κ₀ per variable
     k_deck = [float(v) for v in es.kappa0]
-    john = rz.johnson(qs, parts)
+    john = rz.johnson(qs, parts, ex.state)
     op_nodes = {}
     if opt.gbw_hz is not None and rz.topology != "ideal":
         op_nodes = {f"x{el.name}.nop": el.nodes[0] for el in rz.base.netlist.elements
@@ -832,8 +924,7 @@ def realize(compiled: CompiledCircuit, options: RealizeOptions | None = None
         options=_options_record(opt), erc=[v.to_dict() for v in erc] if erc else None,
         nominal_values=nominal_values, capacitor_choice=rz.cap_note or None)
     cell_map = _realised_cell_map(rz.cell_map, parts, bool(op_nodes)).with_roles(
-        {e.name: Role.OPAMP_ERROR for e in net.elements
-         if e.name.startswith(("vos_", "iib_"))})
+        {e.name: Role.OPAMP_ERROR for e in net.elements if e.name in rz.offset_elements})
     check_cell_map(net, cell_map)
     side = side0.with_(
         tau_s=rz.tau_s, C_F=rz.c_value, opamp_gain=rz.gain if rz.topology != "ideal" else None,
@@ -892,9 +983,12 @@ def _realised_cell_map(cm: CellMap, parts: dict[str, Parts], poles: bool) -> Cel
     couplings, op-amps renamed to their macromodel instances (`x<name>`) when `poles`."""
     trims = {name: name + "t" for name, p in parts.items() if p.kind != "single"}
     cm = cm.with_roles({t: Role.TRIM for t in trims.values()})
-    cm = replace(cm, couplings=tuple(
-        replace(cp, elements=(*cp.elements, *(trims[e] for e in cp.elements if e in trims)))
-        for cp in cm.couplings))
+    couplings = []
+    for cp in cm.couplings:
+        extra = [trims[e] for e in cp.elements if e in trims]
+        couplings.append(Coupling(cp.kind, cp.row, cp.col, cp.sign, (*cp.elements, *extra))
+                         if extra else cp)
+    cm = replace(cm, couplings=tuple(couplings))
     if poles:
         ops = [n for n, r in cm.roles.items() if r in OPAMP_ROLES]
         cm = cm.renamed(elements={n: "x" + n for n in ops})

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import warnings
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -273,15 +275,57 @@ def build_mna(deck: ParsedDeck, *, caps_as_states: bool, deck_dir: str | Path | 
     return Circuit(nodes, branches, K, s, cols, noise, caps, notes)
 
 
+#: factorisations kept for re-use (an unchanged K, e.g. successive extractions that differ
+#: only in source values, is equilibrated and factorised once; results are bit-identical)
+FACTOR_CACHE_SIZE = 4
+_factors: OrderedDict[bytes, tuple] = OrderedDict()
+
+
+def _key(K: scipy.sparse.csc_matrix) -> bytes:
+    h = hashlib.blake2b(digest_size=20)
+    h.update(np.asarray(K.shape, dtype=np.int64).tobytes())
+    for arr in (K.indptr, K.indices, K.data):
+        h.update(np.ascontiguousarray(arr).tobytes())
+    return h.digest()
+
+
 def solve(K: scipy.sparse.csc_matrix, rhs: np.ndarray, nodes: list[str], what: str
-      ) -> np.ndarray:
+          ) -> np.ndarray:
     """Solve K z = rhs (rhs: (n,) or (n, k)) with power-of-two equilibration and a singularity
-    check; dense LU up to DENSE_LIMIT unknowns, sparse LU (SuperLU) beyond."""
+    check; dense LU up to DENSE_LIMIT unknowns, sparse LU (SuperLU) beyond. The last
+    FACTOR_CACHE_SIZE factorisations are kept: the same K is factorised once."""
     n = K.shape[0]
     if n == 0:
         return np.zeros_like(rhs)
     if not np.all(np.isfinite(K.data)) or not np.all(np.isfinite(rhs)):
         raise InputError(f"{what}: element values out of range (non-finite conductances)")
+    K = K.tocsc()
+    key = _key(K)
+    got = _factors.get(key)
+    if got is None:
+        got = _factor(K, nodes, what)
+        _factors[key] = got
+        while len(_factors) > FACTOR_CACHE_SIZE:
+            _factors.popitem(last=False)
+    else:
+        _factors.move_to_end(key)
+    r, c, dense, fac = got
+    rs = rhs * (r[:, None] if rhs.ndim == 2 else r)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if dense:
+            y = scipy.linalg.lu_solve(fac, rs, check_finite=False)
+        else:
+            y = fac.solve(np.asarray(rs, dtype=float))
+    z = y * (c[:, None] if rhs.ndim == 2 else c)
+    if not np.all(np.isfinite(z)):
+        raise InputError(f"{what}: the circuit equations have no finite solution")
+    return z
+
+
+def _factor(K: scipy.sparse.csc_matrix, nodes: list[str], what: str) -> tuple:
+    """(row scaling r, column scaling c, dense?, LU) of K; InputError when singular."""
+    n = K.shape[0]
     A = K.tocsc(copy=True)
     A.eliminate_zeros()
     r = np.ones(n)
@@ -309,7 +353,6 @@ def solve(K: scipy.sparse.csc_matrix, rhs: np.ndarray, nodes: list[str], what: s
     singular = InputError(f"{what}: the circuit equations are singular (a floating node or "
                           "sub-circuit, a loop of voltage sources/capacitors, or a cut-set of "
                           "current sources)")
-    rs = rhs * (r[:, None] if rhs.ndim == 2 else r)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if n <= DENSE_LIMIT:
@@ -317,21 +360,16 @@ def solve(K: scipy.sparse.csc_matrix, rhs: np.ndarray, nodes: list[str], what: s
             d = np.abs(np.diag(lu))
             if not d.min() > n * np.finfo(float).eps * d.max():
                 raise singular
-            y = scipy.linalg.lu_solve((lu, piv), rs, check_finite=False)
-        else:
-            try:
-                lu = scipy.sparse.linalg.splu(A, permc_spec="COLAMD",
-                                              options={"DiagPivotThresh": 1.0})
-            except RuntimeError:
-                raise singular from None
-            d = np.abs(lu.U.diagonal())
-            if not d.min() > n * np.finfo(float).eps * d.max():
-                raise singular
-            y = lu.solve(np.asarray(rs, dtype=float))
-    z = y * (c[:, None] if rhs.ndim == 2 else c)
-    if not np.all(np.isfinite(z)):
-        raise InputError(f"{what}: the circuit equations have no finite solution")
-    return z
+            return r, c, True, (lu, piv)
+        try:
+            lu = scipy.sparse.linalg.splu(A, permc_spec="COLAMD",
+                                          options={"DiagPivotThresh": 1.0})
+        except RuntimeError:
+            raise singular from None
+        d = np.abs(lu.U.diagonal())
+        if not d.min() > n * np.finfo(float).eps * d.max():
+            raise singular
+        return r, c, False, lu
 
 
 def dc_solution(parsed: ParsedDeck) -> dict[str, float]:
