@@ -37,7 +37,7 @@ def render() -> str:
         "`tests/test_bad_inputs.py` (each is a test that asserts its message). On the command",
         "line each of these is one line, `error: <message>`, with exit status 2 and no",
         "output file written. Simulator faults (exit status 3) add the ngspice log lines",
-        "that explain them; see tests/test_faults.py.",
+        "that explain them; see tests/integration/test_backends_faults.py.",
         "",
         "| case | what is wrong | error | message |",
         "|---|---|---|---|",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -57,3 +58,24 @@ def backends():
     yield bes
     for be in bes.values():
         be.close()
+
+
+_INTEGRATION = Path(__file__).resolve().parent / "integration"
+_BACKEND_FIXTURES = {"backend", "cli_backend", "shared_backend", "backends"}
+
+
+def _runs_ngspice(item: pytest.Item) -> bool:
+    """Under tests/integration/, or asks for a back-end, or is skipped without ngspice."""
+    if _INTEGRATION in Path(str(item.path)).resolve().parents:
+        return True
+    if _BACKEND_FIXTURES & set(getattr(item, "fixturenames", ())):
+        return True
+    return any(m is needs_ngspice.mark for m in item.iter_markers("skipif"))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Auto-mark `ngspice` (declared in pyproject.toml): `pytest -m "not ngspice"` is the unit
+    part alone."""
+    for item in items:
+        if _runs_ngspice(item):
+            item.add_marker(pytest.mark.ngspice)

@@ -1,6 +1,6 @@
 """spu_circuits.spice.lexer: ngspice 39's reading rules, a round trip through random
 formatting, and a differential test: the safety scanner and the extractor see the same cards
-(hostile-deck corpus of tests/test_safety.py and fuzzed decks)."""
+(hostile-deck corpus of tests/integration/test_safety.py and fuzzed decks)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from spu_circuits.spice.lexer import (
     strip_comment,
 )
 
-from .test_safety import BODY, COMMAND_DECKS, FILESOURCE_TRICKS, INCLUDE_DECKS
+from .integration.test_safety import BODY, COMMAND_DECKS, FILESOURCE_TRICKS, INCLUDE_DECKS
 
 
 def texts(deck: str, **kw) -> list[tuple[int, str]]:
@@ -32,7 +32,8 @@ def texts(deck: str, **kw) -> list[tuple[int, str]]:
 
 
 # ------------------------------------------------------------------------ reading rules
-# (each rule measured against ngspice 39.3's `listing`: tests/test_spice_lexer_ngspice.py)
+# (each rule measured against ngspice 39.3's `listing`:
+#  tests/integration/test_spice_lexer_ngspice.py)
 
 
 @pytest.mark.parametrize("line,control,want", [

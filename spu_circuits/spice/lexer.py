@@ -3,7 +3,7 @@
 This follows ngspice 39.3's reader (src/frontend/inpcom.c: `inp_read`, `readline`,
 `inp_stripcomments_line`, `inp_stitch_continuation_lines`, `expand_section_ref`,
 `inp_check_syntax`) step by step, and was checked against ngspice's own `listing`
-(tests/test_spice_lexer_ngspice.py):
+(tests/integration/test_spice_lexer_ngspice.py):
 
 1. Physical lines: split at LF only; every CR is dropped; leading blanks and tabs are
    dropped (the title keeps them); blank lines are skipped (a blank title is kept); a line

@@ -20,7 +20,7 @@ from spu_circuits.backends.base import Backend
 from spu_circuits.errors import UnsafeDeckError
 from spu_circuits.safety import check_deck_file, check_deck_safety, run_untrusted
 
-from .conftest import HAVE_NGSPICE
+from ..conftest import HAVE_NGSPICE
 
 pytestmark = pytest.mark.skipif(not HAVE_NGSPICE, reason="ngspice is not installed")
 

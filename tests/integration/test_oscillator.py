@@ -20,7 +20,7 @@ from spu_circuits.simulate import Deck, solve_op
 from spu_circuits.spec import HardwareSpec
 from spu_circuits.system import FactoredSystem, LinearSystem, random_spd
 
-from .conftest import HAVE_NGSPICE, make_system, needs_ngspice
+from ..conftest import HAVE_NGSPICE, make_system, needs_ngspice
 from .test_validation import edit_coupling, visible_coupling
 
 pytestmark = needs_ngspice

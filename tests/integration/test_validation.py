@@ -22,7 +22,7 @@ from spu_circuits.simulate import Deck
 from spu_circuits.spec import HardwareSpec
 from spu_circuits.system import LinearSystem
 
-from .conftest import HAVE_NGSPICE, make_system, needs_ngspice
+from ..conftest import HAVE_NGSPICE, make_system, needs_ngspice
 
 pytestmark = needs_ngspice
 

@@ -12,7 +12,7 @@ from spu_circuits.simulate import Deck, interp_at, solve_op, transient
 from spu_circuits.spec import HardwareSpec
 from spu_circuits.system import FactoredSystem
 
-from .conftest import needs_ngspice
+from ..conftest import needs_ngspice
 
 
 def make_factored(r: int, n: int, lam: float = 0.1, seed: int = 0) -> FactoredSystem:

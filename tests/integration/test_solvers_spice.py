@@ -10,7 +10,7 @@ from spu_circuits.errors import SimulationError
 from tngd.curvature import compute_curvature, flatten_params
 from tngd.solvers import LinearProblem, make_solver
 
-from .conftest import needs_ngspice
+from ..conftest import needs_ngspice
 
 pytestmark = needs_ngspice
 

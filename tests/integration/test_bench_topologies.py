@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .conftest import needs_ngspice
+from ..conftest import needs_ngspice
 
 
 @needs_ngspice

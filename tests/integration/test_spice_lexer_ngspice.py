@@ -19,9 +19,9 @@ from spu_circuits.backends.base import prepare_deck
 from spu_circuits.backends.cli import CliBackend
 from spu_circuits.spice.lexer import file_resolver, is_directive, lex, lower_ascii
 
-from .conftest import needs_ngspice
+from ..conftest import needs_ngspice
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 COMMITTED = sorted(ROOT.glob("netlists/*.cir")) + sorted(ROOT.glob("validation/examples/*/*.cir"))
 
 #: the listing is asked for before the analysis runs

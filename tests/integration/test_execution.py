@@ -22,9 +22,9 @@ from spu_circuits.execution import Scheduler, parse_scheduler, run_sweep, task_k
 from spu_circuits.spec import HardwareSpec
 from validation.sweep import summaries_json, task_for_deck, validate_task
 
-from .conftest import make_system, needs_ngspice
+from ..conftest import make_system, needs_ngspice
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_parse_scheduler():

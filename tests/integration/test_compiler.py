@@ -12,7 +12,7 @@ from spu_circuits.compiler import compile_system
 from spu_circuits.simulate import Deck, interp_at, solve_op, transient
 from spu_circuits.spec import HardwareSpec
 
-from .conftest import make_system, needs_ngspice
+from ..conftest import make_system, needs_ngspice
 
 SIZES_CONDS = [(2, 10.0), (8, 1e3), (32, 1e3), (32, 10.0)]
 #: a resistor range wide enough that no coupling of these random matrices is pruned, so the

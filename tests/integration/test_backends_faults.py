@@ -21,7 +21,7 @@ from spu_circuits.backends import Op, Tran, get_backend, prepare_deck
 from spu_circuits.backends import shared as shared_mod
 from spu_circuits.errors import NgspiceNotFound, SimulationError, SimulationTimeout
 
-from .conftest import HAVE_NGSPICE
+from ..conftest import HAVE_NGSPICE
 
 needs_ngspice = pytest.mark.skipif(not HAVE_NGSPICE, reason="ngspice is not installed")
 

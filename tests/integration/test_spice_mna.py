@@ -16,8 +16,8 @@ from spu_circuits.parser import (
 )
 from spu_circuits.spec import HardwareSpec
 
-from .conftest import make_system, needs_ngspice
-from .test_spice_extract import HAND_DENSE
+from ..conftest import make_system, needs_ngspice
+from ..test_spice_extract import HAND_DENSE
 
 T = "title\n"
 

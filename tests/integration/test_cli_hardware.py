@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from spu_circuits.cli import main
 
-from .conftest import make_system, needs_ngspice
+from ..conftest import make_system, needs_ngspice
 
 
 @pytest.fixture
