@@ -109,8 +109,6 @@ def compile_cmd(matrix, factor, damping, rhs, topology, damping_gamma, out_dir, 
         raise InputError(f"--tiles must be ≥ 1, got {tiles}")
     if block_jacobi and not tiles:
         raise InputError("--block-jacobi needs --tiles K")
-    if tiles and realizing:
-        raise InputError("--realize and --tiles cannot be combined yet")
     if topology == "oscillator" and (realizing or tiles):
         raise InputError("--realize and --tiles are not available for the oscillator topology")
     if damping_gamma is not None and topology != "oscillator":
@@ -120,10 +118,6 @@ def compile_cmd(matrix, factor, damping, rhs, topology, damping_gamma, out_dir, 
     name = name or system.name
     compiled = compile_system(system, topology, spec, name=name, noise=noise,
                               gamma=damping_gamma)
-    if tiles:
-        from .compiler.tiles import tile_circuit
-
-        compiled = tile_circuit(compiled, K=tiles, drop_inter_tile=block_jacobi)
     if realizing:
         from .compiler.realize import RealizeOptions, parse_tolerance, realize
 
@@ -140,6 +134,10 @@ def compile_cmd(matrix, factor, damping, rhs, topology, damping_gamma, out_dir, 
                               auto_cap=not cap_given, erc="warn" if allow_erc else "error")
         compiled = realize(compiled, opts)
         write_bom = True
+    if tiles:  # after realising: each tile holds its cells' realised parts
+        from .compiler.tiles import tile_circuit
+
+        compiled = tile_circuit(compiled, K=tiles, drop_inter_tile=block_jacobi)
     deck = compiled.write(out_dir, name)
     m = compiled.sidecar
     counts = ", ".join(f"{v} {k}" for k, v in m.element_counts.items())
@@ -175,11 +173,12 @@ def compile_cmd(matrix, factor, damping, rhs, topology, damping_gamma, out_dir, 
                    + (f"; block-Jacobi costs a relative error of {bj:.3g}"
                       if bj is not None else ""))
     if write_bom:
-        from .bom import bom_rows, write_bom_csv
+        from .bom import write_bom_files
 
-        bom_path = Path(out_dir) / f"{name}_bom.csv"
-        write_bom_csv(bom_path, bom_rows(compiled))
-        click.echo(f"  bill of materials: {bom_path}")
+        paths = write_bom_files(out_dir, name, compiled)
+        click.echo(f"  bill of materials: {paths[0]} (designator map {paths[1].name}"
+                   + (f", {len(paths) - 2} per-tile/backplane BOMs" if len(paths) > 2 else "")
+                   + ")")
     nz = m.noise
     if nz.kind != "none":
         click.echo(f"  noise: {nz.kind}, kappa0 = {nz.kappa0:g}, step NT = "

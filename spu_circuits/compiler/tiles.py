@@ -24,6 +24,7 @@ element for element.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import Counter
 
@@ -255,12 +256,12 @@ def flatten(net: Netlist) -> Netlist:
     `e.xtile0.eint3`; ports take the instance's nodes. Only one level (what tiles write).
     """
     flat = net.copy(elements=False)
-    flat.subcircuits = []
+    flat.subcircuits = [s for s in net.subcircuits if not _is_tile(s.name)]
     for el in net.elements:
-        if el.kind != "x":
+        name = (el.spec or "").split()[0] if el.spec else ""
+        if el.kind != "x" or not _is_tile(name):
             flat.add(el.name, el.nodes, el.value, el.spec)
             continue
-        name = (el.spec or "").split()[0] if el.spec else ""
         sub = net.subcircuit(name)
         if sub is None:
             raise CompileError(f"tiles: instance {el.name} of unknown subcircuit {name!r}")
@@ -272,6 +273,12 @@ def flatten(net: Netlist) -> Netlist:
             nodes = [n if n == GROUND else pmap.get(n, f"{el.name}.{n}") for n in e.nodes]
             flat.add(f"{e.kind}.{el.name}.{e.name}", nodes, e.value, e.spec)
     return flat
+
+
+def _is_tile(subckt: str) -> bool:
+    """A tile subcircuit (`tile<t>`), as opposed to a part's model (the op-amp macromodel of
+    a realised deck, which stays a nested instance inside its tile)."""
+    return subckt.startswith("tile") and subckt[4:].isdigit()
 
 
 def _unflatten_name(name: str) -> str:
@@ -310,11 +317,12 @@ def tile_circuit(compiled: CompiledCircuit, K: int = DEFAULT_K, seed: int = 0,
                            f"{cm.topology} topology: its couplings run through shared stages, "
                            "not per-pair resistors; compile with --topology dense or ideal")
     net0 = compiled.netlist
-    if any(el.kind == "x" for el in net0.elements):
-        raise CompileError("tiles: the netlist already holds subcircuit instances")
+    if any(el.kind == "x" and _is_tile((el.spec or "").split()[0])
+           for el in net0.elements if el.spec):
+        raise CompileError("tiles: the netlist already holds tile instances")
     n = cm.n
-    node_cell = cm.node_cells()
     noise = set(cm.elements_with(Role.NOISE))
+    node_cell = _attach_part_nodes(net0, cm.node_cells(), noise)
     A_sys, b_sys = _system_matrix(side0)
     if cm.couplings_of("A"):
         A_part = coupling_matrix(net0, cm, float(side0.matrix_scale), float(side0.R0_ohm))
@@ -419,7 +427,28 @@ def tile_circuit(compiled: CompiledCircuit, K: int = DEFAULT_K, seed: int = 0,
     side = side0.with_(ic_map=_rename_ic(side0.ic_map, inner), cell_map=cell_map,
                        predicted=predicted, element_counts=flat.counts(),
                        tiles=Tiling.from_json(report))
-    return CompiledCircuit(net, side, dict(compiled.extra_files))
+    return dataclasses.replace(compiled, netlist=net, sidecar=side,
+                               extra_files=dict(compiled.extra_files))
+
+
+def _attach_part_nodes(net: Netlist, node_cell: dict[str, int], noise: set[str]
+                       ) -> dict[str, int]:
+    """`node_cell` extended by the nodes a realised deck adds to a cell (an op-amp's offset
+    source node `nos_<opamp>`, a trim's junction): a node outside every cell whose elements
+    reach exactly one cell belongs to that cell (so its parts go onto that cell's tile)."""
+    touching: dict[str, list[Element]] = {}
+    for el in net.elements:
+        if el.name in noise:
+            continue
+        for nd in el.nodes:
+            if nd != GROUND and nd not in node_cell:
+                touching.setdefault(nd, []).append(el)
+    out = dict(node_cell)
+    for nd, els in touching.items():
+        cells = {node_cell[x] for el in els for x in el.nodes if x in node_cell}
+        if len(cells) == 1:
+            out[nd] = cells.pop()
+    return out
 
 
 def _counts(els) -> dict[str, int]:
