@@ -131,6 +131,8 @@ def _source(x) -> tuple[list[tuple[str, str, tuple[str, ...], float | None, str 
     els: list = []
     tile_of: dict[str, int] = {}
     seen_inst: set[str] = set()
+    if side is not None and side.tiles is not None:  # the tile instances (connectors)
+        els += [(f"xtile{t}", "x", (), None, None) for t in range(side.tiles.n_tiles)]
     for e in parsed.elements:
         if "." in e.name:
             # flattened subcircuit contents: an element of a tile is a part of its own (an
@@ -189,7 +191,7 @@ def _parts(x) -> tuple[list[_Part], dict]:
             # a tile instance: its parts are listed one by one; the tile's wiring to the
             # backplane is a connector on the tile and a cable (one way per port)
             t = int(name[5:])
-            pins = len(nodes) + 1       # the ports and ground
+            pins = int(tiling.record["ports_per_tile"][t]) + 1  # the ports and ground
             parts.append(_Part(name + ":J", "connector", None,
                                f"{pins}-pin tile connector (tile{t})"))
             parts.append(_Part(name + ":W", "cable", None,
