@@ -90,18 +90,38 @@ def main() -> None:
               help="Partition onto tiles of this many cells (subcircuit per tile).")
 @click.option("--block-jacobi", is_flag=True,
               help="With --tiles: drop the couplings between tiles.")
+@click.option("--noise-density", "noise_density", default=None,
+              help="Noise source as a current noise density, e.g. 1.2pA/rtHz (one-sided), "
+                   "with --noise-bandwidth: sets kappa0 and the noise step (instead of "
+                   "--kappa0/--noise-step; --noise file unless --noise trnoise).")
+@click.option("--noise-bandwidth", "noise_bandwidth", default=None,
+              help="Bandwidth of the --noise-density source with its unit, e.g. 1MHz.")
 @friendly
 def compile_cmd(matrix, factor, damping, rhs, topology, damping_gamma, out_dir, name, series,
                 tolerance, mc_seed, mc_draw, gbw, vsat, opamp, opamp_model, size_kappa0,
-                dac_bits, package, allow_erc, compensate, write_bom, tiles, block_jacobi, **kw):
+                dac_bits, package, allow_erc, compensate, write_bom, tiles, block_jacobi,
+                noise_density, noise_bandwidth, **kw):
     """Compile A x = b (or (S^T S + damping I) x = b) into OUT/NAME.cir and OUT/NAME.json."""
-    from .compiler import compile_system
     from .units import parse_quantity
 
     check_writable(Path(out_dir), "--out", folder=True)  # before any work
     cap_given = click.get_current_context().get_parameter_source("C_F") == \
         click.core.ParameterSource.COMMANDLINE
     spec = spec_from_options(kw)
+    density = None
+    if noise_density is not None or noise_bandwidth is not None:
+        from .compiler.noise_density import parse_density
+
+        if noise_density is None or noise_bandwidth is None:
+            raise InputError("--noise-density and --noise-bandwidth go together")
+        if kw["kappa0"] or kw["noise_step"] is not None:
+            raise InputError("--noise-density sets kappa0 and the noise step: drop --kappa0 "
+                             "and --noise-step")
+        density = (parse_density(noise_density),
+                   parse_quantity(noise_bandwidth, "Hz", what="--noise-bandwidth",
+                                  require_unit=True))
+        kw["noise_kind"] = "file" if kw["noise_kind"] == "none" else kw["noise_kind"]
+        kw["kappa0"] = 1.0          # placeholder until the deck's tau, alpha, v0 are known
     noise = noise_from_options(kw)
     realizing = bool(series or tolerance or gbw or vsat or compensate or mc_seed is not None
                      or opamp or opamp_model or dac_bits is not None)
@@ -116,13 +136,56 @@ def compile_cmd(matrix, factor, damping, rhs, topology, damping_gamma, out_dir, 
     system = _load_input(matrix, factor, damping, rhs, name)
     topology = topology or ("factored" if factor else "dense")
     name = name or system.name
+    source = None
+    if density is not None:  # the deck's own tau, alpha, v0 (realised) give kappa0
+        from dataclasses import replace as _replace
+
+        from .compiler.noise import NoiseSpec
+        from .compiler.noise_density import noise_source
+
+        if size_kappa0 is None:
+            size_kappa0 = 0.01  # the same sizing in the probe and the deck
+        probe = _build(system, topology, spec, name, NoiseSpec(), damping_gamma, None,
+                       realizing, locals())
+        ps = probe.sidecar
+        A_sys = ps.system.matrix()[0]
+        source = noise_source(density[0], density[1], tau_s=ps.tau_s,
+                              alpha=ps.matrix_scale, v0_V=ps.volts_per_unit,
+                              R0_ohm=ps.R0_ohm,
+                              lambda_max=float(np.linalg.eigvalsh(0.5 * (A_sys + A_sys.T))[-1]))
+        noise = _replace(noise, kappa0=source.kappa0, step_tau=source.step_tau)
+    compiled = _build(system, topology, spec, name, noise, damping_gamma, source, realizing,
+                      locals())
+    if realizing:
+        write_bom = True
+    if tiles:  # after realising: each tile holds its cells' realised parts
+        from .compiler.tiles import tile_circuit
+
+        compiled = tile_circuit(compiled, K=tiles, drop_inter_tile=block_jacobi)
+    _report_compiled(compiled, out_dir, name, topology, write_bom, source)
+
+
+def _build(system, topology, spec, name, noise, damping_gamma, source, realizing, o):
+    """compile (+ realise): `o` holds compile_cmd's options."""
+    from .compiler import compile_system
+    from .units import parse_quantity
+
     compiled = compile_system(system, topology, spec, name=name, noise=noise,
                               gamma=damping_gamma)
+    if source is not None:
+        compiled.sidecar = compiled.sidecar.with_(
+            extra={**compiled.sidecar.extra, "noise_source": source.to_json()})
+    series, tolerance, gbw, vsat = o["series"], o["tolerance"], o["gbw"], o["vsat"]
     if realizing:
         from .compiler.realize import RealizeOptions, parse_tolerance, realize
 
+        size_kappa0 = o["size_kappa0"]
         k0 = size_kappa0 if size_kappa0 is not None else (
             noise.kappa0 if noise.kind != "none" else 0.01)
+        mc_seed, mc_draw, compensate, opamp = o["mc_seed"], o["mc_draw"], o["compensate"], \
+            o["opamp"]
+        opamp_model, dac_bits, package = o["opamp_model"], o["dac_bits"], o["package"]
+        cap_given, allow_erc = o["cap_given"], o["allow_erc"]
         opts = RealizeOptions(series=series or "exact",
                               tolerance=parse_tolerance(tolerance) if tolerance else 0.0,
                               mc_seed=mc_seed, mc_draw=mc_draw,
@@ -133,11 +196,11 @@ def compile_cmd(matrix, factor, damping, rhs, topology, damping_gamma, out_dir, 
                               opamp_model=opamp_model, dac_bits=dac_bits, package=package,
                               auto_cap=not cap_given, erc="warn" if allow_erc else "error")
         compiled = realize(compiled, opts)
-        write_bom = True
-    if tiles:  # after realising: each tile holds its cells' realised parts
-        from .compiler.tiles import tile_circuit
+    return compiled
 
-        compiled = tile_circuit(compiled, K=tiles, drop_inter_tile=block_jacobi)
+
+def _report_compiled(compiled, out_dir, name, topology, write_bom, source):
+    """Write the deck (+ BOM files) and print its summary."""
     deck = compiled.write(out_dir, name)
     m = compiled.sidecar
     counts = ", ".join(f"{v} {k}" for k, v in m.element_counts.items())
@@ -181,6 +244,10 @@ def compile_cmd(matrix, factor, damping, rhs, topology, damping_gamma, out_dir, 
                    + ")")
     nz = m.noise
     if nz.kind != "none":
+        if source is not None:
+            click.echo(f"  noise source: {source.density_A_rtHz:.4g} A/rtHz to "
+                       f"{source.bandwidth_Hz:.4g} Hz (>= {source.min_bandwidth_Hz:.4g} Hz "
+                       f"needed) means kappa0 = {source.kappa0:.4g}")
         click.echo(f"  noise: {nz.kind}, kappa0 = {nz.kappa0:g}, step NT = "
                    f"{nz.step_tau:.4g} tau ({nz.step_rule})"
                    + (f", seed {nz.seed}, files {', '.join(nz.files)}"
