@@ -184,6 +184,8 @@ def _parts(x) -> tuple[list[_Part], dict]:
         pkg = f" {p} {RESISTOR_PACKAGES[p]:g} W"
     parts: list[_Part] = []
     tiling = side.tiles if side is not None else None
+    src = (side.extra.get("noise_source") or {}) if side is not None else {}
+    ref_noise = src.get("reference_circuit")
     for name, letter, nodes, value, spec in els:
         v = nominal.get(name, value)
         role = roles.get(name)
@@ -203,9 +205,8 @@ def _parts(x) -> tuple[list[_Part], dict]:
             parts.append(_Part(name, "op-amp", None,
                                f"A0 {value:g}" if value is not None else "op-amp"))
         elif role == Role.NOISE.value:
-            parts.append(_Part(name, "noise source", None,
-                               "filesource (sampled noise)" if letter == "a"
-                               else "white-noise current"))
+            parts.append(_Part(name, "noise source", None, ref_noise or (
+                "filesource (sampled noise)" if letter == "a" else "white-noise current")))
         elif letter == "r":
             parts.append(_Part(name, "resistor", v,
                                format_value(v, "Ω", digits.get(series, 4)) + pkg))

@@ -172,9 +172,6 @@ def _build(system, topology, spec, name, noise, damping_gamma, source, realizing
 
     compiled = compile_system(system, topology, spec, name=name, noise=noise,
                               gamma=damping_gamma)
-    if source is not None:
-        compiled.sidecar = compiled.sidecar.with_(
-            extra={**compiled.sidecar.extra, "noise_source": source.to_json()})
     series, tolerance, gbw, vsat = o["series"], o["tolerance"], o["gbw"], o["vsat"]
     if realizing:
         from .compiler.realize import RealizeOptions, parse_tolerance, realize
@@ -196,6 +193,9 @@ def _build(system, topology, spec, name, noise, damping_gamma, source, realizing
                               opamp_model=opamp_model, dac_bits=dac_bits, package=package,
                               auto_cap=not cap_given, erc="warn" if allow_erc else "error")
         compiled = realize(compiled, opts)
+    if source is not None:
+        compiled.sidecar = compiled.sidecar.with_(
+            extra={**compiled.sidecar.extra, "noise_source": source.to_json()})
     return compiled
 
 

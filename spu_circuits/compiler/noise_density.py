@@ -15,7 +15,9 @@ otherwise the source is coloured within the circuit's own band and κ₀ means n
 Reference circuit (`reference_circuit`): a seeded pseudo-random DAC source: an LFSR/PRNG
 (seed = the deck's noise seed) feeds a DAC updated at 2B, one per integrator, its output
 through a series resistor R_n into the summing node (a virtual ground): I = V_DAC/R_n,
-the samples' RMS current σ_I/√NT, so the DAC's RMS voltage is R_n·σ_I/√NT. The `file` noise
+the samples' RMS current σ_I/√NT, so R_n = V_RMS·√NT/σ_I for a DAC of RMS voltage V_RMS
+(R_n to a virtual ground does not change A; it does raise the op-amp's noise gain, which
+the sizing ignores). The `file` noise
 kind writes exactly those samples (Gaussian; an LFSR DAC's uniform samples have the same
 spectrum and, for a circuit much slower than B, the same Gaussian limit).
 """
@@ -31,9 +33,9 @@ from ..timesteps import NOISE_STEP_FRAC
 from ..units import parse_quantity
 
 _DENSITY_UNIT = re.compile(r"/\s*(rt|√|sqrt\(?)\s*hz\)?\s*$", re.IGNORECASE)
-#: the series resistor of the reference DAC source (Ω): its Johnson noise (0.13 pA/√Hz at
-#: 1 MΩ, 300 K) adds to the source's and is reported
-REFERENCE_R_OHM = 1e6
+#: RMS voltage of the reference DAC source (V; 4σ = 4 V fits a ±5 V DAC); the series
+#: resistor R_n = REFERENCE_V_RMS / I_rms, whose own Johnson noise is reported beside
+REFERENCE_V_RMS = 1.0
 BOLTZMANN = 1.380649e-23
 
 
@@ -87,12 +89,13 @@ def noise_source(density_A_rtHz: float, bandwidth_Hz: float, *, tau_s: float, al
 
 
 def reference_circuit(src: NoiseSource, temperature_K: float = 300.0) -> str:
-    """One line for the BOM: the seeded pseudo-random DAC source that makes this noise."""
+    """One line for the BOM: the seeded pseudo-random DAC source that makes this noise
+    (one channel per integrator; R_n sized for REFERENCE_V_RMS at the DAC)."""
     fs = 2.0 * src.bandwidth_Hz
     i_rms = src.sigma_I * math.sqrt(fs)                   # sample RMS current (A)
-    v_rms = i_rms * REFERENCE_R_OHM
-    johnson = math.sqrt(4 * BOLTZMANN * temperature_K / REFERENCE_R_OHM)
-    return (f"seeded pseudo-random DAC, update {fs:.4g} Hz, {v_rms:.4g} V RMS through "
-            f"{REFERENCE_R_OHM:.0e} ohm into the summing node ({src.density_A_rtHz:.3g} A/rtHz "
-            f"to {src.bandwidth_Hz:.4g} Hz; the resistor's own Johnson noise "
-            f"{johnson:.2g} A/rtHz)")
+    r_n = REFERENCE_V_RMS / i_rms
+    johnson = math.sqrt(4 * BOLTZMANN * temperature_K / r_n)
+    return (f"seeded pseudo-random DAC per integrator, update {fs:.4g} Hz, "
+            f"{REFERENCE_V_RMS:g} V RMS through {r_n:.4g} ohm into the summing node "
+            f"({src.density_A_rtHz:.3g} A/rtHz to {src.bandwidth_Hz:.4g} Hz; R_n's own Johnson "
+            f"noise {johnson:.2g} A/rtHz at {temperature_K:g} K)")
