@@ -136,6 +136,19 @@ def compile_cmd(matrix, factor, damping, rhs, topology, damping_gamma, out_dir, 
     system = _load_input(matrix, factor, damping, rhs, name)
     topology = topology or ("factored" if factor else "dense")
     name = name or system.name
+    ropts = None
+    if realizing:
+        from .compiler.realize import RealizeOptions, parse_tolerance
+
+        ropts = RealizeOptions(series=series or "exact",
+                               tolerance=parse_tolerance(tolerance) if tolerance else 0.0,
+                               mc_seed=mc_seed, mc_draw=mc_draw,
+                               gbw_hz=parse_quantity(gbw, "Hz", what="--gbw",
+                                                     require_unit=True) if gbw else None,
+                               v_sat=parse_quantity(vsat, "V", what="--vsat") if vsat else None,
+                               compensate=compensate, opamp=opamp, opamp_model=opamp_model,
+                               dac_bits=dac_bits, package=package, auto_cap=not cap_given,
+                               erc="warn" if allow_erc else "error")
     source = None
     if density is not None:  # the deck's own tau, alpha, v0 (realised) give kappa0
         from dataclasses import replace as _replace
@@ -145,8 +158,8 @@ def compile_cmd(matrix, factor, damping, rhs, topology, damping_gamma, out_dir, 
 
         if size_kappa0 is None:
             size_kappa0 = 0.01  # the same sizing in the probe and the deck
-        probe = _build(system, topology, spec, name, NoiseSpec(), damping_gamma, None,
-                       realizing, locals())
+        probe = _build(system, topology, spec, name, NoiseSpec(), damping_gamma, None, ropts,
+                       size_kappa0)
         ps = probe.sidecar
         A_sys = ps.system.matrix()[0]
         source = noise_source(density[0], density[1], tau_s=ps.tau_s,
@@ -154,8 +167,8 @@ def compile_cmd(matrix, factor, damping, rhs, topology, damping_gamma, out_dir, 
                               R0_ohm=ps.R0_ohm,
                               lambda_max=float(np.linalg.eigvalsh(0.5 * (A_sys + A_sys.T))[-1]))
         noise = _replace(noise, kappa0=source.kappa0, step_tau=source.step_tau)
-    compiled = _build(system, topology, spec, name, noise, damping_gamma, source, realizing,
-                      locals())
+    compiled = _build(system, topology, spec, name, noise, damping_gamma, source, ropts,
+                      size_kappa0)
     if realizing:
         write_bom = True
     if tiles:  # after realising: each tile holds its cells' realised parts
@@ -165,34 +178,22 @@ def compile_cmd(matrix, factor, damping, rhs, topology, damping_gamma, out_dir, 
     _report_compiled(compiled, out_dir, name, topology, write_bom, source)
 
 
-def _build(system, topology, spec, name, noise, damping_gamma, source, realizing, o):
-    """compile (+ realise): `o` holds compile_cmd's options."""
+def _build(system, topology, spec, name, noise, damping_gamma, source, ropts,
+           size_kappa0):
+    """Compile (+ realise with `ropts`, a RealizeOptions whose swing κ₀ is `size_kappa0`,
+    default the noise's κ₀ or 0.01) and record the density-given noise `source`."""
+    from dataclasses import replace
+
     from .compiler import compile_system
-    from .units import parse_quantity
 
     compiled = compile_system(system, topology, spec, name=name, noise=noise,
                               gamma=damping_gamma)
-    series, tolerance, gbw, vsat = o["series"], o["tolerance"], o["gbw"], o["vsat"]
-    if realizing:
-        from .compiler.realize import RealizeOptions, parse_tolerance, realize
+    if ropts is not None:
+        from .compiler.realize import realize
 
-        size_kappa0 = o["size_kappa0"]
         k0 = size_kappa0 if size_kappa0 is not None else (
             noise.kappa0 if noise.kind != "none" else 0.01)
-        mc_seed, mc_draw, compensate, opamp = o["mc_seed"], o["mc_draw"], o["compensate"], \
-            o["opamp"]
-        opamp_model, dac_bits, package = o["opamp_model"], o["dac_bits"], o["package"]
-        cap_given, allow_erc = o["cap_given"], o["allow_erc"]
-        opts = RealizeOptions(series=series or "exact",
-                              tolerance=parse_tolerance(tolerance) if tolerance else 0.0,
-                              mc_seed=mc_seed, mc_draw=mc_draw,
-                              gbw_hz=parse_quantity(gbw, "Hz", what="--gbw",
-                                                    require_unit=True) if gbw else None,
-                              v_sat=parse_quantity(vsat, "V", what="--vsat") if vsat else None,
-                              kappa0_swing=k0, compensate=compensate, opamp=opamp,
-                              opamp_model=opamp_model, dac_bits=dac_bits, package=package,
-                              auto_cap=not cap_given, erc="warn" if allow_erc else "error")
-        compiled = realize(compiled, opts)
+        compiled = realize(compiled, replace(ropts, kappa0_swing=k0))
     if source is not None:
         compiled.sidecar = compiled.sidecar.with_(
             extra={**compiled.sidecar.extra, "noise_source": source.to_json()})
