@@ -113,3 +113,24 @@ def test_cli_realize_tiles_writes_bom_files(tmp_path):
     assert rows and {r["tile"] for r in rows} == {""}
     assert {r["role"] for r in rows} >= {"coupling", "integrator_cap", "bias_source"}
     assert not (tmp_path / "flat" / "t_tile0_bom.csv").exists()
+
+
+@needs_ngspice
+def test_compensated_tiled_deck_keeps_trims_on_their_tile(cli_backend):
+    """With --compensate each coupling has a trim in series (a junction node outside every
+    cell): a trimmed coupling inside a tile stays on the tile, .op still = A_eff⁻¹ b_eff."""
+    system = make_system(8, 20.0, seed=3)
+    rc = realize(compile_system(system, "dense"),
+                 RealizeOptions(series="e24", opamp_gain=1e4, compensate=True))
+    tc = tile_circuit(rc, K=4)
+    trims = set(tc.cell_map.elements_with("trim"))
+    assert trims
+    lab = {i: t for t, cells in enumerate(tc.sidecar.tiles.tiles) for i in cells}
+    inside = {e.name for t in range(2) for e in tc.netlist.subcircuit(f"tile{t}").elements}
+    for cp in tc.cell_map.couplings:
+        same = lab[cp.row] == lab[cp.col]
+        for e in cp.elements:
+            assert (e in inside) == same, (e, cp)
+    x_op = solve_op(Deck.from_compiled(tc), cli_backend)
+    x_eff = _x_eff(tc)
+    assert np.linalg.norm(x_op - x_eff) / np.linalg.norm(x_eff) < 1e-6

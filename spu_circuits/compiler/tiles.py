@@ -17,6 +17,12 @@ With `drop_inter_tile` (block Jacobi) the inter-tile couplings are left out: eac
 solves its own diagonal block; the sidecar's `predicted` then predicts A_bj⁻¹b while its
 `system` keeps the original A, and `tiles.block_jacobi` reports the cost.
 
+A realised deck (`realize` first, then `tile_circuit`: what `spu compile --realize …
+--tiles K` does) tiles the same way: the parts a realisation adds to a cell (op-amp
+macromodel instances, which become nested instances inside the tile, V_os/I_b sources,
+trims and their junction nodes) go with that cell's tile (`_attach_part_nodes`); trims of
+couplings between tiles stay on the backplane.
+
 graphcheck does not understand X instances: the structural checks run on the flattened
 netlist (`flatten`), which for an undropped tiling is checked to equal the original circuit
 element for element.
@@ -322,7 +328,7 @@ def tile_circuit(compiled: CompiledCircuit, K: int = DEFAULT_K, seed: int = 0,
         raise CompileError("tiles: the netlist already holds tile instances")
     n = cm.n
     noise = set(cm.elements_with(Role.NOISE))
-    node_cell = _attach_part_nodes(net0, cm.node_cells(), noise)
+    node_cell = cm.node_cells()
     A_sys, b_sys = _system_matrix(side0)
     if cm.couplings_of("A"):
         A_part = coupling_matrix(net0, cm, float(side0.matrix_scale), float(side0.R0_ohm))
@@ -331,6 +337,7 @@ def tile_circuit(compiled: CompiledCircuit, K: int = DEFAULT_K, seed: int = 0,
     tiles = partition(A_part, K, seed)
     lab = _labels(tiles, n)
     n_tiles = len(tiles)
+    node_cell = _attach_part_nodes(net0, node_cell, noise, lab)
 
     # ---- assign elements -----------------------------------------------------------
     inside: list[list[Element]] = [[] for _ in range(n_tiles)]
@@ -431,11 +438,12 @@ def tile_circuit(compiled: CompiledCircuit, K: int = DEFAULT_K, seed: int = 0,
                                extra_files=dict(compiled.extra_files))
 
 
-def _attach_part_nodes(net: Netlist, node_cell: dict[str, int], noise: set[str]
-                       ) -> dict[str, int]:
-    """`node_cell` extended by the nodes a realised deck adds to a cell (an op-amp's offset
-    source node `nos_<opamp>`, a trim's junction): a node outside every cell whose elements
-    reach exactly one cell belongs to that cell (so its parts go onto that cell's tile)."""
+def _attach_part_nodes(net: Netlist, node_cell: dict[str, int], noise: set[str],
+                       lab: np.ndarray) -> dict[str, int]:
+    """`node_cell` extended by the nodes a realised deck adds (an op-amp's offset source node
+    `nos_<opamp>`, a trim's junction): a node outside every cell whose elements reach cells
+    of one tile only (labels `lab`) is put with the first of them, so its parts go onto that
+    tile; a junction between tiles stays on the backplane."""
     touching: dict[str, list[Element]] = {}
     for el in net.elements:
         if el.name in noise:
@@ -446,8 +454,8 @@ def _attach_part_nodes(net: Netlist, node_cell: dict[str, int], noise: set[str]
     out = dict(node_cell)
     for nd, els in touching.items():
         cells = {node_cell[x] for el in els for x in el.nodes if x in node_cell}
-        if len(cells) == 1:
-            out[nd] = cells.pop()
+        if cells and len({int(lab[c]) for c in cells}) == 1:
+            out[nd] = min(cells)
     return out
 
 
