@@ -7,7 +7,7 @@ STAMP   := $(VENV)/.installed
 TORCH_PIP_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint ngspice install clean experiments
+.PHONY: demo test test-slow lint ngspice install clean experiments
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -26,7 +26,11 @@ demo: install ngspice
 test: install ngspice
 	$(PY) -m ruff check .
 	$(VENV)/bin/lint-imports
-	$(PY) -m pytest -q -n 2 $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n 2 -m "not slow" $(PYTEST_ARGS)
+
+# the long statistical and acceptance runs (minutes each), kept out of `make test`
+test-slow: install ngspice
+	$(PY) -m pytest -q -n 2 -m slow $(PYTEST_ARGS)
 
 lint: install
 	$(PY) -m ruff check .

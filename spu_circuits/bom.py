@@ -32,7 +32,7 @@ from .sidecar import Sidecar, as_sidecar
 #: BOM kinds in output order: (kind, designator prefix)
 KIND_ORDER = (("resistor", "R"), ("capacitor", "C"), ("op-amp", "U"),
               ("transconductor", "GM"), ("voltage source", "V"), ("current source", "I"),
-              ("noise source", "N"))
+              ("noise source", "N"), ("connector", "J"), ("cable", "W"))
 _PREFIX = dict(KIND_ORDER)
 _RANK = {k: i for i, (k, _) in enumerate(KIND_ORDER)}
 CSV_COLUMNS = ("refs", "part", "value", "value_si", "series", "tolerance", "count")
@@ -94,14 +94,30 @@ def _pct(tol: float | None) -> str:
     return f"{tol * 100:g}%"
 
 
+def _is_tile_subckt(name: str) -> bool:
+    return name.startswith("tile") and name[4:].isdigit()
+
+
 def _source(x) -> tuple[list[tuple[str, str, tuple[str, ...], float | None, str | None]],
-                        Sidecar | None]:
-    """(elements as (name, letter, nodes, value, spec/model), sidecar) of any accepted input."""
-    if isinstance(x, Netlist):
-        return [(e.name, e.kind, e.nodes, e.value, e.spec) for e in x.elements], None
-    if hasattr(x, "netlist") and hasattr(x, "sidecar"):
-        net = x.netlist
-        return [(e.name, e.kind, e.nodes, e.value, e.spec) for e in net.elements], x.sidecar
+                        Sidecar | None, dict[str, int]]:
+    """(elements as (name, letter, nodes, value, spec/model), sidecar, element → tile index)
+    of any accepted input. A tiled deck's tile instances are expanded: each part inside a
+    tile is listed under its own (local) name, with its tile."""
+    if isinstance(x, Netlist) or (hasattr(x, "netlist") and hasattr(x, "sidecar")):
+        net = x if isinstance(x, Netlist) else x.netlist
+        side = None if isinstance(x, Netlist) else x.sidecar
+        els, tile_of = [], {}
+        for e in net.elements:
+            sub_name = (e.spec or "").split()[0] if e.kind == "x" and e.spec else ""
+            sub = net.subcircuit(sub_name) if _is_tile_subckt(sub_name) else None
+            if sub is None:
+                els.append((e.name, e.kind, e.nodes, e.value, e.spec))
+                continue
+            els.append((e.name, e.kind, e.nodes, e.value, e.spec))  # the tile (role TILE)
+            for f in sub.elements:
+                els.append((f.name, f.kind, f.nodes, f.value, f.spec))
+                tile_of[f.name] = int(sub_name[4:])
+        return els, side, tile_of
     path = Path(x)
     if not path.is_file():
         raise InputError(f"deck not found: {path}")
@@ -113,22 +129,33 @@ def _source(x) -> tuple[list[tuple[str, str, tuple[str, ...], float | None, str 
         if side_path.exists() else None
     roles = _roles(side)
     els: list = []
+    tile_of: dict[str, int] = {}
     seen_inst: set[str] = set()
+    if side is not None and side.tiles is not None:  # the tile instances (connectors)
+        els += [(f"xtile{t}", "x", (), None, None) for t in range(side.tiles.n_tiles)]
     for e in parsed.elements:
         if "." in e.name:
-            # flattened subcircuit contents: an element of the cell map (tiles) is a part of
-            # its own; otherwise one part per instance (the op-amp macromodel)
-            local, inst = e.name.split(".")[-1], e.name.split(".")[1]
-            if local in roles and inst in roles and roles[inst] == Role.TILE.value:
-                els.append((local, e.kind, e.nodes, e.value,
+            # flattened subcircuit contents: an element of a tile is a part of its own (an
+            # op-amp macromodel inside a tile: one part per instance); otherwise one part
+            # per instance (the op-amp macromodel)
+            bits = e.name.split(".")
+            inst = bits[1]
+            in_tile = roles.get(inst) == Role.TILE.value
+            if in_tile and len(bits) == 3:
+                els.append((bits[2], e.kind, e.nodes, e.value,
                             "trnoise" if getattr(e, "noise", None) is not None else e.model))
-            elif inst not in seen_inst:
-                seen_inst.add(inst)
-                els.append((inst, "x", (), None, None))
+                tile_of[bits[2]] = int(inst[5:])
+                continue
+            key = bits[2] if in_tile else inst
+            if key not in seen_inst:
+                seen_inst.add(key)
+                els.append((key, "x", (), None, None))
+                if in_tile:
+                    tile_of[key] = int(inst[5:])
             continue
         els.append((e.name, e.kind, e.nodes, e.value,
                     "trnoise" if getattr(e, "noise", None) is not None else e.model))
-    return els, side
+    return els, side, tile_of
 
 
 def _roles(side: Sidecar | None) -> dict[str, str]:
@@ -137,7 +164,7 @@ def _roles(side: Sidecar | None) -> dict[str, str]:
 
 
 def _parts(x) -> tuple[list[_Part], dict]:
-    els, side = _source(x)
+    els, side, tile_of = _source(x)
     rec = side.realization if side is not None else None
     nominal = (rec.nominal_values if rec is not None else None) or {}
     series = rec.series if rec is not None else "exact"
@@ -156,20 +183,30 @@ def _parts(x) -> tuple[list[_Part], dict]:
         p = (rec.options or {}).get("package", "0603")
         pkg = f" {p} {RESISTOR_PACKAGES[p]:g} W"
     parts: list[_Part] = []
+    tiling = side.tiles if side is not None else None
+    src = (side.extra.get("noise_source") or {}) if side is not None else {}
+    ref_noise = src.get("reference_circuit")
     for name, letter, nodes, value, spec in els:
         v = nominal.get(name, value)
         role = roles.get(name)
         if role == Role.TILE.value:
-            continue                    # a tile instance: its parts are listed one by one
+            # a tile instance: its parts are listed one by one; the tile's wiring to the
+            # backplane is a connector on the tile and a cable (one way per port)
+            t = int(name[5:])
+            pins = int(tiling.record["ports_per_tile"][t]) + 1  # the ports and ground
+            parts.append(_Part(name + ":J", "connector", None,
+                               f"{pins}-pin tile connector (tile{t})"))
+            parts.append(_Part(name + ":W", "cable", None,
+                               f"{pins}-way cable tile{t} - backplane"))
+            continue
         if role == Role.OPAMP_ERROR.value:
             continue                    # an op-amp's V_os / I_b: a model, not a part
         if role in OPAMP_ROLES and letter == "e":
             parts.append(_Part(name, "op-amp", None,
                                f"A0 {value:g}" if value is not None else "op-amp"))
         elif role == Role.NOISE.value:
-            parts.append(_Part(name, "noise source", None,
-                               "filesource (sampled noise)" if letter == "a"
-                               else "white-noise current"))
+            parts.append(_Part(name, "noise source", None, ref_noise or (
+                "filesource (sampled noise)" if letter == "a" else "white-noise current")))
         elif letter == "r":
             parts.append(_Part(name, "resistor", v,
                                format_value(v, "Ω", digits.get(series, 4)) + pkg))
@@ -200,7 +237,8 @@ def _parts(x) -> tuple[list[_Part], dict]:
         else:
             parts.append(_Part(name, "other", None, letter))
     return parts, {"series": series, "cap_series": cap_series,
-                   "tolerance": rec.tolerance if rec is not None else None}
+                   "tolerance": rec.tolerance if rec is not None else None,
+                   "tile_of": tile_of, "roles": roles, "tiled": tiling is not None}
 
 
 def designators(x) -> dict[str, str]:
@@ -215,10 +253,18 @@ def designators(x) -> dict[str, str]:
     return out
 
 
-def bom_rows(x) -> list[dict]:
-    """Grouped BOM rows (see the module docstring): dicts with the CSV_COLUMNS keys."""
+def bom_rows(x, tile: int | None = None) -> list[dict]:
+    """Grouped BOM rows (see the module docstring): dicts with the CSV_COLUMNS keys.
+
+    tile: only the parts on that tile of a tiled deck (its own BOM, the whole board's
+    designators); -1: the backplane's parts (outside every tile: inter-tile couplings,
+    shared stages, the tiles' connectors and cables)."""
     parts, info = _parts(x)
     refs = designators(x)
+    if tile is not None:
+        tile_of = info["tile_of"]
+        parts = [p for p in parts if tile_of.get(p.name, -1) == tile
+                 or (p.kind == "connector" and p.name == f"xtile{tile}:J")]
     groups: dict[tuple, list[_Part]] = {}
     for p in parts:
         key = (p.kind, p.label)
@@ -300,3 +346,66 @@ def component_totals(x) -> dict:
             "opamps": kinds.count("op-amp"), "transconductors": kinds.count("transconductor"),
             "sources": kinds.count("voltage source") + kinds.count("current source"),
             "noise_sources": kinds.count("noise source")}
+
+
+DESIGNATOR_COLUMNS = ("ref", "element", "part", "role", "tile", "cell")
+
+
+def designator_rows(x) -> list[dict]:
+    """One row per BOM reference: the designator (R83 …), the deck element it is, its part
+    kind, its role in the cell map ('' without one), its tile ('' untiled, 'backplane' for
+    parts outside every tile of a tiled deck) and the cell(s) it belongs to (the variable
+    index i; 'i,j' for a coupling A_ij; '' for shared parts). A connector / cable row names
+    the tile instance it wires (`xtile<t>:J`, `xtile<t>:W`)."""
+    parts, info = _parts(x)
+    refs = designators(x)
+    _, side, _ = _source(x)
+    cm = side.cell_map if side is not None else None
+    cell_of: dict[str, str] = {}
+    if cm is not None:
+        for c in cm.cells:
+            for v in vars(c).values():
+                if isinstance(v, str):
+                    cell_of.setdefault(v, str(c.index))
+        for cp in cm.couplings:
+            for e in cp.elements:
+                cell_of.setdefault(e, f"{cp.row},{cp.col}")
+    rows = []
+    for p in parts:
+        base = p.name.split(":")[0]
+        t = info["tile_of"].get(p.name)
+        if p.kind in ("connector", "cable"):
+            tile = base[5:]
+        elif t is not None:
+            tile = str(t)
+        else:
+            tile = "backplane" if info["tiled"] else ""
+        rows.append({"ref": refs[p.name], "element": p.name, "part": p.kind,
+                     "role": info["roles"].get(base, ""), "tile": tile,
+                     "cell": cell_of.get(p.name, "")})
+    return rows
+
+
+def designators_csv_text(rows: list[dict]) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(DESIGNATOR_COLUMNS), lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow(r)
+    return buf.getvalue()
+
+
+def write_bom_files(out_dir: str | Path, name: str, x) -> list[Path]:
+    """Write NAME_bom.csv (the whole board), NAME_designators.csv (reference → element,
+    role, tile, cell) and, for a tiled deck, NAME_tile<t>_bom.csv per tile and
+    NAME_backplane_bom.csv; atomic, all at once. Returns the paths written."""
+    out = Path(out_dir)
+    files = {out / f"{name}_bom.csv": bom_csv_text(bom_rows(x)),
+             out / f"{name}_designators.csv": designators_csv_text(designator_rows(x))}
+    side = getattr(x, "sidecar", None)
+    if side is not None and side.tiles is not None:
+        for t in range(side.tiles.n_tiles):
+            files[out / f"{name}_tile{t}_bom.csv"] = bom_csv_text(bom_rows(x, tile=t))
+        files[out / f"{name}_backplane_bom.csv"] = bom_csv_text(bom_rows(x, tile=-1))
+    atomic_write(files)
+    return list(files)

@@ -109,6 +109,10 @@ class _Response:
     x_t: np.ndarray
 
 
+#: the budget term of the deck's own (requested) noise source: listed, not in the RSS (it is
+#: the sampling noise asked for, and the ngspice totals are noiseless .op / transients)
+INJECTED = "noise source (injected)"
+
 def _response(text: str, outputs: list[str], v0: float, t_s: float) -> _Response:
     """DC solution and x(t) from x₀ = 0 (every capacitor uncharged) of a deck's text."""
     from .parser import parse_deck, state_space
@@ -324,6 +328,18 @@ def error_budget(deck, *, system=None, t_tau: float | None = None, adc_bits: int
                   float(math.sqrt(max(np.trace(cov_t), 0.0)) / nx),
                   f"effective kappa0 {float(np.mean(k_phys)):.3g} ({noise_note}); one "
                   "sample's RMS error"))
+    nz = side.noise
+    if nz.kind != "none" and nz.kappa0:
+        # the deck's injected noise source (the sampling noise TNGD asks for, not an error of
+        # the board; one sample's RMS deviation from A^-1 b at that kappa0)
+        k_src = np.full(len(x_star), float(nz.kappa0))
+        src = side.extra.get("noise_source") or {}
+        how = (f"{src['density_A_rtHz']:.3g} A/rtHz to {src['bandwidth_Hz']:.4g} Hz"
+               if src else f"{nz.kind}")
+        terms.append((INJECTED, None,
+                      float(math.sqrt(max(np.trace(_ou_cov(A, k_src, None)), 0.0)) / nx),
+                      float(math.sqrt(max(np.trace(_ou_cov(A, k_src, t_tau)), 0.0)) / nx),
+                      f"{how}: kappa0 {float(nz.kappa0):.3g}; one sample's RMS deviation"))
     p_clip, rail_note = _rails(rec, side, A, x_star)
     terms.append(("rails", None, 0.0, 0.0, rail_note))
     # all on: the deck itself
@@ -341,8 +357,9 @@ def error_budget(deck, *, system=None, t_tau: float | None = None, adc_bits: int
     return Budget(
         deck=str(deck.path), t_tau=t_tau, terms=out_terms, total_dc=total_dc,
         total_at_t=total_t,
-        rss_dc=float(math.sqrt(sum(t.dc ** 2 for t in out_terms))),
-        rss_at_t=float(math.sqrt(sum(t.at_t ** 2 for t in out_terms))),
+        rss_dc=float(math.sqrt(sum(t.dc ** 2 for t in out_terms if t.name != INJECTED))),
+        rss_at_t=float(math.sqrt(sum(t.at_t ** 2 for t in out_terms
+                                     if t.name != INJECTED))),
         spice_total_dc=spice_dc, spice_total_at_t=spice_t,
         kappa0_physical=float(np.mean(k_phys)), adc_bits=adc_bits,
         dac_bits=int(dac_bits) if dac_bits else None)

@@ -90,18 +90,38 @@ def main() -> None:
               help="Partition onto tiles of this many cells (subcircuit per tile).")
 @click.option("--block-jacobi", is_flag=True,
               help="With --tiles: drop the couplings between tiles.")
+@click.option("--noise-density", "noise_density", default=None,
+              help="Noise source as a current noise density, e.g. 1.2pA/rtHz (one-sided), "
+                   "with --noise-bandwidth: sets kappa0 and the noise step (instead of "
+                   "--kappa0/--noise-step; --noise file unless --noise trnoise).")
+@click.option("--noise-bandwidth", "noise_bandwidth", default=None,
+              help="Bandwidth of the --noise-density source with its unit, e.g. 1MHz.")
 @friendly
 def compile_cmd(matrix, factor, damping, rhs, topology, damping_gamma, out_dir, name, series,
                 tolerance, mc_seed, mc_draw, gbw, vsat, opamp, opamp_model, size_kappa0,
-                dac_bits, package, allow_erc, compensate, write_bom, tiles, block_jacobi, **kw):
+                dac_bits, package, allow_erc, compensate, write_bom, tiles, block_jacobi,
+                noise_density, noise_bandwidth, **kw):
     """Compile A x = b (or (S^T S + damping I) x = b) into OUT/NAME.cir and OUT/NAME.json."""
-    from .compiler import compile_system
     from .units import parse_quantity
 
     check_writable(Path(out_dir), "--out", folder=True)  # before any work
     cap_given = click.get_current_context().get_parameter_source("C_F") == \
         click.core.ParameterSource.COMMANDLINE
     spec = spec_from_options(kw)
+    density = None
+    if noise_density is not None or noise_bandwidth is not None:
+        from .compiler.noise_density import parse_density
+
+        if noise_density is None or noise_bandwidth is None:
+            raise InputError("--noise-density and --noise-bandwidth go together")
+        if kw["kappa0"] or kw["noise_step"] is not None:
+            raise InputError("--noise-density sets kappa0 and the noise step: drop --kappa0 "
+                             "and --noise-step")
+        density = (parse_density(noise_density),
+                   parse_quantity(noise_bandwidth, "Hz", what="--noise-bandwidth",
+                                  require_unit=True))
+        kw["noise_kind"] = "file" if kw["noise_kind"] == "none" else kw["noise_kind"]
+        kw["kappa0"] = 1.0          # placeholder until the deck's tau, alpha, v0 are known
     noise = noise_from_options(kw)
     realizing = bool(series or tolerance or gbw or vsat or compensate or mc_seed is not None
                      or opamp or opamp_model or dac_bits is not None)
@@ -109,8 +129,6 @@ def compile_cmd(matrix, factor, damping, rhs, topology, damping_gamma, out_dir, 
         raise InputError(f"--tiles must be ≥ 1, got {tiles}")
     if block_jacobi and not tiles:
         raise InputError("--block-jacobi needs --tiles K")
-    if tiles and realizing:
-        raise InputError("--realize and --tiles cannot be combined yet")
     if topology == "oscillator" and (realizing or tiles):
         raise InputError("--realize and --tiles are not available for the oscillator topology")
     if damping_gamma is not None and topology != "oscillator":
@@ -118,28 +136,72 @@ def compile_cmd(matrix, factor, damping, rhs, topology, damping_gamma, out_dir, 
     system = _load_input(matrix, factor, damping, rhs, name)
     topology = topology or ("factored" if factor else "dense")
     name = name or system.name
-    compiled = compile_system(system, topology, spec, name=name, noise=noise,
-                              gamma=damping_gamma)
-    if tiles:
+    ropts = None
+    if realizing:
+        from .compiler.realize import RealizeOptions, parse_tolerance
+
+        ropts = RealizeOptions(series=series or "exact",
+                               tolerance=parse_tolerance(tolerance) if tolerance else 0.0,
+                               mc_seed=mc_seed, mc_draw=mc_draw,
+                               gbw_hz=parse_quantity(gbw, "Hz", what="--gbw",
+                                                     require_unit=True) if gbw else None,
+                               v_sat=parse_quantity(vsat, "V", what="--vsat") if vsat else None,
+                               compensate=compensate, opamp=opamp, opamp_model=opamp_model,
+                               dac_bits=dac_bits, package=package, auto_cap=not cap_given,
+                               erc="warn" if allow_erc else "error")
+    source = None
+    if density is not None:  # the deck's own tau, alpha, v0 (realised) give kappa0
+        from dataclasses import replace as _replace
+
+        from .compiler.noise import NoiseSpec
+        from .compiler.noise_density import noise_source
+
+        if size_kappa0 is None:
+            size_kappa0 = 0.01  # the same sizing in the probe and the deck
+        probe = _build(system, topology, spec, name, NoiseSpec(), damping_gamma, None, ropts,
+                       size_kappa0)
+        ps = probe.sidecar
+        A_sys = ps.system.matrix()[0]
+        source = noise_source(density[0], density[1], tau_s=ps.tau_s,
+                              alpha=ps.matrix_scale, v0_V=ps.volts_per_unit,
+                              R0_ohm=ps.R0_ohm,
+                              lambda_max=float(np.linalg.eigvalsh(0.5 * (A_sys + A_sys.T))[-1]))
+        noise = _replace(noise, kappa0=source.kappa0, step_tau=source.step_tau)
+    compiled = _build(system, topology, spec, name, noise, damping_gamma, source, ropts,
+                      size_kappa0)
+    if realizing:
+        write_bom = True
+    if tiles:  # after realising: each tile holds its cells' realised parts
         from .compiler.tiles import tile_circuit
 
         compiled = tile_circuit(compiled, K=tiles, drop_inter_tile=block_jacobi)
-    if realizing:
-        from .compiler.realize import RealizeOptions, parse_tolerance, realize
+    _report_compiled(compiled, out_dir, name, topology, write_bom, source)
+
+
+def _build(system, topology, spec, name, noise, damping_gamma, source, ropts,
+           size_kappa0):
+    """Compile (+ realise with `ropts`, a RealizeOptions whose swing κ₀ is `size_kappa0`,
+    default the noise's κ₀ or 0.01) and record the density-given noise `source`."""
+    from dataclasses import replace
+
+    from .compiler import compile_system
+
+    compiled = compile_system(system, topology, spec, name=name, noise=noise,
+                              gamma=damping_gamma)
+    if ropts is not None:
+        from .compiler.realize import realize
 
         k0 = size_kappa0 if size_kappa0 is not None else (
             noise.kappa0 if noise.kind != "none" else 0.01)
-        opts = RealizeOptions(series=series or "exact",
-                              tolerance=parse_tolerance(tolerance) if tolerance else 0.0,
-                              mc_seed=mc_seed, mc_draw=mc_draw,
-                              gbw_hz=parse_quantity(gbw, "Hz", what="--gbw",
-                                                    require_unit=True) if gbw else None,
-                              v_sat=parse_quantity(vsat, "V", what="--vsat") if vsat else None,
-                              kappa0_swing=k0, compensate=compensate, opamp=opamp,
-                              opamp_model=opamp_model, dac_bits=dac_bits, package=package,
-                              auto_cap=not cap_given, erc="warn" if allow_erc else "error")
-        compiled = realize(compiled, opts)
-        write_bom = True
+        compiled = realize(compiled, replace(ropts, kappa0_swing=k0))
+    if source is not None:
+        compiled.sidecar = compiled.sidecar.with_(
+            extra={**compiled.sidecar.extra, "noise_source": source.to_json()})
+    return compiled
+
+
+def _report_compiled(compiled, out_dir, name, topology, write_bom, source):
+    """Write the deck (+ BOM files) and print its summary."""
     deck = compiled.write(out_dir, name)
     m = compiled.sidecar
     counts = ", ".join(f"{v} {k}" for k, v in m.element_counts.items())
@@ -175,13 +237,18 @@ def compile_cmd(matrix, factor, damping, rhs, topology, damping_gamma, out_dir, 
                    + (f"; block-Jacobi costs a relative error of {bj:.3g}"
                       if bj is not None else ""))
     if write_bom:
-        from .bom import bom_rows, write_bom_csv
+        from .bom import write_bom_files
 
-        bom_path = Path(out_dir) / f"{name}_bom.csv"
-        write_bom_csv(bom_path, bom_rows(compiled))
-        click.echo(f"  bill of materials: {bom_path}")
+        paths = write_bom_files(out_dir, name, compiled)
+        click.echo(f"  bill of materials: {paths[0]} (designator map {paths[1].name}"
+                   + (f", {len(paths) - 2} per-tile/backplane BOMs" if len(paths) > 2 else "")
+                   + ")")
     nz = m.noise
     if nz.kind != "none":
+        if source is not None:
+            click.echo(f"  noise source: {source.density_A_rtHz:.4g} A/rtHz to "
+                       f"{source.bandwidth_Hz:.4g} Hz (>= {source.min_bandwidth_Hz:.4g} Hz "
+                       f"needed) means kappa0 = {source.kappa0:.4g}")
         click.echo(f"  noise: {nz.kind}, kappa0 = {nz.kappa0:g}, step NT = "
                    f"{nz.step_tau:.4g} tau ({nz.step_rule})"
                    + (f", seed {nz.seed}, files {', '.join(nz.files)}"

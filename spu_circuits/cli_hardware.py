@@ -87,7 +87,7 @@ def yield_cmd(deck_path, draws, max_error, seed, report_dir, scheduler, timeout_
 @click.argument("deck_path", metavar="DECK.cir", type=click.Path(dir_okay=False))
 @click.option("--adc-bits", type=int, default=16, show_default=True,
               help="Readout-ADC resolution of the calibration measurements.")
-@click.option("--study", "study_draws", type=int, default=None,
+@click.option("--study", "--draws", "study_draws", type=int, default=None,
               help="Instead: error before/after calibration over this many Monte-Carlo "
                    "boards per error source (writes --report).")
 @click.option("--seed", type=int, default=0, show_default=True, help="--study: MC seed.")

@@ -611,3 +611,24 @@ class Sidecar:
 def as_sidecar(meta: Sidecar | dict) -> Sidecar:
     """A Sidecar from either a Sidecar or its JSON object."""
     return meta if isinstance(meta, Sidecar) else Sidecar.from_json(meta)
+
+
+@dataclass(frozen=True)
+class OscillatorRecord:
+    """The second-order (oscillator) deck's record: damping γ (in units of 1/τ) and the
+    velocity nodes (V = v₀·v_i), in variable order; `record`: the whole JSON object."""
+
+    damping_gamma: float
+    velocity_nodes: tuple[str, ...]
+    T_fast_tau: float | None = None
+    record: dict = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def of(cls, side: Sidecar) -> OscillatorRecord | None:
+        """The oscillator record of a sidecar (None for first-order decks)."""
+        d = side.extra.get("oscillator")
+        if not d or "damping_gamma" not in d or "velocity_nodes" not in d:
+            return None
+        t_fast = d.get("T_fast_tau")
+        return cls(float(d["damping_gamma"]), tuple(str(x) for x in d["velocity_nodes"]),
+                   None if t_fast is None else float(t_fast), dict(d))

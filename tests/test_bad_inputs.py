@@ -716,6 +716,16 @@ BAD_INPUT_CASES: list[BadInput] = [
     BadInput("osc-gamma-topology", "damping γ given for a first-order topology",
              lambda tmp: compile_system(LinearSystem.from_arrays(GOOD_A), "dense", gamma=1.0),
              "--damping-gamma applies to the oscillator topology only"),
+    # --- noise source as a density and a band (#11 item 7)
+    BadInput("noise-density-unit", "--noise-density without A/rtHz",
+             lambda tmp: __import__("spu_circuits.compiler.noise_density", fromlist=["x"])
+             .parse_density("1.2pA"),
+             "give a current noise density with its unit, e.g. 1.2pA/rtHz"),
+    BadInput("noise-bandwidth-low", "--noise-bandwidth below the circuit's fastest mode",
+             lambda tmp: __import__("spu_circuits.compiler.noise_density", fromlist=["x"])
+             .noise_source(1e-12, 1e3, tau_s=1e-6, alpha=1.0, v0_V=1.0, R0_ohm=1e3,
+                           lambda_max=10.0),
+             "--noise-bandwidth 1000 Hz does not cover the circuit"),
 
 ]
 

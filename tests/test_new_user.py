@@ -163,7 +163,7 @@ def test_compiled_files_are_0644_under_umask_022(tmp_path):
         os.umask(old)
     assert res.exit_code == 0, res.output
     files = sorted((tmp_path / "out").iterdir())
-    assert [f.name for f in files] == ["A.cir", "A.json", "A_bom.csv"]
+    assert [f.name for f in files] == ["A.cir", "A.json", "A_bom.csv", "A_designators.csv"]
     assert all(f.stat().st_mode & 0o777 == 0o644 for f in files)
 
 

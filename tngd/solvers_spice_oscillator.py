@@ -21,6 +21,7 @@ from torch import Tensor
 from spu_circuits.backends import Backend, Tran, get_backend
 from spu_circuits.compiler import compile_system
 from spu_circuits.compiler.noise import NoiseSpec
+from spu_circuits.sidecar import OscillatorRecord
 from spu_circuits.simulate import Deck, interp_at
 from spu_circuits.spec import HardwareSpec
 from spu_circuits.system import FactoredSystem, LinearSystem
@@ -90,19 +91,19 @@ class SpiceOscillatorSolver(OU2ExactSolver):
             noise = NoiseSpec("file", self.kappa0, seed=seed, duration_tau=h)
         compiled = compile_system(system, "oscillator", self.spec, name="tngd", noise=noise,
                                   predict=False, gamma=self.gamma)
-        osc = compiled.meta["oscillator"]
-        cache["gamma"] = osc["damping_gamma"]
+        osc = OscillatorRecord.of(compiled.sidecar)
+        cache["gamma"] = osc.damping_gamma
         k = self.n_solves
         self.n_solves += 1
         with tempfile.TemporaryDirectory(prefix="tngd-spice2-") as tmp:
             folder = self.keep_dir / f"step_{k:04d}" if self.keep_dir else Path(tmp)
             deck = Deck.load(compiled.write(folder, "tngd"))
             tau = deck.tau_s
-            tmax = self.tmax_frac * osc["T_fast_tau"]
+            tmax = self.tmax_frac * osc.T_fast_tau
             an = Tran(step_s=min(h, tmax) * tau, stop_s=h * tau, tmax_s=tmax * tau,
                       ic=deck.ic_voltages(y.detach().double().cpu().numpy()), uic=True)
             res = self.backend.run(deck.text, an, cwd=deck.cwd, deck_name=str(deck.path))
-        nodes = list(deck.outputs) + list(osc["velocity_nodes"])
+        nodes = list(deck.outputs) + list(osc.velocity_nodes)
         Y = res.voltages(nodes) / deck.volts_per_unit
         y_h = interp_at(res.time / tau, Y, [h])[0]
         return torch.as_tensor(np.asarray(y_h), dtype=y.dtype, device=y.device), 0

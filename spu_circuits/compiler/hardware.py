@@ -186,9 +186,9 @@ def pick_opamp(compiled, opt) -> OpAmpChoice:
             tried.append((name, float("nan"), float("nan"), f"(ERC: {str(exc)[:60]}...)"))
             continue
         no_off = realize(compiled, replace(base, offsets=False))
-        x1 = np.array(with_off.meta["predicted"]["x_dc"])
-        x0 = np.array(no_off.meta["predicted"]["x_dc"])
-        xs = np.asarray(no_off.meta["realization"]["x_eff"], dtype=float)
+        x1 = np.array(with_off.sidecar.predicted.x_dc)
+        x0 = np.array(no_off.sidecar.predicted.x_dc)
+        xs = np.asarray(no_off.sidecar.realization.x_eff, dtype=float)
         ref = max(float(np.linalg.norm(xs)), 1e-300)
         off_err = float(np.linalg.norm(x1 - x0) / ref)
         passive = float(no_off.report["rel_error_x"])

@@ -17,6 +17,12 @@ With `drop_inter_tile` (block Jacobi) the inter-tile couplings are left out: eac
 solves its own diagonal block; the sidecar's `predicted` then predicts A_bj⁻¹b while its
 `system` keeps the original A, and `tiles.block_jacobi` reports the cost.
 
+A realised deck (`realize` first, then `tile_circuit`: what `spu compile --realize …
+--tiles K` does) tiles the same way: the parts a realisation adds to a cell (op-amp
+macromodel instances, which become nested instances inside the tile, V_os/I_b sources,
+trims and their junction nodes) go with that cell's tile (`_attach_part_nodes`); trims of
+couplings between tiles stay on the backplane.
+
 graphcheck does not understand X instances: the structural checks run on the flattened
 netlist (`flatten`), which for an undropped tiling is checked to equal the original circuit
 element for element.
@@ -24,6 +30,7 @@ element for element.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import Counter
 
@@ -255,12 +262,12 @@ def flatten(net: Netlist) -> Netlist:
     `e.xtile0.eint3`; ports take the instance's nodes. Only one level (what tiles write).
     """
     flat = net.copy(elements=False)
-    flat.subcircuits = []
+    flat.subcircuits = [s for s in net.subcircuits if not _is_tile(s.name)]
     for el in net.elements:
-        if el.kind != "x":
+        name = (el.spec or "").split()[0] if el.spec else ""
+        if el.kind != "x" or not _is_tile(name):
             flat.add(el.name, el.nodes, el.value, el.spec)
             continue
-        name = (el.spec or "").split()[0] if el.spec else ""
         sub = net.subcircuit(name)
         if sub is None:
             raise CompileError(f"tiles: instance {el.name} of unknown subcircuit {name!r}")
@@ -272,6 +279,12 @@ def flatten(net: Netlist) -> Netlist:
             nodes = [n if n == GROUND else pmap.get(n, f"{el.name}.{n}") for n in e.nodes]
             flat.add(f"{e.kind}.{el.name}.{e.name}", nodes, e.value, e.spec)
     return flat
+
+
+def _is_tile(subckt: str) -> bool:
+    """A tile subcircuit (`tile<t>`), as opposed to a part's model (the op-amp macromodel of
+    a realised deck, which stays a nested instance inside its tile)."""
+    return subckt.startswith("tile") and subckt[4:].isdigit()
 
 
 def _unflatten_name(name: str) -> str:
@@ -310,11 +323,12 @@ def tile_circuit(compiled: CompiledCircuit, K: int = DEFAULT_K, seed: int = 0,
                            f"{cm.topology} topology: its couplings run through shared stages, "
                            "not per-pair resistors; compile with --topology dense or ideal")
     net0 = compiled.netlist
-    if any(el.kind == "x" for el in net0.elements):
-        raise CompileError("tiles: the netlist already holds subcircuit instances")
+    if any(el.kind == "x" and _is_tile((el.spec or "").split()[0])
+           for el in net0.elements if el.spec):
+        raise CompileError("tiles: the netlist already holds tile instances")
     n = cm.n
-    node_cell = cm.node_cells()
     noise = set(cm.elements_with(Role.NOISE))
+    node_cell = cm.node_cells()
     A_sys, b_sys = _system_matrix(side0)
     if cm.couplings_of("A"):
         A_part = coupling_matrix(net0, cm, float(side0.matrix_scale), float(side0.R0_ohm))
@@ -323,6 +337,7 @@ def tile_circuit(compiled: CompiledCircuit, K: int = DEFAULT_K, seed: int = 0,
     tiles = partition(A_part, K, seed)
     lab = _labels(tiles, n)
     n_tiles = len(tiles)
+    node_cell = _attach_part_nodes(net0, node_cell, noise, lab)
 
     # ---- assign elements -----------------------------------------------------------
     inside: list[list[Element]] = [[] for _ in range(n_tiles)]
@@ -419,7 +434,29 @@ def tile_circuit(compiled: CompiledCircuit, K: int = DEFAULT_K, seed: int = 0,
     side = side0.with_(ic_map=_rename_ic(side0.ic_map, inner), cell_map=cell_map,
                        predicted=predicted, element_counts=flat.counts(),
                        tiles=Tiling.from_json(report))
-    return CompiledCircuit(net, side, dict(compiled.extra_files))
+    return dataclasses.replace(compiled, netlist=net, sidecar=side,
+                               extra_files=dict(compiled.extra_files))
+
+
+def _attach_part_nodes(net: Netlist, node_cell: dict[str, int], noise: set[str],
+                       lab: np.ndarray) -> dict[str, int]:
+    """`node_cell` extended by the nodes a realised deck adds (an op-amp's offset source node
+    `nos_<opamp>`, a trim's junction): a node outside every cell whose elements reach cells
+    of one tile only (labels `lab`) is put with the first of them, so its parts go onto that
+    tile; a junction between tiles stays on the backplane."""
+    touching: dict[str, list[Element]] = {}
+    for el in net.elements:
+        if el.name in noise:
+            continue
+        for nd in el.nodes:
+            if nd != GROUND and nd not in node_cell:
+                touching.setdefault(nd, []).append(el)
+    out = dict(node_cell)
+    for nd, els in touching.items():
+        cells = {node_cell[x] for el in els for x in el.nodes if x in node_cell}
+        if cells and len({int(lab[c]) for c in cells}) == 1:
+            out[nd] = min(cells)
+    return out
 
 
 def _counts(els) -> dict[str, int]:

@@ -40,6 +40,7 @@ from spu_circuits import theory_second_order as t2
 from spu_circuits.backends import Tran
 from spu_circuits.compiler.noise import NoiseSpec, read_noise_files
 from spu_circuits.errors import InputError
+from spu_circuits.sidecar import OscillatorRecord
 from spu_circuits.simulate import Deck, interp_at
 from validation.checks.context import Validation, deterministic_threshold, torch_threads
 from validation.checks.dc import check_dc
@@ -81,32 +82,26 @@ class OscillatorContext:
     plan: OscPlan
 
 
-def _meta(v) -> dict:
-    """The deck's sidecar as its JSON object (the oscillator record is one of its keys)."""
-    return v.deck.need_sidecar().to_json()
-
-
 def context(v) -> OscillatorContext:
     """The oscillator context of a Validation `v` (cached on it)."""
     ctx = getattr(v, "_osc_ctx", None)
     if ctx is not None:
         return ctx
-    meta = _meta(v)
-    osc = meta.get("oscillator") or {}
-    if "damping_gamma" not in osc or "velocity_nodes" not in osc:
+    side = v.deck.sidecar
+    osc = OscillatorRecord.of(side)
+    if osc is None:
         raise InputError("the sidecar records no oscillator damping γ / velocity nodes "
                          "(compile with --topology oscillator)")
-    gamma = float(osc["damping_gamma"])
-    vel = [str(x) for x in osc["velocity_nodes"]]
+    gamma = osc.damping_gamma
+    vel = list(osc.velocity_nodes)
     if len(vel) != v.n:
         raise InputError(f"the sidecar lists {len(vel)} velocity nodes for N = {v.n}")
     r_min = t2.slowest_rate(v.A, gamma)
     T_slow = max(gamma / v.lam_min, 1.0 / r_min)
     T_fast = 1.0 / max(math.sqrt(v.lam_max), gamma)
     s = v.settings
-    nz = meta.get("noise") or {}
     given = getattr(v, "noise_step_given", None)
-    h = float(given or nz.get("step_tau") or s.noise_step_frac * T_fast)
+    h = float(given or side.noise.step_tau or s.noise_step_frac * T_fast)
     m = max(1, round(s.sample_dt * T_slow / h))
     dt = m * h
     burn = math.ceil(s.burn_in * T_slow / h) * h
