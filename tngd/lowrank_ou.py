@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from spu_circuits import ou_math
-from tngd.ou_base import Generator, OUBase, times_tensor
+from tngd.ou_base import Generator, MatrixFunctionsOU, OUBase, times_tensor
 
 __all__ = ["GramLowRankOU", "LowRankOU", "LowRankSpectralOU"]
 
@@ -40,7 +40,7 @@ def _to(t, dtype, device) -> Tensor:
     return torch.as_tensor(t).to(dtype=dtype, device=device)
 
 
-class LowRankSpectralOU(OUBase):
+class LowRankSpectralOU(MatrixFunctionsOU, OUBase):
     """Exact OU transitions of ``A = λI + (low-rank term)`` from ``project``/``lift``/μ.
 
     Subclasses set ``lam`` (float), ``kappa0``, ``n``, ``b``, ``mu64`` (k,) float64 and
@@ -79,30 +79,6 @@ class LowRankSpectralOU(OUBase):
         """``f(A) v`` for v of shape (..., N); fn maps a float64 tensor of eigenvalues."""
         f_lam, w = self.weights(fn)
         return f_lam * v + self._lift(w.to(self.dtype) * self._project(v))
-
-    def matvec(self, v: Tensor) -> Tensor:
-        """``A v`` for v of shape (..., N)."""
-        return self.apply_function(lambda a: a, v)
-
-    def dense(self, fn: Callable[[Tensor], Tensor] | None = None) -> Tensor:
-        """The N×N matrix f(A) (A itself if fn is None); for checks at small N."""
-        eye = torch.eye(self.n, dtype=self.dtype, device=self.device)
-        m = self.apply_function(fn if fn is not None else (lambda a: a), eye)
-        return 0.5 * (m + m.T)
-
-    def transition(self, h: float) -> tuple[Tensor, Tensor]:
-        """Exact transition of step h: ``x_next ~ N(x* + Φ (x − x*), C)``; returns (Φ, C), N×N."""
-        k0 = self.kappa0
-        return (self.dense(lambda a: ou_math.decay(a, h)),
-                self.dense(lambda a: ou_math.transition_var(a, h, k0)))
-
-    def transition_mean(self, x: Tensor, h: float) -> Tensor:
-        """``x* + e^{−Ah}(x − x*)`` (deterministic part of :meth:`step`)."""
-        return self.x_star + self.apply_function(lambda a: ou_math.decay(a, h), x - self.x_star)
-
-    def stationary_cov(self) -> Tensor:
-        """``κ₀ A⁻¹`` (N×N)."""
-        return self.dense(lambda a: ou_math.stationary_var(a, self.kappa0))
 
     def mean_at(self, x0, u) -> Tensor:
         """Mean trajectory ``x* + e^{−Au}(x0 − x*)``; x0 (..., N), u scalar → (..., N),

@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from spu_circuits import ou_math
+
 Generator = torch.Generator | None
 
 __all__ = ["Generator", "OUBase", "times_tensor"]
@@ -94,3 +96,34 @@ class OUBase:
         if not kept:
             return times, torch.empty(0, x.shape[0], self.n, dtype=self.dtype, device=self.device)
         return times, torch.stack(kept)
+
+
+class MatrixFunctionsOU:
+    """What follows from ``apply_function(fn, v) = f(A) v`` alone: A v, dense f(A), the exact
+    transition and the stationary covariance. Shared by the spectral (dense) and low-rank
+    surrogates; a subclass supplies ``apply_function``, ``n``, ``dtype``, ``device``,
+    ``x_star`` and ``kappa0``."""
+
+    def matvec(self, v: Tensor) -> Tensor:
+        """``A v`` for v of shape (..., N)."""
+        return self.apply_function(lambda a: a, v)
+
+    def dense(self, fn=None) -> Tensor:
+        """The N×N matrix f(A) (A itself if fn is None); for checks at small N."""
+        eye = torch.eye(self.n, dtype=self.dtype, device=self.device)
+        m = self.apply_function(fn if fn is not None else (lambda a: a), eye)
+        return 0.5 * (m + m.T)
+
+    def transition(self, h: float) -> tuple[Tensor, Tensor]:
+        """Exact transition of step h: ``x_next ~ N(x* + Φ (x − x*), C)``; returns (Φ, C), N×N."""
+        phi = self.dense(lambda a: ou_math.decay(a, h))
+        cov = self.dense(lambda a: ou_math.transition_var(a, h, self.kappa0))
+        return phi, cov
+
+    def transition_mean(self, x: Tensor, h: float) -> Tensor:
+        """``x* + e^{−Ah}(x − x*)`` (deterministic part of :meth:`step`)."""
+        return self.x_star + self.apply_function(lambda a: ou_math.decay(a, h), x - self.x_star)
+
+    def stationary_cov(self) -> Tensor:
+        """``κ₀ A⁻¹`` (N×N)."""
+        return self.dense(lambda a: ou_math.stationary_var(a, self.kappa0))

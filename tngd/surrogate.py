@@ -30,7 +30,7 @@ from torch import Tensor
 
 from spu_circuits import ou_math
 from tngd.lowrank_ou import LowRankOU
-from tngd.ou_base import Generator, OUBase, times_tensor
+from tngd.ou_base import Generator, MatrixFunctionsOU, OUBase, times_tensor
 
 __all__ = [
     "DenseOU",
@@ -50,7 +50,7 @@ def interp_coefficients(y: Tensor) -> tuple[Tensor, Tensor]:
 # ----------------------------------------------------------------------------- exact (spectral)
 
 
-class _SpectralOU(OUBase):
+class _SpectralOU(MatrixFunctionsOU, OUBase):
     """Exact OU transitions through a spectral representation of A.
 
     A subclass supplies ``_coords(v) → (..., M)``, ``_from_coords(c) → (..., N)`` and the
@@ -74,30 +74,6 @@ class _SpectralOU(OUBase):
     def apply_function(self, fn: Callable[[Tensor], Tensor], v: Tensor) -> Tensor:
         """``f(A) v`` for v of shape (..., N); fn maps a float64 tensor of eigenvalues."""
         return self._from_coords(self._f(fn) * self._coords(v))
-
-    def matvec(self, v: Tensor) -> Tensor:
-        """``A v`` for v of shape (..., N)."""
-        return self.apply_function(lambda a: a, v)
-
-    def dense(self, fn: Callable[[Tensor], Tensor] | None = None) -> Tensor:
-        """The N×N matrix f(A) (A itself if fn is None); for checks at small N."""
-        eye = torch.eye(self.n, dtype=self.dtype, device=self.device)
-        m = self.apply_function(fn if fn is not None else (lambda a: a), eye)
-        return 0.5 * (m + m.T)
-
-    def transition(self, h: float) -> tuple[Tensor, Tensor]:
-        """Exact transition of step h: ``x_next ~ N(x* + Φ (x − x*), C)``; returns (Φ, C), N×N."""
-        phi = self.dense(lambda a: ou_math.decay(a, h))
-        cov = self.dense(lambda a: ou_math.transition_var(a, h, self.kappa0))
-        return phi, cov
-
-    def transition_mean(self, x: Tensor, h: float) -> Tensor:
-        """``x* + e^{−Ah}(x − x*)`` (deterministic part of :meth:`step`)."""
-        return self.x_star + self.apply_function(lambda a: ou_math.decay(a, h), x - self.x_star)
-
-    def stationary_cov(self) -> Tensor:
-        """``κ₀ A⁻¹`` (N×N)."""
-        return self.dense(lambda a: ou_math.stationary_var(a, self.kappa0))
 
     def mean_at(self, x0, u) -> Tensor:
         """Mean trajectory ``x* + e^{−Au}(x0 − x*)``; x0 (..., N), u scalar → (..., N),
