@@ -26,7 +26,7 @@ import scipy.linalg
 import torch
 from torch import Tensor
 
-from spu_circuits.backends import Backend, get_backend
+from spu_circuits.backends import Backend
 from spu_circuits.board import (
     BoardLayout,
     BoardSpec,
@@ -41,6 +41,7 @@ from spu_circuits.simulate import Deck, interp_at, transient
 from spu_circuits.system import FactoredSystem
 from tngd.solvers import LinearProblem
 from tngd.solvers_ou import OUSolverBase
+from tngd.spice_backend import OwnedBackend
 
 __all__ = ["BoardSpiceSolver", "BoardSurrogateSolver"]
 
@@ -110,23 +111,20 @@ class BoardSpiceSolver(_BoardBase):
     def __init__(self, *a, backend: str | Backend = "shared", timeout_s: float = 300.0,
                  tmax_frac: float = 0.02, **kw):
         super().__init__(*a, **kw)
-        self._backend_arg = backend
-        self._backend: Backend | None = backend if isinstance(backend, Backend) else None
         self.timeout_s, self.tmax_frac = float(timeout_s), float(tmax_frac)
+        self._spice = OwnedBackend(backend, self.timeout_s)
 
     def __repr__(self) -> str:
         return f"BoardSpiceSolver(t={self.t:g}, bits={self.bits}, method={self.method})"
 
     def _evolve(self, problem, setup, x, h, gen):
         deck, prog, sigma, gamma, x0, t_prog = self._programmed(problem, x)
-        if self._backend is None:
-            self._backend = get_backend(str(self._backend_arg), self.timeout_s)
         pd = programmed_deck(deck, prog)
         lam_max = float(np.linalg.eigvalsh(0.5 * (prog.A_q + prog.A_q.T))[-1])
         h_b = sigma ** 2 * h
         t0 = time.perf_counter()
         u, X = transient(pd, x0 * sigma ** 2 / gamma, h_b, h_b,
-                         tmax_tau=self.tmax_frac / lam_max, backend=self._backend,
+                         tmax_tau=self.tmax_frac / lam_max, backend=self._spice.get(),
                          timeout_s=self.timeout_s)
         t_spice = time.perf_counter() - t0
         self.timings.append({"program_s": t_prog, "spice_s": t_spice,
@@ -137,9 +135,7 @@ class BoardSpiceSolver(_BoardBase):
         return torch.as_tensor(xh, dtype=x.dtype, device=x.device), 0
 
     def close(self) -> None:
-        if self._backend is not None and not isinstance(self._backend_arg, Backend):
-            self._backend.close()
-            self._backend = None
+        self._spice.close()
         super().close()
 
 

@@ -26,7 +26,7 @@ import scipy.linalg as sla
 import torch
 from torch import Tensor
 
-from spu_circuits.backends import Backend, get_backend
+from spu_circuits.backends import Backend
 from spu_circuits.compiler import compile_system
 from spu_circuits.compiler.noise import NoiseSpec
 from spu_circuits.errors import SimulationError
@@ -36,6 +36,7 @@ from spu_circuits.system import FactoredSystem, LinearSystem
 from spu_circuits.timesteps import NOISE_STEP_FRAC, TRAINING_INTERNAL_STEP_FRAC
 from tngd.solvers import LinearProblem
 from tngd.solvers_ou import OUSolverBase
+from tngd.spice_backend import OwnedBackend
 
 __all__ = ["SpiceSolver"]
 
@@ -74,8 +75,7 @@ class SpiceSolver(OUSolverBase):
         self.tmax_frac = float(tmax_frac)
         self.noise_step_frac = float(noise_step_frac)
         self.timeout_s = float(timeout_s)
-        self._backend_arg = backend
-        self._backend: Backend | None = backend if isinstance(backend, Backend) else None
+        self._spice = OwnedBackend(backend, self.timeout_s)
         self.n_solves = 0
         self.kept: list[Path] = []
 
@@ -85,14 +85,10 @@ class SpiceSolver(OUSolverBase):
 
     @property
     def backend(self) -> Backend:
-        if self._backend is None:
-            self._backend = get_backend(str(self._backend_arg), self.timeout_s)
-        return self._backend
+        return self._spice.get()
 
     def close(self) -> None:
-        if self._backend is not None and not isinstance(self._backend_arg, Backend):
-            self._backend.close()
-            self._backend = None
+        self._spice.close()
 
     def _system(self, problem: LinearProblem):
         """(system, topology, λ_max(F̃)); λ_max from the r×r Gram for a factored system."""

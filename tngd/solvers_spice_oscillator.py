@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from spu_circuits.backends import Backend, Tran, get_backend
+from spu_circuits.backends import Backend, Tran
 from spu_circuits.compiler import compile_system
 from spu_circuits.compiler.noise import NoiseSpec
 from spu_circuits.sidecar import OscillatorRecord
@@ -27,6 +27,7 @@ from spu_circuits.spec import HardwareSpec
 from spu_circuits.system import FactoredSystem, LinearSystem
 from tngd.solvers import LinearProblem
 from tngd.solvers_ou2 import OU2ExactSolver
+from tngd.spice_backend import OwnedBackend
 
 __all__ = ["SpiceOscillatorSolver"]
 
@@ -56,8 +57,7 @@ class SpiceOscillatorSolver(OU2ExactSolver):
         self.tmax_frac = float(tmax_frac)
         self.timeout_s = float(timeout_s)
         self.keep_dir = Path(keep_dir) if keep_dir else None
-        self._backend_arg = backend
-        self._backend: Backend | None = backend if isinstance(backend, Backend) else None
+        self._spice = OwnedBackend(backend, self.timeout_s)
         self.n_solves = 0
 
     def __repr__(self) -> str:
@@ -66,14 +66,10 @@ class SpiceOscillatorSolver(OU2ExactSolver):
 
     @property
     def backend(self) -> Backend:
-        if self._backend is None:
-            self._backend = get_backend(str(self._backend_arg), self.timeout_s)
-        return self._backend
+        return self._spice.get()
 
     def close(self) -> None:
-        if self._backend is not None and not isinstance(self._backend_arg, Backend):
-            self._backend.close()
-            self._backend = None
+        self._spice.close()
 
     def _system(self, problem: LinearProblem):
         g = problem.g.detach().double().cpu().numpy()
