@@ -73,12 +73,13 @@ def board_cmd(n, r, coupling, bits, bias_bits, range_, v0, C_F, gain, opamp, R_a
                    v0=v0, C_F=C_F, opamp_gain=gain, seed=seed, R_ab_ohm=R_ab, opamp=opamp)
     cc = board_circuit(build_board(sp), name)
     deck = cc.write(out_dir, name)
-    b = cc.meta["board"]
-    click.echo(f"wrote {deck} and {deck.with_suffix('.json').name}: {cc.meta['topology']}, "
-               f"N = {n}, {b['n_programmable_parts']} programmable {coupling} parts "
-               f"({b['part']['mpn']}), {bits} bits")
-    click.echo(f"  range {b['range_A']:g}, full-scale conductance {b['g_fs_S']:.4g} S, "
-               f"R0 = {1 / b['G_unit_S']:.4g} ohm, tau = {cc.meta['tau_s']:.4g} s")
+    side = cc.sidecar
+    b = side.board
+    click.echo(f"wrote {deck} and {deck.with_suffix('.json').name}: {side.topology}, "
+               f"N = {n}, {b.n_programmable_parts} programmable {coupling} parts "
+               f"({b.part.mpn}), {bits} bits")
+    click.echo(f"  range {b.range_A:g}, full-scale conductance {b.g_fs_S:.4g} S, "
+               f"R0 = {1 / b.G_unit_S:.4g} ohm, tau = {side.tau_s:.4g} s")
 
 
 @click.command("program")
@@ -100,7 +101,7 @@ def program_cmd(deck_path, matrix, factor, damping, rhs, method, out_path):
     from .simulate import Deck
 
     deck = Deck.load(deck_path, require_sidecar=True)
-    layout = BoardLayout.from_meta(deck.meta)
+    layout = BoardLayout.from_sidecar(deck.sidecar)
     system = _load_input(matrix, factor, damping, rhs, None)
     t0 = time.perf_counter()
     prog = program(system, layout, method)
@@ -165,7 +166,7 @@ def kicad_cmd(deck_path, out_path, bom_path):
     files = {Path(out_path): text}
     if bom_path:
         deck = Deck.load(deck_path)
-        files[Path(bom_path)] = parts_bom_csv(deck.text, deck.meta)
+        files[Path(bom_path)] = parts_bom_csv(deck.text, deck.sidecar)
     atomic_write(files)
     click.echo(f"wrote {out_path}: {summary}" + (f"; parts list {bom_path}" if bom_path
                                                   else ""))

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import InputError
+from .sidecar import Sidecar, as_sidecar
 
 FOOTPRINTS = {
     "R": "Resistor_SMD:R_0603_1608Metric",
@@ -148,11 +149,17 @@ def _num(text: str) -> float | None:
         return None
 
 
-def components(text: str, meta: dict | None) -> tuple[list[Component], dict[str, str]]:
-    """Components with their pins, and node → net name."""
+def _sidecar(meta: Sidecar | dict | None) -> Sidecar | None:
+    return None if not meta else as_sidecar(meta)
+
+
+def components(text: str, meta: Sidecar | dict | None
+               ) -> tuple[list[Component], dict[str, str]]:
+    """Components with their pins, and node → net name (meta: the deck's sidecar or its
+    JSON object, None for a hand-written deck)."""
     els, _ = top_level_elements(text)
-    meta = meta or {}
-    outputs = [str(o).lower() for o in meta.get("outputs", [])]
+    side = _sidecar(meta)
+    outputs = [str(o).lower() for o in (side.outputs if side else ())]
     netname = {o: f"/x{i + 1}" for i, o in enumerate(outputs)}
 
     def net(n: str) -> str:
@@ -160,9 +167,9 @@ def components(text: str, meta: dict | None) -> tuple[list[Component], dict[str,
             return "GND"
         return netname.get(n, f"/{n}")
 
-    board = meta.get("board") or {}
-    part = board.get("part") or {}
-    sw = board.get("switch") or {}
+    board = side.board if side else None
+    part_mpn = board.part.mpn if board else None
+    switch_mpn = board.switch.mpn if board else None
     counters: dict[str, int] = {}
 
     def ref(prefix: str) -> str:
@@ -183,7 +190,7 @@ def components(text: str, meta: dict | None) -> tuple[list[Component], dict[str,
 
     def opamp(e: TopElement, out: str, inn: str, inp: str) -> Component:
         name = (e.model[4:].upper() if e.model.startswith("spu_")
-                else board.get("opamp") or "OPA192")
+                else (board.opamp if board else None) or "OPA192")
         c = Component(ref("U"), name, FOOTPRINTS["opamp"], e.name,
                       OPAMP_MPNS.get(name, name), f"Amplifier_Operational:{name}")
         c.pins += [("1", "OUT", "passive", net(out)), ("2", "-", "passive", net(inn)),
@@ -210,26 +217,27 @@ def components(text: str, meta: dict | None) -> tuple[list[Component], dict[str,
                           "Device:Model")
             c.pins += [(str(i + 1), "", "passive", net(n)) for i, n in enumerate(e.nodes)]
         elif k == "x" and e.model.startswith("mdac"):
-            c = Component(ref("U"), part.get("mpn", "AD5443"),
+            c = Component(ref("U"), part_mpn or "AD5443",
                           "Package_SO:MSOP-10_3x3mm_P0.5mm", e.name,
-                          part.get("mpn", "AD5443YRMZ"), "Analog_DAC:AD5443")
+                          part_mpn or "AD5443YRMZ", "Analog_DAC:AD5443")
             c.pins += [("1", "IOUT1", "passive", net(e.nodes[1])),
                        ("2", "IOUT2", "power_in", "GND"), ("3", "GND", "power_in", "GND"),
                        ("8", "VDD", "power_in", "+5V"), ("9", "VREF", "passive",
                                                           net(e.nodes[0]))]
             spi(c, "4", "5", "6", "7")
         elif k == "x" and e.model.startswith("digipot"):
-            c = Component(ref("U"), part.get("mpn", "AD5293"),
+            c = Component(ref("U"), part_mpn or "AD5293",
                           "Package_SO:TSSOP-14_4.4x5mm_P0.65mm", e.name,
-                          part.get("mpn", "AD5293BRUZ-20"), "Potentiometer_Digital:AD5293")
+                          part_mpn or "AD5293BRUZ-20", "Potentiometer_Digital:AD5293")
             c.pins += [("3", "A", "passive", net(e.nodes[0])),
                        ("4", "W", "passive", net(e.nodes[1])),
                        ("2", "VSS", "power_in", "-15V"), ("13", "VDD", "power_in", "+15V"),
                        ("6", "GND", "power_in", "GND"), ("7", "VLOGIC", "power_in", "+5V")]
             spi(c, "9", "10", "11", "8")
         elif k == "x" and e.model == "spdt":
-            c = Component(ref("U"), sw.get("mpn", "ADG1419"), "Package_SO:MSOP-8_3x3mm_P0.65mm",
-                          e.name, sw.get("mpn", "ADG1419BRMZ"), "Analog_Switch:ADG1419BRMZ")
+            c = Component(ref("U"), switch_mpn or "ADG1419",
+                          "Package_SO:MSOP-8_3x3mm_P0.65mm", e.name,
+                          switch_mpn or "ADG1419BRMZ", "Analog_Switch:ADG1419BRMZ")
             c.pins += [("8", "SA", "passive", net(e.nodes[0])),
                        ("6", "SB", "passive", net(e.nodes[1])),
                        ("1", "D", "passive", net(e.nodes[2])),
@@ -270,7 +278,7 @@ def _stamp(name: str) -> str:
     return str(uuid.uuid5(_NS, name))
 
 
-def to_kicad(text: str, meta: dict | None, source: str = "") -> str:
+def to_kicad(text: str, meta: Sidecar | dict | None, source: str = "") -> str:
     """The KiCad netlist text of a deck (deterministic)."""
     comps, _ = components(text, meta)
     out = ['(export (version "E")', "  (design",
@@ -314,8 +322,8 @@ def deck_to_kicad(path: Path) -> tuple[str, str]:
     from .simulate import Deck
 
     deck = Deck.load(path)
-    text = to_kicad(deck.text, deck.meta, Path(path).name)
-    comps, _ = components(deck.text, deck.meta)
+    text = to_kicad(deck.text, deck.sidecar, Path(path).name)
+    comps, _ = components(deck.text, deck.sidecar)
     by = {}
     for c in comps:
         by[c.ref.rstrip("0123456789")] = by.get(c.ref.rstrip("0123456789"), 0) + 1
@@ -390,7 +398,8 @@ def kicad_graph(text: str, pintypes=("passive",)):
     return g
 
 
-def deck_graph(text: str, meta: dict | None, params: dict[str, float] | None = None):
+def deck_graph(text: str, meta: Sidecar | dict | None,
+               params: dict[str, float] | None = None):
     """The deck's circuit graph from the independent parser: one node per top-level
     element (subcircuit contents folded into their instance), one per external node (named
     as in the KiCad export), an edge per connection."""
@@ -399,11 +408,12 @@ def deck_graph(text: str, meta: dict | None, params: dict[str, float] | None = N
     from .parser import parse_deck
     from .spice.params import elaborate
 
-    if params is None and (meta or {}).get("board"):
+    side = _sidecar(meta)
+    if params is None and side is not None and side.board is not None:
         from .board.program import BoardLayout
         from .board.topology import test_params
 
-        lay = BoardLayout.from_meta(meta)
+        lay = BoardLayout.from_sidecar(side)
         params = test_params(lay.spec, lay.slots)
     if "{" in text or ".param" in text.lower():
         text = elaborate(text, params or {})
@@ -411,7 +421,7 @@ def deck_graph(text: str, meta: dict | None, params: dict[str, float] | None = N
     # a subcircuit instance connects through its ports only (its models' internal references
     # to ground are supplies or the part's own ground pins, not netlist connections)
     ports = {e.name: set(e.nodes) for e in top_level_elements(text)[0] if e.kind == "x"}
-    outputs = [str(o).lower() for o in (meta or {}).get("outputs", [])]
+    outputs = [str(o).lower() for o in (side.outputs if side else ())]
     netname = {o: f"/x{i + 1}" for i, o in enumerate(outputs)}
     g = nx.Graph()
     for el in parsed.elements:
@@ -432,7 +442,7 @@ def deck_graph(text: str, meta: dict | None, params: dict[str, float] | None = N
 BOM_COLUMNS = ("refs", "value", "mpn", "footprint", "count")
 
 
-def parts_bom_csv(text: str, meta: dict | None) -> str:
+def parts_bom_csv(text: str, meta: Sidecar | dict | None) -> str:
     """Bill of materials from the KiCad components (one row per value, part number and
     footprint; manufacturer part numbers for op-amps, MDACs, digipots and switches)."""
     import csv

@@ -32,6 +32,7 @@ from .spec import HardwareSpec
 from .system import FactoredSystem, LinearSystem
 
 if TYPE_CHECKING:
+    from .board.record import BoardRecord
     from .compiler.cellmap import CellMap
     from .compiler.noise import NoiseSpec
 
@@ -429,7 +430,7 @@ class Tiling:
 # ------------------------------------------------------------------------------ the sidecar
 
 #: optional records: JSON key → Sidecar field (written only when not None, in this order)
-_OPTIONAL_RECORDS = ("cell_map", "realization", "tiles")
+_OPTIONAL_RECORDS = ("cell_map", "realization", "tiles", "board")
 
 
 @dataclass(frozen=True)
@@ -471,6 +472,8 @@ class Sidecar:
     realization: Realization | None = field(default=None, compare=False)
     tiles: Tiling | None = None
     cell_map: CellMap | None = None
+    #: a programmable board's record (`spu board`: spec, parts, slots, units), None otherwise
+    board: BoardRecord | None = None
     #: keys this version does not know (records of other passes, hand-written keys), kept
     #: as they are
     extra: dict = field(default_factory=dict)
@@ -484,11 +487,6 @@ class Sidecar:
         if "calibration" in changes:
             changes["extra"] = {**self.extra, "calibration": changes.pop("calibration")}
         return replace(self, **changes)
-
-    @property
-    def board(self) -> dict | None:
-        """A programmable board's record (spu board: parts, slots, units), None otherwise."""
-        return self.extra.get("board")
 
     @property
     def calibration(self) -> dict | None:
@@ -565,6 +563,7 @@ class Sidecar:
             raise InputError(f"{where}: 'outputs' must list n = {d['n']} node names")
         known = {f.name for f in fields(cls)} - {"extra", "key_order"}
         try:
+            from .board.record import BoardRecord
             from .compiler.cellmap import CellMap
 
             spec = d.get("spec")
@@ -589,6 +588,7 @@ class Sidecar:
                              else None),
                 tiles=Tiling.from_json(d["tiles"]) if d.get("tiles") else None,
                 cell_map=CellMap.from_json(d["cell_map"]) if d.get("cell_map") else None,
+                board=BoardRecord.from_json(d["board"]) if d.get("board") else None,
                 extra={k: v for k, v in d.items() if k not in known},
                 deck_sha256=d.get("deck_sha256"),
                 key_order=tuple(d),

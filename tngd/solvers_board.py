@@ -76,7 +76,7 @@ class _BoardBase(OUSolverBase):
                 self._workdir = Path(self._tmp.name)
             path = board_circuit(build_board(spec), "board").write(self._workdir, "board")
             self.deck = Deck.load(path)
-            self.layout = BoardLayout.from_meta(self.deck.meta)
+            self.layout = BoardLayout.from_sidecar(self.deck.sidecar)
             self.board_sha256 = self.deck.sidecar.deck_sha256
         return self.deck
 

@@ -62,7 +62,7 @@ def run(out: Path, k: int) -> list[dict]:
             path = board_circuit(build_board(spec), "b").write(out / "_decks" / f"b{bits}",
                                                                "b")
             deck = Deck.load(path)
-            lay = BoardLayout.from_meta(deck.meta)
+            lay = BoardLayout.from_sidecar(deck.sidecar)
             for cond in CONDS:
                 for method in ("round", "optimal"):
                     meas, pred, first, ext, refused = [], [], [], [], 0

@@ -10,10 +10,11 @@ from __future__ import annotations
 from .. import __version__
 from ..compiler import CompiledCircuit
 from .program import BoardLayout, Program, program
+from .record import BoardRecord
 from .run import board_effective, programmed_deck, programmed_text
 from .topology import Board, BoardSpec, build_board
 
-__all__ = ["Board", "BoardLayout", "BoardSpec", "Program", "board_circuit",
+__all__ = ["Board", "BoardLayout", "BoardRecord", "BoardSpec", "Program", "board_circuit",
            "board_effective", "build_board", "program", "programmed_deck", "programmed_text"]
 
 
@@ -63,25 +64,7 @@ def board_circuit(board: Board, name: str) -> CompiledCircuit:
         "element_counts": net.counts(),
         "options": dict(net.options),
         "noise": {"kind": "none"},
-        "board": {
-            "spec": sp.to_dict(),
-            "part": {"kind": part.kind, "bits": part.bits, "mpn": part.mpn,
-                     "bandwidth_hz": part.bandwidth_hz, "R_ladder_ohm": part.R_ladder_ohm,
-                     "R_ab_ohm": part.R_ab_ohm, "R_w_ohm": part.R_w_ohm,
-                     "tolerance": part.tolerance, "inl_lsb": part.inl_lsb},
-            "switch": {"mpn": sp.switch.mpn, "R_on_ohm": sp.switch.R_on_ohm,
-                       "R_off_ohm": sp.switch.R_off_ohm},
-            "g_fs_S": sp.g_fs_S, "G_unit_S": sp.G_unit_S,
-            "range_A": sp.A_range, "range_S": sp.range if sp.factored else None,
-            "bias_fs_V": sp.bias_fs_V, "bias_max_code": sp.bias_max_code,
-            "opamp": sp.opamp,
-            "opamp_model": (f"VCVS of the DC gain A0 = {sp.opamp_gain:g}"
-                            + (f" of the catalogue's {sp.opamp} (GBW, offsets, rails not "
-                               "modelled)" if sp.opamp else " (ideal op-amp model)")),
-            "n_programmable_parts": len(board.slots),
-            "slots": [[s.kind, s.row, s.col, s.code, s.sel, s.part, s.switch, s.err]
-                      for s in board.slots],
-        },
+        "board": BoardRecord.of(board).to_json(),
         "cell_map": board.cellmap.to_json(),
     }
     return CompiledCircuit(net, meta)

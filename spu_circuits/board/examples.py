@@ -13,12 +13,12 @@ NAME_bom.csv (parts with manufacturer part numbers) and NAME.net (KiCad netlist)
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 
 from ..netlist import atomic_write
+from ..sidecar import Sidecar
 from ..simulate import Deck
 from ..system import FactoredSystem
 from . import BoardLayout, BoardSpec, board_circuit, build_board, program
@@ -29,9 +29,10 @@ ROOT = Path(__file__).resolve().parents[2]
 def examples() -> list[tuple[str, BoardSpec, object]]:
     from ..demo import example_system
 
-    side = json.loads((ROOT / "netlists" / "factored_digits.json").read_text())["system"]
-    digits = FactoredSystem.from_arrays(np.array(side["S"]), float(side["damping"]),
-                                        np.array(side["b"]), name="factored_digits")
+    path = ROOT / "netlists" / "factored_digits.json"
+    rec = Sidecar.loads(path.read_text(), f"sidecar {path}").system
+    digits = FactoredSystem.from_arrays(np.array(rec.S), float(rec.damping), np.array(rec.b),
+                                        name="factored_digits")
     return [("spu8_mdac", BoardSpec(n=8, range=12.0), example_system()),
             ("digits40_f4", BoardSpec(n=40, r=4, range=1.0), digits)]
 
@@ -42,15 +43,15 @@ def write_example(out: Path, name: str, spec: BoardSpec, system) -> dict:
     cc = board_circuit(build_board(spec), name)
     deck_path = cc.write(out, name)
     deck = Deck.load(deck_path)
-    prog = program(system, BoardLayout.from_meta(deck.meta), "optimal")
-    net = to_kicad(deck.text, deck.meta, deck_path.name)
+    prog = program(system, BoardLayout.from_sidecar(deck.sidecar), "optimal")
+    net = to_kicad(deck.text, deck.sidecar, deck_path.name)
     atomic_write({out / f"{name}_codes.json": prog.dumps(),
                   out / f"{name}_codes.inc": prog.include_text(),
-                  out / f"{name}_bom.csv": parts_bom_csv(deck.text, deck.meta),
+                  out / f"{name}_bom.csv": parts_bom_csv(deck.text, deck.sidecar),
                   out / f"{name}.net": net})
     for suffix in (".cir", ".json", "_codes.json", "_codes.inc", "_bom.csv", ".net"):
         (out / f"{name}{suffix}").chmod(0o644)
-    return {"name": name, "parts": len(cc.meta["board"]["slots"]),
+    return {"name": name, "parts": cc.sidecar.board.n_programmable_parts,
             "predicted_rel_error_x": prog.rel_error}
 
 

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from ..sidecar import Sidecar, as_sidecar
 from ..system import FactoredSystem, LinearSystem
 from .parts import PartModel
 from .topology import BoardSpec, PartSlot
@@ -53,14 +54,17 @@ class BoardLayout:
     deck_sha256: str | None = None
 
     @classmethod
-    def from_meta(cls, meta: dict) -> BoardLayout:
-        rec = meta.get("board")
-        if not isinstance(rec, dict):
+    def from_sidecar(cls, side: Sidecar | None) -> BoardLayout:
+        """The layout of a board deck's sidecar; InputError for any other deck."""
+        if side is None or side.board is None:
             raise InputError("this deck is not a programmable board (its sidecar has no "
                              "'board' record); write one with `spu board`")
-        return cls(BoardSpec.from_dict(rec["spec"]),
-                   [PartSlot(*s) for s in rec["slots"]], meta.get("name", "board"),
-                   meta.get("deck_sha256"))
+        return cls(side.board.spec, list(side.board.slots), side.name, side.deck_sha256)
+
+    @classmethod
+    def from_meta(cls, meta: Sidecar | dict | None) -> BoardLayout:
+        """As `from_sidecar`, from a Sidecar or its JSON object."""
+        return cls.from_sidecar(None if meta is None else as_sidecar(meta))
 
 
 @dataclass

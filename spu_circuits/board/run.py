@@ -14,6 +14,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..netlist import deck_digest
+from ..sidecar import IcMap, Prediction, SystemRecord
 from ..simulate import Deck
 from ..spice.params import elaborate
 from .program import BoardLayout, Program
@@ -27,7 +28,7 @@ def programmed_text(board_text: str, prog: Program) -> str:
 
 def check_program(deck: Deck, prog: Program) -> BoardLayout:
     """InputError unless `prog` was written for this board deck (same digest, all params)."""
-    layout = BoardLayout.from_meta(deck.meta or {})
+    layout = BoardLayout.from_sidecar(deck.sidecar)
     if prog.board_sha256 and prog.board_sha256 != deck_digest(deck.text):
         raise InputError(f"the codes were written for another board (board "
                          f"{prog.board!r}, sha256 differs from {deck.path or 'this deck'})")
@@ -40,26 +41,32 @@ def check_program(deck: Deck, prog: Program) -> BoardLayout:
     return layout
 
 
+#: the records a programmed deck's sidecar adds to its board's, in this order after its keys
+_PROGRAMMED_KEYS = ("system", "quantised_system", "predicted")
+
+
 def programmed_deck(deck: Deck, prog: Program) -> Deck:
     """A Deck (same path and folder) whose text carries the program and whose sidecar
     records the programmed system, so every sidecar-driven analysis runs it as it is."""
     layout = check_program(deck, prog)
-    meta = dict(deck.meta or {})
+    side = deck.need_sidecar()
     n, v0 = layout.spec.n, layout.spec.v0
     from .program import _padded
 
     tgt, A_pad, _ = _padded(prog.target(), layout.spec)
     # the target, padded to the board (unused cells: x = 0), in system units
-    meta["system"] = ({"S": tgt["S"].tolist(), "damping": float(tgt["damping"][0]),
-                       "b": tgt["b"].tolist()} if "S" in tgt
-                      else {"A": A_pad.tolist(), "b": tgt["b"].tolist()})
-    meta["quantised_system"] = {"A": prog.A_q.tolist(), "b": prog.b_q.tolist()}
-    meta["ic_map"] = dict(meta.get("ic_map") or {"linear": []},
-                          const=[[f"u{i}", -v0 * float(prog.b_q[i])] for i in range(n)])
-    meta["predicted"] = {"x_dc": prog.x_q.tolist(), "rel_deviation_from_exact": prog.rel_error,
-                         "cause": f"quantisation ({prog.method} codes); see the codes file"}
-    meta.pop("deck_sha256", None)
-    return Deck(programmed_text(deck.text, prog), meta, deck.path)
+    system = (SystemRecord(b=tgt["b"], S=tgt["S"], damping=float(tgt["damping"][0]))
+              if "S" in tgt else SystemRecord(b=tgt["b"], A=A_pad))
+    ic = IcMap(side.ic_map.linear if side.ic_map else (),
+               tuple((f"u{i}", -v0 * float(prog.b_q[i])) for i in range(n)))
+    predicted = Prediction(tuple(prog.x_q.tolist()), prog.rel_error,
+                           f"quantisation ({prog.method} codes); see the codes file")
+    order = side.key_order + tuple(k for k in _PROGRAMMED_KEYS if k not in side.key_order)
+    programmed = side.with_(
+        system=system, ic_map=ic, predicted=predicted, deck_sha256=None, key_order=order,
+        extra={**side.extra,
+               "quantised_system": {"A": prog.A_q.tolist(), "b": prog.b_q.tolist()}})
+    return Deck(programmed_text(deck.text, prog), programmed, deck.path)
 
 
 @dataclass(frozen=True)
