@@ -80,6 +80,8 @@ def _target_system(matrix, rhs, deck):
 @click.option("--timeout", "timeout_s", type=float, default=600.0, show_default=True,
               help="Seconds before one ngspice run is stopped.")
 @click.option("--no-figures", is_flag=True, help="Skip the PNG figures.")
+@click.option("--no-budget", is_flag=True,
+              help="Skip the error-budget section (realised decks; see spu budget).")
 @click.option("--max-error", "max_error", type=float, default=None,
               help="The spec: dc and transient fail when the error vs A^-1 b exceeds this, "
                    "whatever the deck predicts of itself.")
@@ -99,8 +101,8 @@ def _target_system(matrix, rhs, deck):
 @click.pass_context
 @friendly
 def validate_cmd(ctx, decks, matrix, rhs, report_dir, topology, name, kappa0, noise_step,
-                 seed, backend, quick, thorough, checks, timeout_s, no_figures, max_error,
-                 allow_unsafe, sweep, seeds, scheduler, cache_dir, codes_path, **kw):
+                 seed, backend, quick, thorough, checks, timeout_s, no_figures, no_budget,
+                 max_error, allow_unsafe, sweep, seeds, scheduler, cache_dir, codes_path, **kw):
     """Check DECK.cir (or the deck compiled from --matrix/--rhs) in ngspice against its
     target: DC solution, noiseless transient, pathwise agreement with the surrogate on the
     same noise, and the stationary statistics (mean, covariance, autocovariance) of SPICE
@@ -203,11 +205,19 @@ def validate_cmd(ctx, decks, matrix, rhs, report_dir, topology, name, kappa0, no
               f"{v.lam_max:.3g}], κ₀ = {v.kappa0:g}, h = {v.h:.3g} τ; preset {preset}: "
               f"{p.chains} runs × {p.burn_in + p.chain_duration:.3g} τ")
         results = v.run(names)
+    section = None
+    if not no_budget:
+        from .budget_section import budget_section
+
+        section = budget_section(deck, target, backend=backend, timeout_s=timeout_s,
+                                 max_error=max_error, log=_echo)
     info["total_seconds"] = round(time.monotonic() - t0, 2)
-    paths = write_report(out, results, info, figures=not no_figures)
+    paths = write_report(out, results, info, figures=not no_figures, budget=section)
     _echo("")
     _echo(summary_table(results))
     ok = all(r.passed for r in results)
+    if section is not None and section.budget is not None:
+        _echo(section.verdict())
     _echo(f"\n{'PASS' if ok else 'FAIL'}: {sum(r.passed for r in results)}/{len(results)} "
           f"checks passed in {info['total_seconds']:.1f} s; report {paths['md']}")
     if not ok:

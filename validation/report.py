@@ -22,6 +22,7 @@ import numpy as np
 
 from spu_circuits.netlist import atomic_write
 
+from .budget_section import BudgetSection
 from .checks import CheckResult, jsonable
 
 MAX_COORDS = 4
@@ -223,7 +224,8 @@ def _cell(v) -> str:
     return str(v).replace("|", "\\|")
 
 
-def _markdown(results: list[CheckResult], info: dict) -> str:
+def _markdown(results: list[CheckResult], info: dict, budget: BudgetSection | None = None,
+              budget_fig: str | None = None) -> str:
     ok = all(r.passed for r in results)
     out = ["# SPU validation report", ""]
     deck = info.get("deck", "(compiled in memory)")
@@ -257,6 +259,8 @@ def _markdown(results: list[CheckResult], info: dict) -> str:
                 r.details, ""]
         for f in r.figures:
             out += [f"![{f}]({f})", ""]
+    if budget is not None:
+        out += budget.markdown(budget_fig)
     plan = info.get("plan")
     if plan:
         out += ["## Sampling plan", "", "```json", json.dumps(jsonable(plan), indent=1),
@@ -287,20 +291,27 @@ def dumps_compact(obj, indent: int = 1, _level: int = 0) -> str:
 
 
 def write_report(out_dir: str | Path, results: list[CheckResult], info: dict,
-                 figures: bool = True) -> dict[str, Path]:
-    """Write report.json, report.md and the figures into out_dir; returns their paths."""
+                 figures: bool = True, budget: BudgetSection | None = None
+                 ) -> dict[str, Path]:
+    """Write report.json, report.md and the figures into out_dir; returns their paths.
+    budget: the error-budget section (realised decks; None: no section)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for r in results:
         r.figures.clear()
     if figures:
         make_figures(results, out)
+    budget_fig = budget.write_figure(out) if (budget is not None and figures) else None
     doc = {"passed": all(r.passed for r in results), "info": jsonable(info),
            "checks": [r.to_dict() for r in results]}
+    if budget is not None:
+        doc["budget"] = budget.to_json()
     paths = {"json": out / "report.json", "md": out / "report.md"}
     atomic_write({paths["json"]: dumps_compact(doc) + "\n",
-                  paths["md"]: _markdown(results, info)})
+                  paths["md"]: _markdown(results, info, budget, budget_fig)})
     for r in results:
         for f in r.figures:
             paths[f] = out / f
+    if budget_fig:
+        paths[budget_fig] = out / budget_fig
     return paths
