@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from spu_circuits import ou_math
-from tngd.ou_base import Generator, MatrixFunctionsOU, OUBase, times_tensor
+from tngd.ou_base import ExactOU, Generator, times_tensor
 
 __all__ = ["GramLowRankOU", "LowRankOU", "LowRankSpectralOU"]
 
@@ -40,7 +40,7 @@ def _to(t, dtype, device) -> Tensor:
     return torch.as_tensor(t).to(dtype=dtype, device=device)
 
 
-class LowRankSpectralOU(MatrixFunctionsOU, OUBase):
+class LowRankSpectralOU(ExactOU):
     """Exact OU transitions of ``A = λI + (low-rank term)`` from ``project``/``lift``/μ.
 
     Subclasses set ``lam`` (float), ``kappa0``, ``n``, ``b``, ``mu64`` (k,) float64 and
@@ -156,15 +156,6 @@ class LowRankSpectralOU(MatrixFunctionsOU, OUBase):
         out = self.x_star + E + self._lift(c)
         out[0] = x0
         return out
-
-    def sample_interpolated(
-        self, x0, h: float, n_steps: int, chains: int | None = None, generator: Generator = None
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        """Draw z (n_steps+1, chains, N) and integrate it exactly; returns (times, x, z)."""
-        xs = self._init(x0, chains)
-        z = self._randn((n_steps + 1, *xs.shape), generator)
-        times = torch.arange(n_steps + 1, dtype=self.dtype, device=self.device) * h
-        return times, self.run_interpolated(h, z, xs), z
 
 
 def _check(S, lam: float, kappa0: float, dtype, device) -> tuple[Tensor, torch.dtype, object]:

@@ -14,7 +14,8 @@ from spu_circuits import ou_math
 
 Generator = torch.Generator | None
 
-__all__ = ["Generator", "OUBase", "times_tensor"]
+__all__ = ["ExactOU", "Generator", "MatrixFunctionsOU", "OUBase", "TensorState",
+           "times_tensor"]
 
 
 def times_tensor(u, dtype, device) -> tuple[Tensor, bool]:
@@ -25,12 +26,10 @@ def times_tensor(u, dtype, device) -> tuple[Tensor, bool]:
     return ut.reshape(-1), ut.ndim == 0
 
 
-class OUBase:
-    """Shared state and the sampling loops; subclasses implement :meth:`step`."""
+class TensorState:
+    """dtype and device of a surrogate (those of its ``b``) and its normal draws."""
 
     b: Tensor
-    kappa0: float
-    n: int
 
     @property
     def dtype(self) -> torch.dtype:
@@ -42,6 +41,13 @@ class OUBase:
 
     def _randn(self, shape, generator: Generator) -> Tensor:
         return torch.randn(shape, generator=generator, dtype=self.dtype, device=self.device)
+
+
+class OUBase(TensorState):
+    """Shared state and the sampling loops; subclasses implement :meth:`step`."""
+
+    kappa0: float
+    n: int
 
     def _init(self, x0, chains: int | None) -> Tensor:
         x0 = torch.as_tensor(x0, dtype=self.dtype, device=self.device)
@@ -127,3 +133,21 @@ class MatrixFunctionsOU:
     def stationary_cov(self) -> Tensor:
         """``κ₀ A⁻¹`` (N×N)."""
         return self.dense(lambda a: ou_math.stationary_var(a, self.kappa0))
+
+
+class ExactOU(MatrixFunctionsOU, OUBase):
+    """The exact surrogates (spectral and low-rank): matrix functions, the sampling loops and
+    exact integration of interpolated noise; a subclass supplies ``run_interpolated(h, z,
+    x0)`` besides what its bases need."""
+
+    def run_interpolated(self, h: float, z: Tensor, x0) -> Tensor:
+        raise NotImplementedError
+
+    def sample_interpolated(
+        self, x0, h: float, n_steps: int, chains: int | None = None, generator: Generator = None
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Draw z (n_steps+1, chains, N) and integrate it exactly; returns (times, x, z)."""
+        xs = self._init(x0, chains)
+        z = self._randn((n_steps + 1, *xs.shape), generator)
+        times = torch.arange(n_steps + 1, dtype=self.dtype, device=self.device) * h
+        return times, self.run_interpolated(h, z, xs), z

@@ -30,7 +30,7 @@ from torch import Tensor
 
 from spu_circuits import ou_math
 from tngd.lowrank_ou import LowRankOU
-from tngd.ou_base import Generator, MatrixFunctionsOU, OUBase, times_tensor
+from tngd.ou_base import ExactOU, Generator, OUBase, times_tensor
 
 __all__ = [
     "DenseOU",
@@ -50,7 +50,7 @@ def interp_coefficients(y: Tensor) -> tuple[Tensor, Tensor]:
 # ----------------------------------------------------------------------------- exact (spectral)
 
 
-class _SpectralOU(MatrixFunctionsOU, OUBase):
+class _SpectralOU(ExactOU):
     """Exact OU transitions through a spectral representation of A.
 
     A subclass supplies ``_coords(v) → (..., M)``, ``_from_coords(c) → (..., N)`` and the
@@ -123,15 +123,6 @@ class _SpectralOU(MatrixFunctionsOU, OUBase):
         out = self.x_star + self._from_coords(c)
         out[0] = x0
         return out
-
-    def sample_interpolated(
-        self, x0, h: float, n_steps: int, chains: int | None = None, generator: Generator = None
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        """Draw z (n_steps+1, chains, N) and integrate it exactly; returns (times, x, z)."""
-        xs = self._init(x0, chains)
-        z = self._randn((n_steps + 1, *xs.shape), generator)
-        times = torch.arange(n_steps + 1, dtype=self.dtype, device=self.device) * h
-        return times, self.run_interpolated(h, z, xs), z
 
 
 def _to(t, dtype, device) -> Tensor:

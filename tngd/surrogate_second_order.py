@@ -29,6 +29,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from tngd.ou_base import TensorState
+
 __all__ = ["DenseOU2", "EulerOU2", "LowRankOU2", "mode_exp", "run_held2", "run_interpolated2"]
 
 Generator = torch.Generator | None
@@ -90,21 +92,12 @@ def _mode_chol(mu: Tensor, gamma: float, kappa0: float, h: float) -> tuple[Tenso
     return l11, l21, l22
 
 
-class _OU2Base:
+class _OU2Base(TensorState):
     """Shared state and the sampling loop; subclasses implement :meth:`step`."""
 
-    b: Tensor
     n: int
     gamma: float
     kappa0: float
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.b.dtype
-
-    @property
-    def device(self) -> torch.device:
-        return self.b.device
 
     @property
     def y_star(self) -> Tensor:
@@ -112,9 +105,6 @@ class _OU2Base:
         return torch.cat([self.x_star, torch.zeros_like(self.x_star)])
 
     x_star: Tensor
-
-    def _randn(self, shape, generator: Generator) -> Tensor:
-        return torch.randn(shape, generator=generator, dtype=self.dtype, device=self.device)
 
     def _init(self, y0, chains: int | None) -> Tensor:
         y0 = torch.as_tensor(y0, dtype=self.dtype, device=self.device)
