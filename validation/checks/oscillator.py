@@ -42,11 +42,18 @@ from spu_circuits.compiler.noise import NoiseSpec, read_noise_files
 from spu_circuits.errors import InputError
 from spu_circuits.sidecar import OscillatorRecord
 from spu_circuits.simulate import Deck, interp_at
-from validation.checks.context import Validation, deterministic_threshold, torch_threads
+from validation.checks.context import (
+    Plan,
+    Validation,
+    deterministic_threshold,
+    torch_threads,
+)
 from validation.checks.dc import check_dc
+from validation.checks.pathwise import noise_samples, path_verdict
 from validation.checks.results import CheckResult, verdict
 from validation.checks.statistics import stats_arrays, stats_metrics
 from validation.checks.statistics_second_order import second_order_statistics
+from validation.checks.surrogate import max_z_text, surrogate_verdict
 from validation.checks.variants import with_noise
 
 __all__ = ["OSCILLATOR_CHECKS", "OscillatorContext", "context"]
@@ -55,19 +62,8 @@ __all__ = ["OSCILLATOR_CHECKS", "OscillatorContext", "context"]
 # ----------------------------------------------------------------------------- context
 
 
-@dataclass(frozen=True)
-class OscPlan:
-    """Sampling plan in units of τ (on the noise grid)."""
-
-    h: float
-    dt: float
-    burn_in: float
-    chain_duration: float
-    samples_per_chain: int
-    n_batches: int
-    lags: list[int]
-    path_duration: float
-    chains: int
+#: the oscillator's sampling plan is the first-order one (in units of τ, on the noise grid)
+OscPlan = Plan
 
 
 @dataclass
@@ -226,29 +222,17 @@ def check_pathwise(v: Validation) -> CheckResult:
     deck = file_deck(v, p.path_duration, s.seed, "pathwise")
     y0 = t2.stationary_mean(v.A, v.b)
     u, Y = sample_states(v, deck, 0.0, p.path_duration, p.h, y0)
-    z = noise_files(deck)
-    k = len(u)
-    if z.shape[0] < k:
-        raise InputError(f"the noise files hold {z.shape[0]} samples, {k} needed")
+    z = noise_samples(noise_files(deck), len(u))
     with torch_threads(1):
         Ys = run_interpolated2(torch.as_tensor(v.A), torch.as_tensor(v.b), ctx.gamma,
-                               v.kappa0, p.h, torch.as_tensor(z[:k]),
-                               torch.as_tensor(y0)).numpy()
-    sd = _sd(v, v.kappa0)
-    D = (Y - Ys) / sd
-    rms = float(np.sqrt(np.mean(D**2)))
-    per = np.sqrt(np.mean(D**2, axis=0))
-    details = (f"ngspice vs run_interpolated2 on the same file-noise samples (seed {s.seed}), "
-               f"{p.path_duration:.3g} τ from (x*, 0) at step {p.h:.3g} τ, κ₀ = {v.kappa0:g}, "
-               f"γ = {ctx.gamma:.4g}: RMS difference {100 * rms:.3g} % of the stationary SD over "
-               f"x and v (max over coordinates {100 * per.max():.3g} %)")
-    sel = np.linspace(0, k - 1, min(k, 800)).astype(int)
-    return verdict("pathwise",
-                   {"rms diff / SD": rms, "max coord rms diff / SD": float(per.max()),
-                    "max abs diff / SD": float(np.abs(D).max())},
-                   {"rms diff / SD": s.path_rms_max}, details,
-                   arrays={"rms_per_coordinate": per},
-                   raw={"u": u[sel], "spice": Y[sel], "surrogate": Ys[sel], "sd": sd})
+                               v.kappa0, p.h, torch.as_tensor(z), torch.as_tensor(y0)).numpy()
+    return path_verdict(
+        u, Y, Ys, _sd(v, v.kappa0), s.path_rms_max,
+        lambda rms, worst: (f"ngspice vs run_interpolated2 on the same file-noise samples "
+                            f"(seed {s.seed}), {p.path_duration:.3g} τ from (x*, 0) at step "
+                            f"{p.h:.3g} τ, κ₀ = {v.kappa0:g}, γ = {ctx.gamma:.4g}: RMS "
+                            f"difference {100 * rms:.3g} % of the stationary SD over x and v "
+                            f"(max over coordinates {100 * worst:.3g} %)"))
 
 
 def _curves(v, Y: np.ndarray, dt: float, theory_fn) -> dict:
@@ -350,20 +334,13 @@ def _check_surrogate(v: Validation) -> CheckResult:
                        burn_in=int(round(p.burn_in / p.dt)), chains=p.chains, generator=gen)
     Ye = ye.numpy().transpose(1, 0, 2)
     st_e = _stats(v, Ye, None)
-    mi, ti = stats_metrics(st_i, "interp: ")
-    me, te = stats_metrics(st_e, "exact: ")
     details = (f"torch second-order surrogate on the plan ({p.chains} chains, B = "
                f"{st_i['n_batches_total']}, γ = {ctx.gamma:.4g}): interpolated noise "
                f"(run_interpolated2, h = {p.h:.3g} τ) vs its exact theory — max|z| "
-               + ", ".join(f"{k} {z:.2f}" for k, z in st_i["max_abs_z"].items())
-               + f"; exact transitions (DenseOU2.sample, step {p.dt:.3g} τ) vs diag(κ₀A⁻¹, κ₀I)"
-               " and e^(M·lag)Σ — max|z| "
-               + ", ".join(f"{k} {z:.2f}" for k, z in st_e["max_abs_z"].items()))
+               f"{max_z_text(st_i)}; exact transitions (DenseOU2.sample, step {p.dt:.3g} τ) vs "
+               f"diag(κ₀A⁻¹, κ₀I) and e^(M·lag)Σ — max|z| {max_z_text(st_e)}")
     raw = {"X": Yi, "curves": _curves(v, Yi, p.dt, _interp_theory(v, p.dt)), "stats": st_i}
-    return verdict("surrogate", mi | me, ti | te, details,
-                   arrays={"interp": stats_arrays(st_i, full=False),
-                           "exact": stats_arrays(st_e, full=False)},
-                   raw=raw)
+    return surrogate_verdict(st_i, st_e, details, raw)
 
 
 #: the checks of an oscillator deck, by the names of the first-order ones
