@@ -32,6 +32,38 @@ def _lagged_batch(d: np.ndarray, lag: int, n_batches: int):
     return batch_mean_se(np.einsum("btj,btk->bjk", a, z) / a.shape[1])
 
 
+def lagged_z(d: np.ndarray, lags, theory, n_batches: int, inflation: float
+             ) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+    """Per lag: the batch-means autocovariance of the centred chains d (C, T, M), its SE
+    (times the SE inflation) and its z-scores against `theory` (one (M, M) per lag)."""
+    est, se, z = [], [], []
+    for L, th in zip(lags, theory, strict=True):
+        e, s = _lagged_batch(d, L, n_batches)
+        s = s * inflation
+        est.append(e)
+        se.append(s)
+        z.append(_zscores(e, th, s))
+    return est, se, z
+
+
+def family_z(z_mean: np.ndarray, z_res: np.ndarray, z_cov: np.ndarray, z_ac: list[np.ndarray],
+             *, n_residual: int, dof: int, alpha: float, z_floor: float
+             ) -> tuple[dict[str, float], dict[str, float], dict[str, float]]:
+    """The four families (mean, residual, upper triangle of the covariance, autocovariance),
+    each at level alpha/4 with a Bonferroni critical |z| over its size: (critical, max |z|,
+    RMS z) by family."""
+    m = z_mean.size
+    iu = np.triu_indices(m)
+    zs = {"mean": z_mean, "residual": z_res, "cov": z_cov[iu],
+          "autocov": np.concatenate([z.ravel() for z in z_ac]) if z_ac else np.zeros(0)}
+    sizes = {"mean": m, "residual": n_residual, "cov": len(iu[0]),
+             "autocov": m * m * len(z_ac)}
+    crit = {k: critical_z(alpha / 4.0, sizes[k], dof, z_floor) for k in zs}
+    maxz = {k: float(np.max(np.abs(v))) if v.size else 0.0 for k, v in zs.items()}
+    rmsz = {k: float(np.sqrt(np.mean(v**2))) if v.size else 0.0 for k, v in zs.items()}
+    return crit, maxz, rmsz
+
+
 def _zscores(est, ref, se):
     se = np.asarray(se, dtype=float)
     tiny = 1e-300
@@ -120,24 +152,10 @@ def ou_statistics(X: np.ndarray, *, A, b, kappa0: float, dt: float, lags: list[i
     cov, cov_se = theory.batch_cov_se(X, n_batches)
     cov_se = cov_se * infl["products"]
     z_cov = _zscores(cov, cov_th, cov_se)
-    iu = np.triu_indices(n)
     d = X - X.reshape(-1, n).mean(axis=0)
-    ac_est, ac_se, z_ac = [], [], []
-    for L, th in zip(lags, ac_th, strict=True):
-        e, s = _lagged_batch(d, L, n_batches)
-        s = s * infl["products"]
-        ac_est.append(e)
-        ac_se.append(s)
-        z_ac.append(_zscores(e, th, s))
-    fam_alpha = alpha / 4.0
-    crit = {"mean": critical_z(fam_alpha, n, B - 1, z_floor),
-            "residual": critical_z(fam_alpha, n, B - 1, z_floor),
-            "cov": critical_z(fam_alpha, len(iu[0]), B - 1, z_floor),
-            "autocov": critical_z(fam_alpha, n * n * len(lags), B - 1, z_floor)}
-    zs = {"mean": z_mean, "residual": z_res, "cov": z_cov[iu],
-          "autocov": np.concatenate([z.ravel() for z in z_ac]) if lags else np.zeros(0)}
-    maxz = {k: float(np.max(np.abs(v))) if v.size else 0.0 for k, v in zs.items()}
-    rmsz = {k: float(np.sqrt(np.mean(v**2))) if v.size else 0.0 for k, v in zs.items()}
+    ac_est, ac_se, z_ac = lagged_z(d, lags, ac_th, n_batches, infl["products"])
+    crit, maxz, rmsz = family_z(z_mean, z_res, z_cov, z_ac, n_residual=n, dof=B - 1,
+                                alpha=alpha, z_floor=z_floor)
     # diagnostic: batch-means SE of the mean vs the theoretical long-run SE sqrt(2κ₀(A⁻²)_ii/T)
     t_total = C * T * dt
     ainv = np.linalg.inv(A)

@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from spu_circuits import theory_second_order as t2
-from validation.checks.statistics import _batch_stat, _lagged_batch, critical_z
+from validation.checks.statistics import _batch_stat, _lagged_batch, family_z, lagged_z
 
 __all__ = ["second_order_statistics"]
 
@@ -74,23 +74,9 @@ def second_order_statistics(Y: np.ndarray, *, A, b, gamma: float, kappa0: float,
     corr = (C * T) / (C * T - 1)
     cov, cov_se = corr * cov, corr * cov_se * infl["products"]
     z_cov = (cov - cov_th) / np.maximum(cov_se, 1e-300)
-    iu = np.triu_indices(m2)
-    ac_est, ac_se, z_ac = [], [], []
-    for L, th in zip(lags, ac_th, strict=True):
-        e, s = _lagged_batch(d, L, n_batches)
-        s = s * infl["products"]
-        ac_est.append(e)
-        ac_se.append(s)
-        z_ac.append((e - th) / np.maximum(s, 1e-300))
-    fam = alpha / 4.0
-    crit = {"mean": critical_z(fam, m2, B - 1, z_floor),
-            "residual": critical_z(fam, n, B - 1, z_floor),
-            "cov": critical_z(fam, len(iu[0]), B - 1, z_floor),
-            "autocov": critical_z(fam, m2 * m2 * len(lags), B - 1, z_floor)}
-    zs = {"mean": z_mean, "residual": z_res, "cov": z_cov[iu],
-          "autocov": np.concatenate([z.ravel() for z in z_ac]) if lags else np.zeros(0)}
-    maxz = {k: float(np.max(np.abs(v))) if v.size else 0.0 for k, v in zs.items()}
-    rmsz = {k: float(np.sqrt(np.mean(v**2))) if v.size else 0.0 for k, v in zs.items()}
+    ac_est, ac_se, z_ac = lagged_z(d, lags, ac_th, n_batches, infl["products"])
+    crit, maxz, rmsz = family_z(z_mean, z_res, z_cov, z_ac, n_residual=n, dof=B - 1,
+                                alpha=alpha, z_floor=z_floor)
     se_th = np.sqrt(np.maximum(np.diag(long_run) / (C * T * dt), 0.0))
     return {
         "n_batches_total": B, "dof": B - 1, "samples": C * T, "simulated_tau": C * T * dt,
