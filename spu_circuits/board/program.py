@@ -404,36 +404,32 @@ def _descend(spec, a, codes, on, sign, bias, x_ref, n):
     codes, bias = codes.copy(), bias.copy()
     A, b = realised(spec, a, codes, on, sign, bias)
     best, _ = _solution_error(A, b, x_ref, n)
+
+    def improve(arr: np.ndarray, k: int, lo: int, hi: int) -> bool:
+        """Move arr[k] by −1 or +1 (within lo…hi) if that lowers the error; keep the first
+        move that does."""
+        nonlocal best
+        for d in (-1, 1):
+            c = arr[k] + d
+            if not lo <= c <= hi:
+                continue
+            old = arr[k]
+            arr[k] = c
+            err, _ = _solution_error(*realised(spec, a, codes, on, sign, bias), x_ref, n)
+            if err < best:
+                best = err
+                return True
+            arr[k] = old
+        return False
+
     for _ in range(SWEEPS):
         improved = False
         for k in range(len(codes)):
-            if not on[k]:
-                continue
-            for d in (-1, 1):
-                c = codes[k] + d
-                if not 0 <= c <= top:
-                    continue
-                old = codes[k]
-                codes[k] = c
-                A, b = realised(spec, a, codes, on, sign, bias)
-                err, _ = _solution_error(A, b, x_ref, n)
-                if err < best:
-                    best, improved = err, True
-                    break
-                codes[k] = old
+            if on[k] and improve(codes, k, 0, top):
+                improved = True
         for i in range(len(bias)):
-            for d in (-1, 1):
-                c = bias[i] + d
-                if not -bmax <= c <= bmax:
-                    continue
-                old = bias[i]
-                bias[i] = c
-                A, b = realised(spec, a, codes, on, sign, bias)
-                err, _ = _solution_error(A, b, x_ref, n)
-                if err < best:
-                    best, improved = err, True
-                    break
-                bias[i] = old
+            if improve(bias, i, -bmax, bmax):
+                improved = True
         if not improved:
             break
     return codes, on, bias
