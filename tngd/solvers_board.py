@@ -41,7 +41,7 @@ from spu_circuits.simulate import Deck, interp_at, transient
 from spu_circuits.system import FactoredSystem
 from tngd.solvers import LinearProblem
 from tngd.solvers_ou import OUSolverBase
-from tngd.spice_backend import OwnedBackend
+from tngd.spice_backend import BackendOwner, OwnedBackend
 
 __all__ = ["BoardSpiceSolver", "BoardSurrogateSolver"]
 
@@ -105,7 +105,7 @@ class _BoardBase(OUSolverBase):
             self._tmp = None
 
 
-class BoardSpiceSolver(_BoardBase):
+class BoardSpiceSolver(BackendOwner, _BoardBase):
     """OU segments run by ngspice on one programmable board (see the module docstring)."""
 
     def __init__(self, *a, backend: str | Backend = "shared", timeout_s: float = 300.0,
@@ -133,11 +133,6 @@ class BoardSpiceSolver(_BoardBase):
                              "deck_sha256": deck_digest(deck.path.read_text())})
         xh = interp_at(u, X, [h_b])[0] * gamma / sigma ** 2
         return torch.as_tensor(xh, dtype=x.dtype, device=x.device), 0
-
-    def close(self) -> None:
-        self._spice.close()
-        super().close()
-
 
 class BoardSurrogateSolver(_BoardBase):
     """The quantised board's exact OU transition with the extractor's A_eff, b_eff."""

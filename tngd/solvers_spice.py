@@ -36,12 +36,12 @@ from spu_circuits.system import FactoredSystem, LinearSystem
 from spu_circuits.timesteps import NOISE_STEP_FRAC, TRAINING_INTERNAL_STEP_FRAC
 from tngd.solvers import LinearProblem
 from tngd.solvers_ou import OUSolverBase
-from tngd.spice_backend import OwnedBackend
+from tngd.spice_backend import BackendOwner, OwnedBackend
 
 __all__ = ["SpiceSolver"]
 
 
-class SpiceSolver(OUSolverBase):
+class SpiceSolver(BackendOwner, OUSolverBase):
     """OU segments simulated by ngspice.
 
     Args (beyond t, t_d, kappa0, seed of the OU solvers):
@@ -82,13 +82,6 @@ class SpiceSolver(OUSolverBase):
     def __repr__(self) -> str:
         return (f"SpiceSolver(t={self.t:g}, t_d={self.t_d:g}, kappa0={self.kappa0:g}, "
                 f"topology={self.topology or 'auto'})")
-
-    @property
-    def backend(self) -> Backend:
-        return self._spice.get()
-
-    def close(self) -> None:
-        self._spice.close()
 
     def _system(self, problem: LinearProblem):
         """(system, topology, λ_max(F̃)); λ_max from the r×r Gram for a factored system."""

@@ -27,12 +27,12 @@ from spu_circuits.spec import HardwareSpec
 from spu_circuits.system import FactoredSystem, LinearSystem
 from tngd.solvers import LinearProblem
 from tngd.solvers_ou2 import OU2ExactSolver
-from tngd.spice_backend import OwnedBackend
+from tngd.spice_backend import BackendOwner, OwnedBackend
 
 __all__ = ["SpiceOscillatorSolver"]
 
 
-class SpiceOscillatorSolver(OU2ExactSolver):
+class SpiceOscillatorSolver(BackendOwner, OU2ExactSolver):
     """Second-order device segments simulated by ngspice.
 
     Args (beyond t, t_d, kappa0, gamma, seed of ``ou2-exact``): backend ('shared' | 'cli' | a
@@ -63,13 +63,6 @@ class SpiceOscillatorSolver(OU2ExactSolver):
     def __repr__(self) -> str:
         return (f"SpiceOscillatorSolver(t={self.t:g}, t_d={self.t_d:g}, kappa0={self.kappa0:g}, "
                 f"gamma={self.gamma})")
-
-    @property
-    def backend(self) -> Backend:
-        return self._spice.get()
-
-    def close(self) -> None:
-        self._spice.close()
 
     def _system(self, problem: LinearProblem):
         g = problem.g.detach().double().cpu().numpy()

@@ -24,3 +24,18 @@ class OwnedBackend:
         if self._backend is not None and not isinstance(self._arg, Backend):
             self._backend.close()
             self._backend = None
+
+
+class BackendOwner:
+    """Mixed in before a `Solver` that holds an `OwnedBackend` in ``_spice``: `backend` opens
+    it on first use, `close()` closes it and then calls the solver's own `close()`."""
+
+    _spice: OwnedBackend
+
+    @property
+    def backend(self) -> Backend:
+        return self._spice.get()
+
+    def close(self) -> None:
+        self._spice.close()
+        super().close()  # type: ignore[misc]
