@@ -20,6 +20,7 @@ each element's role as it adds it. Only topology modules know element and node n
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -28,6 +29,7 @@ import numpy as np
 from ..errors import InputError
 from ..netlist import Netlist
 from ..spec import HardwareSpec
+from ..system import FactoredSystem
 from .cellmap import Cell, CellMap, Coupling, Role, Stage
 
 
@@ -73,6 +75,27 @@ class BaseTopology:
 
     def __repr__(self) -> str:
         return f"<topology {self.name}>"
+
+
+class ModuleTopology(BaseTopology):
+    """A topology made of its module's functions (set as staticmethods): ``scale_fn(system,
+    spec)``, ``build_fn(scaled, spec, name)`` and ``ic_map_fn(scaled, spec)``. One that does
+    not need the factor compiles a FactoredSystem as its dense F̃ = SᵀS + λI."""
+
+    scale_fn: Callable[..., Any]
+    build_fn: Callable[..., tuple[Netlist, CellMap]]
+    ic_map_fn: Callable[..., dict]
+
+    def scale(self, system, spec: HardwareSpec):
+        if not self.needs_factor and isinstance(system, FactoredSystem):
+            system = system.as_linear_system()
+        return self.scale_fn(system, spec)
+
+    def build(self, scaled, spec: HardwareSpec) -> tuple[Netlist, CellMap]:
+        return self.build_fn(scaled, spec, self.name)
+
+    def ic_map(self, scaled, spec: HardwareSpec) -> dict:
+        return self.ic_map_fn(scaled, spec)
 
 
 #: name → topology object (filled by `register`; spu_circuits.compiler registers the built-in

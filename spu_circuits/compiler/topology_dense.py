@@ -13,10 +13,9 @@ import numpy as np
 
 from ..netlist import GROUND, Netlist
 from ..spec import HardwareSpec
-from ..system import FactoredSystem
 from .cellmap import Cell, CellMap, Coupling, Role
 from .scaling import Scaled, scale
-from .topology import BaseTopology, Builder, Prediction
+from .topology import Builder, ModuleTopology, Prediction
 
 #: a current into the injection node moves x by this sign
 NOISE_SIGN = -1.0
@@ -105,7 +104,7 @@ def finite_gain_dc(A: np.ndarray, b: np.ndarray, alpha: float, spec: HardwareSpe
     return o / v0
 
 
-class DenseTopology(BaseTopology):
+class DenseTopology(ModuleTopology):
     """The dense op-amp topology as a `Topology` object (see the module docstring)."""
 
     name = "dense"
@@ -113,16 +112,9 @@ class DenseTopology(BaseTopology):
     needs_factor = False
     uses_opamps = True
 
-    def scale(self, system, spec: HardwareSpec) -> Scaled:
-        if isinstance(system, FactoredSystem):
-            system = system.as_linear_system()
-        return scale(system, spec)
-
-    def build(self, scaled, spec: HardwareSpec) -> tuple[Netlist, CellMap]:
-        return build(scaled, spec, self.name)
-
-    def ic_map(self, scaled, spec: HardwareSpec) -> dict:
-        return ic_map(scaled, spec)
+    scale_fn = staticmethod(scale)
+    build_fn = staticmethod(build)
+    ic_map_fn = staticmethod(ic_map)
 
     def predict_dc(self, scaled, spec: HardwareSpec, net: Netlist, cell_map: CellMap
                    ) -> Prediction:

@@ -12,6 +12,7 @@ of the N² of `dense` (the paper's App. C uses three arrays, r(r + 2N) resistors
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -22,7 +23,7 @@ from ..system import FactoredSystem
 from . import topology_dense
 from .cellmap import CellMap, Coupling, Role, Stage
 from .scaling import ScaledFactored, scale_factored
-from .topology import BaseTopology, Builder, Prediction
+from .topology import Builder, ModuleTopology, Prediction
 
 NOISE_SIGN = -1.0
 output_node = topology_dense.output_node
@@ -37,12 +38,24 @@ def build(sc: ScaledFactored, spec: HardwareSpec, topology: str = "factored"
     S, lam, alpha = sc.S, sc.damping, sc.alpha
     r, n = S.shape
     r0, gain = spec.R0_ohm, spec.opamp_gain
-    beta = math.sqrt(alpha)
     bld = Builder()
     cells = add_integrator_cells(bld, sc.b, alpha, spec)
+    couplings, stages = add_factor_couplings(bld, S, lam, alpha, r0, gain,
+                                             lambda i: f"s{i}")
+    return bld.finish(topology, cells, couplings, stages)
+
+
+def add_factor_couplings(bld: Builder, S: np.ndarray, lam: float, alpha: float, r0: float,
+                         gain: float, summing: Callable[[int], str]
+                         ) -> tuple[list[Coupling], list[Stage]]:
+    """Add α(λ + SᵀS) into the summing nodes `summing(i)` of the cells (outputs o{i},
+    inverted p{i}): the damping R₀/(αλ) per cell, the r transimpedance stages with their
+    inverters and the two arrays R₀/(β|S|), β = √α. Returns the couplings and stages."""
+    r, n = S.shape
+    beta = math.sqrt(alpha)
     couplings, stages = [], []
     for i in range(n):
-        name = bld.add(Role.DAMPING, f"rd{i}", (f"o{i}", f"s{i}"), r0 / (alpha * lam))
+        name = bld.add(Role.DAMPING, f"rd{i}", (f"o{i}", summing(i)), r0 / (alpha * lam))
         couplings.append(Coupling("damping", i, i, 1, (name,)))
     for k in range(r):
         t, y, q, mk = f"t{k}", f"y{k}", f"q{k}", f"m{k}"
@@ -64,13 +77,13 @@ def build(sc: ScaledFactored, spec: HardwareSpec, topology: str = "factored"
         for i in range(n):
             if S[k, i] != 0.0:
                 src = f"q{k}" if S[k, i] > 0 else f"y{k}"
-                name = bld.add(Role.COUPLING, f"rst{i}_{k}", (src, f"s{i}"),
+                name = bld.add(Role.COUPLING, f"rst{i}_{k}", (src, summing(i)),
                                r0 / (beta * abs(S[k, i])))
                 couplings.append(Coupling("S_out", k, i, 1 if S[k, i] > 0 else -1, (name,)))
-    return bld.finish(topology, cells, couplings, stages)
+    return couplings, stages
 
 
-class FactoredTopology(BaseTopology):
+class FactoredTopology(ModuleTopology):
     """The factored topology as a `Topology` object (see the module docstring)."""
 
     name = "factored"
@@ -84,11 +97,8 @@ class FactoredTopology(BaseTopology):
                              "and the damping λ (--factor S.npy --damping λ)")
         return scale_factored(system, spec)
 
-    def build(self, scaled, spec: HardwareSpec) -> tuple[Netlist, CellMap]:
-        return build(scaled, spec, self.name)
-
-    def ic_map(self, scaled, spec: HardwareSpec) -> dict:
-        return ic_map(scaled, spec)
+    build_fn = staticmethod(build)
+    ic_map_fn = staticmethod(ic_map)
 
     def predict_dc(self, scaled, spec: HardwareSpec, net: Netlist, cell_map: CellMap
                    ) -> Prediction:

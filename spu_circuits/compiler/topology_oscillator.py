@@ -30,9 +30,10 @@ from ..errors import CompileError, InputError
 from ..netlist import GROUND, Netlist
 from ..spec import HardwareSpec
 from ..system import FactoredSystem
-from .cellmap import Cell, CellMap, Coupling, Role, Stage
+from .cellmap import Cell, CellMap, Coupling, Role
 from .scaling import scale, scale_factored
 from .topology import BaseTopology, Builder, Prediction
+from .topology_factored import add_factor_couplings
 
 #: a current into the injection node (sv) moves v by this sign (inverting integrator)
 NOISE_SIGN = -1.0
@@ -134,35 +135,9 @@ def build(sc, spec: HardwareSpec, gamma: float) -> tuple[Netlist, CellMap]:
                                    sc.resistance(a, spec))
                     couplings.append(Coupling("A", i, j, 1 if a > 0 else -1, (name,)))
     else:
-        S, lam = sc.S, sc.damping
-        beta = math.sqrt(alpha)
-        for i in range(n):
-            name = bld.add(Role.DAMPING, f"rd{i}", (f"o{i}", f"sv{i}"), r0 / (alpha * lam))
-            couplings.append(Coupling("damping", i, i, 1, (name,)))
-        for k in range(S.shape[0]):
-            t, y, q, mk = f"t{k}", f"y{k}", f"q{k}", f"m{k}"
-            bld.add(Role.STAGE_OPAMP, f"etia{k}", (y, GROUND, GROUND, t), gain)
-            bld.add(Role.STAGE_R_FB, f"rtf{k}", (t, y), r0)
-            bld.add(Role.INVERTER_R_IN, f"rqin{k}", (y, mk), r0)
-            bld.add(Role.INVERTER_R_FB, f"rqfb{k}", (mk, q), r0)
-            bld.add(Role.INVERTER_OPAMP, f"eq{k}", (q, GROUND, GROUND, mk), gain)
-            stages.append(Stage(index=k, summing=t, output=y, inverted=q, opamp=f"etia{k}",
-                                inverter=f"eq{k}", feedback=f"rtf{k}", inverter_r_in=f"rqin{k}",
-                                inverter_r_fb=f"rqfb{k}", internal_nodes=(mk,)))
-            for j in range(n):
-                if S[k, j] != 0.0:
-                    src = f"o{j}" if S[k, j] > 0 else f"p{j}"
-                    name = bld.add(Role.COUPLING, f"rs{k}_{j}", (src, t),
-                                   r0 / (beta * abs(S[k, j])))
-                    couplings.append(Coupling("S_in", k, j, 1 if S[k, j] > 0 else -1, (name,)))
-        for k in range(S.shape[0]):
-            for i in range(n):
-                if S[k, i] != 0.0:
-                    src = f"q{k}" if S[k, i] > 0 else f"y{k}"
-                    name = bld.add(Role.COUPLING, f"rst{i}_{k}", (src, f"sv{i}"),
-                                   r0 / (beta * abs(S[k, i])))
-                    couplings.append(Coupling("S_out", k, i, 1 if S[k, i] > 0 else -1,
-                                              (name,)))
+        more, stages = add_factor_couplings(bld, sc.S, sc.damping, alpha, r0, gain,
+                                            lambda i: f"sv{i}")
+        couplings += more
     return bld.finish("oscillator", cells, couplings, stages)
 
 
