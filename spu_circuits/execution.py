@@ -24,6 +24,7 @@ retried by Dask. With `cache_dir`, each finished result is stored under a key de
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import pickle
 import re
@@ -251,7 +252,11 @@ def _run_dask(sched: Scheduler, fn, tasks, keys, todo, store, bar) -> None:
                 # oversubscription
                 cluster = LocalCluster(n_workers=sched.workers or os.cpu_count() or 1,
                                        threads_per_worker=1, processes=True,
-                                       dashboard_address=None, silence_logs=40,
+                                       dashboard_address=None,
+                                       # a task's failure comes back as data; what the
+                                       # workers log is noise (e.g. a heartbeat that races
+                                       # the scheduler's shutdown, logged as an ERROR)
+                                       silence_logs=logging.CRITICAL,
                                        env=dict.fromkeys(_THREAD_VARS, "1"))
                 client = Client(cluster)
             else:
