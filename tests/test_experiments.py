@@ -107,3 +107,23 @@ def test_experiment_grid_identical_serial_and_local_cluster(tmp_path):
     assert a == b
     t = json.loads((tmp_path / "local" / "mnist_smoke_timing.json").read_text())
     assert t["scheduler"].startswith("Dask LocalCluster, 2 worker")
+
+
+def test_oscillator_experiment_results_are_seed_only_and_times_apart(tmp_path):
+    """tngd.experiments.oscillator: the results file holds no measured time (it depends on
+    the seeds only); the timing file names where the runs went."""
+    from tngd.experiments import oscillator
+
+    argv = ["--out", str(tmp_path), "--steps", "2", "--seeds", "0", "--methods", "ngd",
+            "tngd2-t2", "--scheduler", "serial"]
+    oscillator.main(argv)
+    text = (tmp_path / "mnist_second_order.json").read_text()
+    for field in ("time_per_step_s", "wall_s", "time_s"):
+        assert f'"{field}"' not in text
+    res = json.loads(text)
+    assert res["summary"]["methods"]["tngd2-t2"]["mean_abs_loss_diff_vs_ngd"]["n"] == 1
+    timing = json.loads((tmp_path / "mnist_second_order_timing.json").read_text())
+    assert timing["scheduler"].startswith("serial")
+    assert timing["methods"]["ngd"]["time_per_step_s"]["mean"] > 0
+    oscillator.main(argv[:1] + [str(tmp_path / "again")] + argv[2:])
+    assert (tmp_path / "again" / "mnist_second_order.json").read_text() == text
