@@ -43,6 +43,24 @@ MC_SEED = 2024
 EXAMPLES = ("spu8_dense_e96", "factored_digits")
 
 
+#: names that moved to the optimizer side (they need torch): old name → new module
+_MOVED = {"digits_fisher_system": "tngd.examples"}
+
+
+def __getattr__(name: str):
+    """Keep the moved names importable from here (users' scripts import them): resolved
+    lazily, so importing this module still never imports torch; a DeprecationWarning names
+    the new place."""
+    if name in _MOVED:
+        import importlib
+        import warnings
+
+        warnings.warn(f"spu_circuits.examples.{name} moved to {_MOVED[name]}.{name}",
+                      DeprecationWarning, stacklevel=2)
+        return getattr(importlib.import_module(_MOVED[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def compile_example(name: str, system: FactoredSystem | None = None) -> CompiledCircuit:
     """The ideal-valued compiled deck of one example ('spu8_dense_e96', 'factored_digits');
     'factored_digits' needs its system (`tngd.examples.digits_fisher_system()`)."""

@@ -60,3 +60,27 @@ def test_spu_command_line_has_every_command():
     res = _run("from spu_tngd.cli import main\nprint(sorted(main.commands))\n")
     assert res.returncode == 0, res.stderr
     assert {'compile', 'simulate', 'validate'} <= set(eval(res.stdout))  # noqa: S307
+
+
+def test_moved_example_builder_still_imports_from_its_old_path():
+    """spu_circuits.examples.digits_fisher_system moved to tngd.examples (torch); the old path
+    resolves it lazily, with a DeprecationWarning, and importing the module stays torch-free
+    (the first test above)."""
+    res = _run("""
+import warnings
+warnings.simplefilter("error", DeprecationWarning)
+import spu_circuits.examples as ex
+import sys
+assert "torch" not in sys.modules
+try:
+    from spu_circuits.examples import digits_fisher_system
+except DeprecationWarning as w:
+    print("warned:", w)
+warnings.simplefilter("ignore", DeprecationWarning)
+from spu_circuits.examples import digits_fisher_system
+import tngd.examples
+print(digits_fisher_system is tngd.examples.digits_fisher_system)
+""")
+    assert res.returncode == 0, res.stderr
+    assert "warned: spu_circuits.examples.digits_fisher_system moved to tngd.examples" in res.stdout
+    assert res.stdout.strip().endswith("True")
