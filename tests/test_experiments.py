@@ -127,3 +127,32 @@ def test_oscillator_experiment_results_are_seed_only_and_times_apart(tmp_path):
     assert timing["methods"]["ngd"]["time_per_step_s"]["mean"] > 0
     oscillator.main(argv[:1] + [str(tmp_path / "again")] + argv[2:])
     assert (tmp_path / "again" / "mnist_second_order.json").read_text() == text
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--scheduler", "foo"], "--scheduler 'foo': use serial, local, local:N or tcp://HOST:PORT"),
+    (["--scheduler", "local:0"], "local:N needs a worker count N ≥ 1"),
+    (["--seeds", "x"], "--seeds 'x': give seeds as 0,1,2 or a range 0-9"),
+])
+def test_experiments_cli_bad_input_is_one_line_exit_2(tmp_path, args, fragment):
+    from click.testing import CliRunner
+
+    from tngd.cli import main
+
+    res = CliRunner().invoke(main, ["experiments", "--preset", "smoke", "--only", "mnist",
+                                    "--out", str(tmp_path / "out"), *args])
+    assert res.exit_code == 2, res.output
+    assert fragment in res.output and "Traceback" not in res.output
+    assert len(res.output.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_experiments_cli_unwritable_out_is_refused_before_any_run(tmp_path):
+    from click.testing import CliRunner
+
+    from tngd.cli import main
+
+    (tmp_path / "f").write_text("a file")
+    res = CliRunner().invoke(main, ["experiments", "--preset", "smoke", "--only", "mnist",
+                                    "--out", str(tmp_path / "f" / "out")])
+    assert res.exit_code == 2 and "is a file, not a folder" in res.output, res.output

@@ -247,7 +247,10 @@ def train_cmd(
         )
     except (ValueError, TypeError, NumericalError, ImportError, _spu_error()) as exc:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise click.ClickException(msg) from None
+        err = click.ClickException(msg)
+        # spu_circuits' errors keep their exit status (2 bad input, 3 simulation)
+        err.exit_code = getattr(exc, "exit_code", 1)
+        raise err from None
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1, allow_nan=True))

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from spu_circuits.cli_common import check_writable, friendly
 from tngd.experiments.benchmark import run_benchmark
 from tngd.experiments.records import set_one_thread
 from tngd.experiments.runner import run_mnist
@@ -36,12 +37,14 @@ from tngd.experiments.runner import run_mnist
     help="store each MNIST run here and reuse it (resumable)",
 )
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
+@friendly
 def experiments_cmd(preset, only, jobs, scheduler, steps, seeds, cache, out_dir) -> None:
     """The paper's MNIST experiments and the per-step cost benchmark, into DIR."""
     set_one_thread()
     from spu_circuits.execution import parse_seeds
 
     seed_list = list(parse_seeds(seeds)) if seeds else None
+    check_writable(out_dir, "--out", folder=True)  # before any run
     if only in (None, "mnist"):
         if scheduler is not None:
             from spu_circuits.execution import parse_scheduler

@@ -207,4 +207,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    from spu_circuits.errors import SpuError
+
+    try:
+        main()
+    except SpuError as exc:  # bad input (a --scheduler, an unreachable scheduler): one line
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
