@@ -142,6 +142,25 @@ def test_sweep_through_a_separately_started_scheduler(tmp_path):
         assert remote.ok, remote.failures
         assert (summaries_json(remote.results, tasks, "")
                 == summaries_json(serial.results, tasks, ""))
+        # the command line: spu yield DECK --draws K --max-error E --seed S
+        # --report DIR --scheduler tcp://HOST:PORT, against the same command run serially
+        from click.testing import CliRunner
+
+        from spu_circuits.compiler.realize import RealizeOptions, realize
+        from spu_tngd.cli import main
+
+        rz = realize(compile_system(make_system(4, 10.0, seed=3), "dense", HardwareSpec()),
+                     RealizeOptions(series="e96", tolerance=0.01))
+        deck = str(rz.write(tmp_path, "y4"))
+        out = {}
+        for name, sched in (("remote", addr), ("serial", "serial")):
+            res = CliRunner().invoke(main, ["yield", deck, "--draws", "12", "--max-error",
+                                            "5e-3", "--seed", "7", "--report",
+                                            str(tmp_path / name), "--scheduler", sched])
+            assert res.exit_code == 0, res.output
+            out[name] = (tmp_path / name / "yield.json").read_bytes()
+        assert out["remote"] == out["serial"]
+        assert json.loads(out["remote"])["draws"] == 12
     finally:
         for p in procs[::-1]:
             p.terminate()
