@@ -228,3 +228,53 @@ def test_tngd_state_dict_round_trip_with_ou2():
     o2.load_state_dict(sd)
     assert [o2.step(X, y) for _ in range(2)] == ref
     assert torch.equal(o1.device_state, o2.device_state)
+
+
+# ------------------------------------------------------------------------------ ou2-euler
+
+
+def test_euler_solver_converges_to_ou2_exact_at_first_order():
+    """κ₀ = 0: the Euler run's error against the exact flow halves with dt (weak order 1)."""
+    p = _problem()
+    want = make_solver("ou2-exact", t=4.0).solve(p).x
+    errs = []
+    for dt in (0.02, 0.01, 0.005):
+        res = make_solver("ou2-euler", t=4.0, dt=dt).solve(p)
+        assert res.info["n_steps"] == res.iterations == round(4.0 / dt)
+        errs.append(float((res.x - want).abs().max() / want.abs().max()))
+    assert errs[0] < 0.05
+    for a, b in zip(errs, errs[1:], strict=False):
+        assert 0.4 < b / a < 0.6, errs
+
+
+def test_euler_solver_warm_start_delay_state_and_matrix_free():
+    p1, p2 = _problem(lam=0.1), _problem(lam=0.3)
+    s = make_solver("ou2-euler", t=3.0, dt=0.1)
+    a = s.solve(p1)
+    b = s.solve(p1, x0=a.x, state=a.info["state"])
+    assert b.info["warm_velocity"]
+    one = make_solver("ou2-euler", t=6.0, dt=0.1).solve(p1)
+    assert (b.x - one.x).abs().max() < 1e-12
+    d = make_solver("ou2-euler", t=4.0, t_d=1.0, dt=0.1)
+    a = d.solve(p1)
+    c = d.solve(p2, x0=a.x, state=a.info["state"])
+    assert c.info["segments"] == [("previous", 1.0), ("current", 3.0)]
+    assert c.info["gamma"] == pytest.approx(2 * math.sqrt(0.3))
+    # a matrix-free problem (F as a matvec) with γ given: the same run as with the factor
+    S = p1.S
+    mf = LinearProblem(g=p1.g, damping=p1.damping, fvp=lambda v: S.T @ (S @ v))
+    x_mf = make_solver("ou2-euler", t=2.0, gamma=0.5, dt=0.05).solve(mf).x
+    x_s = make_solver("ou2-euler", t=2.0, gamma=0.5, dt=0.05).solve(p1).x
+    assert (x_mf - x_s).abs().max() < 1e-12
+
+
+def test_euler_solver_noise_reproducible_and_refusals():
+    p = _problem()
+    x1 = make_solver("ou2-euler", t=2.0, kappa0=0.01, seed=3).solve(p).x
+    x2 = make_solver("ou2-euler", t=2.0, kappa0=0.01, seed=3).solve(p).x
+    x0 = make_solver("ou2-euler", t=2.0).solve(p).x
+    assert torch.equal(x1, x2) and not torch.equal(x1, x0)
+    with pytest.raises(ValueError, match="dt"):
+        make_solver("ou2-euler", dt=0.0)
+    with pytest.raises(ValueError):
+        make_solver("ou2-euler", t=float("inf"))

@@ -19,7 +19,8 @@ from typing import Any
 
 import click
 
-SOLVERS = ("exact", "cg", "woodbury", "ou-exact", "ou-euler", "ou2-exact", "spice")
+SOLVERS = ("exact", "cg", "woodbury", "ou-exact", "ou-euler", "ou2-exact", "ou2-euler",
+           "spice")
 
 
 def _finite_nonneg(ctx: click.Context, param: click.Parameter, value: float | None):
@@ -134,7 +135,9 @@ def main() -> None:
     callback=_finite_nonneg,
     help="device noise κ₀",
 )
-@click.option("--dt", type=float, default=None, help="Euler step for ou-euler [default: 0.1]")
+@click.option(
+    "--dt", type=float, default=None, help="Euler step for ou-euler / ou2-euler [default: 0.1]"
+)
 @click.option(
     "--base",
     type=click.Choice(["sgd", "adam"]),
@@ -214,8 +217,9 @@ def train_cmd(
     if dt is not None and not (math.isfinite(dt) and dt > 0):
         raise click.BadParameter(f"must be positive, got {dt}", param_hint="--dt")
     effective = solver or ("ou-exact" if optimizer_name == "tngd" else None)
-    if dt is not None and effective != "ou-euler":
-        raise click.BadParameter("applies to --solver ou-euler only", param_hint="--dt")
+    if dt is not None and effective not in ("ou-euler", "ou2-euler"):
+        raise click.BadParameter("applies to --solver ou-euler or ou2-euler only",
+                                 param_hint="--dt")
     if solver == "spice":
         _load_spice()
     solver_kwargs = {"dt": dt} if dt is not None else None

@@ -15,6 +15,8 @@ cg             tngd.solvers:CGSolver                       no
 woodbury       tngd.solvers:WoodburySolver                 no
 ou-exact       tngd.solvers_ou:OUExactSolver               yes
 ou-euler       tngd.solvers_ou:OUEulerSolver               yes
+ou2-exact      tngd.solvers_ou2:OU2ExactSolver             yes
+ou2-euler      tngd.solvers_ou2:OU2EulerSolver             yes
 spice          tngd.solvers_spice:SpiceSolver (ngspice)    yes
 spice-board    tngd.solvers_board:BoardSpiceSolver         yes
 board-         tngd.solvers_board:BoardSurrogateSolver     yes
@@ -376,6 +378,7 @@ REGISTRY: dict[str, SolverEntry] = {
     "ou-exact": SolverEntry("tngd.solvers_ou:OUExactSolver", device=True),
     "ou-euler": SolverEntry("tngd.solvers_ou:OUEulerSolver", device=True),
     "ou2-exact": SolverEntry("tngd.solvers_ou2:OU2ExactSolver", device=True),
+    "ou2-euler": SolverEntry("tngd.solvers_ou2:OU2EulerSolver", device=True),
     "spice": SolverEntry("tngd.solvers_spice:make_spice_solver", device=True),
     "spice-board": SolverEntry("tngd.solvers_board:BoardSpiceSolver", device=True),
     "board-surrogate": SolverEntry("tngd.solvers_board:BoardSurrogateSolver", device=True),

@@ -5,9 +5,12 @@ The device obeys, in units of τ (``tngd.surrogate_second_order``),
     dx = v du,    dv = −(F̃ x − g) du − γ v du + sqrt(2γκ₀) dW,
 
 whose x settles to F̃⁻¹g in ~√κ·ln(1/ε) instead of the first order's ~κ·ln(1/ε) (DESIGN §7).
-:class:`OU2ExactSolver` runs it for time t with exact transitions (no discretisation error):
+:class:`OU2ExactSolver` (``"ou2-exact"``) runs it for time t with exact transitions (no
+discretisation error):
 :class:`~tngd.surrogate_second_order.LowRankOU2` (r×r Gram, O(N r) per transition) when the
 problem has the factor S with r < N, else :class:`~tngd.surrogate_second_order.DenseOU2`.
+:class:`OU2EulerSolver` (``"ou2-euler"``) simulates it with Euler steps instead, one
+``problem.matvec`` each (the second-order twin of ``ou-euler``).
 
 State and start (as for ``ou-exact``, with the velocity added): the run starts from ``x0`` when
 given, else ``state["x"]``, else g; the velocity continues from ``state["v"]`` when the start is
@@ -32,9 +35,9 @@ from torch import Tensor
 
 from tngd.solvers import REGISTRY, LinearProblem, register_solver
 from tngd.solvers_ou import OUSolverBase
-from tngd.surrogate_second_order import DenseOU2, LowRankOU2
+from tngd.surrogate_second_order import DenseOU2, EulerOU2, LowRankOU2
 
-__all__ = ["OU2ExactSolver", "OU2State", "default_gamma"]
+__all__ = ["OU2EulerSolver", "OU2ExactSolver", "OU2State", "default_gamma"]
 
 
 @dataclass
@@ -204,6 +207,55 @@ class OU2ExactSolver(OUSolverBase):
             "state": OU2State(x=x, v=v, prev=problem, decomposition=new_cache),
         }
         return x, None, info
+
+
+class OU2EulerSolver(OU2ExactSolver):
+    """Euler simulation of the second-order device (the first order's ``ou-euler``, one
+    ``problem.matvec`` per step): semi-implicit Euler–Maruyama
+    (:class:`~tngd.surrogate_second_order.EulerOU2`), ``v ← v − δ(F̃x − g + γv) +
+    sqrt(2γκ₀δ) ξ``, then ``x ← x + δv``.
+
+    A segment of length h runs ``n = ceil(h/dt)`` equal steps of h/n ≤ dt. Stable for
+    dt·sqrt(λ_max(F̃)) < 2 and dt·γ < 2; weak order 1, and with κ₀ = 0 the error against
+    ``ou2-exact`` is O(dt). γ, warm start (x and v), delay and state as in ``ou2-exact``;
+    t must be finite. For a matrix-free problem pass γ (its default 2√λ_min needs F̃ dense).
+    """
+
+    name = "ou2-euler"
+    _allow_inf = False
+
+    def __init__(self, t: float = 10.0, t_d: float = 0.0, kappa0: float = 0.0, *,
+                 gamma: float | None = None, dt: float = 0.1, **kwargs: Any) -> None:
+        super().__init__(t, t_d, kappa0, gamma=gamma, **kwargs)
+        self.dt = float(dt)
+        if not (self.dt > 0 and math.isfinite(self.dt)):
+            raise ValueError(f"dt must be positive and finite, got {dt}")
+
+    def __repr__(self) -> str:
+        return (f"OU2EulerSolver(t={self.t}, t_d={self.t_d}, kappa0={self.kappa0}, "
+                f"gamma={self.gamma}, dt={self.dt})")
+
+    def n_steps(self, h: float) -> int:
+        """Euler steps for a segment of length h."""
+        return max(1, math.ceil(h / self.dt - 1e-9))
+
+    def _evolve2(self, problem, y: Tensor, h: float, gen, cache) -> tuple[Tensor, int]:
+        if "ou2" not in cache:
+            gamma = self.gamma if self.gamma is not None else default_gamma(problem)
+            cache["ou2"] = EulerOU2(problem.matvec, problem.g, gamma, self.kappa0,
+                                    dtype=problem.dtype)
+        em = cache["ou2"]
+        n = self.n_steps(h)
+        du = h / n
+        for _ in range(n):
+            y = em.step(y, du, gen)
+        return y, n
+
+    def _solve(self, problem, x0, state):
+        x, it, info = super()._solve(problem, x0, state)
+        info["dt"] = self.dt
+        info["n_steps"] = info["matvecs"]
+        return x, info["matvecs"], info
 
 
 if "ou2-exact" not in REGISTRY:  # registries without the lazy entry (older tngd.solvers)
