@@ -31,6 +31,7 @@ import re
 import shutil
 import socket
 import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -179,7 +180,42 @@ def _call(fn: Callable, task: Any) -> _Captured:
         return _Captured(error=f"{type(exc).__name__}: {exc}")
 
 
-def _progress(total: int, desc: str, enabled: bool):
+#: without a terminal, a progress line at most this often (s), and one at the end
+LOG_EVERY_S = 30.0
+
+
+class _LogProgress:
+    """Progress for a log file (stderr not a terminal): 'desc: k/N tasks done (t s)' lines,
+    at most every LOG_EVERY_S seconds, and the last one when the sweep ends."""
+
+    def __init__(self, total: int, desc: str):
+        self.total, self.desc, self.done = total, desc, 0
+        self.t0 = self.last = time.monotonic()
+
+    def __enter__(self):
+        return self
+
+    def update(self, n: int = 1) -> None:
+        self.done += n
+        now = time.monotonic()
+        if now - self.last >= LOG_EVERY_S:
+            self.last = now
+            self._line(now)
+
+    def _line(self, now: float) -> None:
+        print(f"{self.desc}: {self.done}/{self.total} tasks done ({now - self.t0:.0f} s)",
+              file=sys.stderr, flush=True)
+
+    def __exit__(self, *exc) -> None:
+        if self.last != self.t0 or time.monotonic() - self.t0 >= LOG_EVERY_S:
+            self._line(time.monotonic())
+
+
+def _progress(total: int, desc: str, enabled: bool | None):
+    """A tqdm bar (enabled True), nothing (False), or for None a bar on a terminal and
+    progress lines in a log."""
+    if enabled is None and not sys.stderr.isatty():
+        return _LogProgress(total, desc)
     from tqdm import tqdm
 
     return tqdm(total=total, desc=desc, unit="task", disable=not enabled, file=sys.stderr,
@@ -194,12 +230,13 @@ def run_sweep(fn: Callable[[Any], Any], tasks: Sequence[Any], *,
 
     fn: a top-level (importable) function of one task; tasks: picklable inputs;
     cache_dir: keep each result as `<key>.pkl` there and reuse it on a rerun;
-    progress: a tqdm bar on stderr (default: when stderr is a terminal).
+    progress: a tqdm bar on stderr (True), none (False); default: the bar on a terminal,
+    else a progress line every LOG_EVERY_S seconds (long sweeps writing to a log).
     """
     sched = parse_scheduler(scheduler)
     tasks = list(tasks)
-    if progress is None:
-        progress = sys.stderr.isatty()
+    if progress is None and sys.stderr.isatty():
+        progress = True
     cache = Path(cache_dir) if cache_dir is not None else None
     keys = [task_key(fn, t) for t in tasks]
     captured: list[_Captured | None] = [None] * len(tasks)
