@@ -43,6 +43,8 @@ from .netlist import atomic_write
 #: how often Dask retries a task whose worker died (on top of the scheduler's own
 #: `allowed-failures` for tasks that kill workers)
 TASK_RETRIES = 2
+#: how long a sweep on a remote scheduler waits for its first worker (s)
+WORKER_WAIT_S = 60.0
 
 #: thread-count variables set to 1 in local workers (one single-threaded process per core)
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -276,6 +278,21 @@ def run_sweep(fn: Callable[[Any], Any], tasks: Sequence[Any], *,
     return SweepOutcome(results, failures, sched.describe(), n_cached)
 
 
+def _need_workers(client, address: str) -> None:
+    """Wait up to WORKER_WAIT_S for a worker of a remote scheduler (tasks would wait forever
+    without one); InputError naming the command that starts one otherwise."""
+    if client.scheduler_info().get("workers"):
+        return
+    print(f"waiting up to {WORKER_WAIT_S:g} s for a Dask worker at {address} …",
+          file=sys.stderr, flush=True)
+    try:
+        client.wait_for_workers(1, timeout=WORKER_WAIT_S)
+    except (TimeoutError, OSError):
+        client.close()
+        raise InputError(f"no Dask worker is connected to the scheduler at {address}: start "
+                         f"one with `dask worker {address} --nthreads 1`") from None
+
+
 def _run_dask(sched: Scheduler, fn, tasks, keys, todo, store, bar) -> None:
     import dask
     from distributed import Client, LocalCluster, as_completed
@@ -302,6 +319,7 @@ def _run_dask(sched: Scheduler, fn, tasks, keys, todo, store, bar) -> None:
                 except OSError as exc:
                     raise InputError(f"cannot reach the Dask scheduler at {sched.address}: "
                                      f"{exc}") from None
+                _need_workers(client, sched.address)
             with client:
                 futures = {}
                 for i in todo:

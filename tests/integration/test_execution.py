@@ -221,3 +221,34 @@ def test_yield_sweep_identical_serial_and_local_cluster(tmp_path):
     assert runs["serial"] == runs["local:2"]
     errs = json.loads(runs["serial"])["errors"]
     assert len(set(errs)) > 30  # the draws differ from each other
+
+
+def test_remote_scheduler_without_workers_is_a_clear_error(tmp_path, monkeypatch):
+    """Tasks on a scheduler with no worker would wait forever: the sweep waits
+    WORKER_WAIT_S and then says how to start one."""
+    from spu_circuits import execution
+
+    monkeypatch.setattr(execution, "WORKER_WAIT_S", 2.0)
+    dask_bin = Path(sys.executable).with_name("dask")
+    port = _free_port()
+    addr = f"tcp://127.0.0.1:{port}"
+    proc = subprocess.Popen([str(dask_bin), "scheduler", "--host", "127.0.0.1", "--port",
+                             str(port), "--no-dashboard"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.3)
+        with pytest.raises(InputError, match=r"no Dask worker is connected to the scheduler "
+                                             r"at tcp://127\.0\.0\.1:\d+: start one with "
+                                             r"`dask worker"):
+            run_sweep(_draw, [1, 2], scheduler=addr)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
