@@ -9,7 +9,8 @@ run time t (from x₀ = 0, against the ideal circuit's x(t) at the same t):
   resistor rounding (E series, with the deck's trims and compensation), resistor tolerance
   and capacitor tolerance (the deck's Monte-Carlo draw; for a nominal deck the RMS over
   `NOMINAL_DRAWS` draws), V_os and I_b (the deck's own values, read from its `vos_*` and
-  `iib_*` elements), bias-DAC bits (the settings rounded to the DAC grid) — each a variant
+  `iib_*` elements), bias-DAC bits (the settings rounded to the DAC grid), bias-DAC INL
+  (an endpoint-fit bow of up to ±INL LSB per DAC, drawn; not in the deck) — each a variant
   deck, measured by the independent extractor (state space for x(t)) and, unless
   `spice=False`, by ngspice `.op`;
 - readout-ADC bits: x* rounded to the ADC grid (2^bits codes over ±v_sat);
@@ -72,6 +73,8 @@ class Budget:
     kappa0_physical: float
     adc_bits: int | None
     dac_bits: int | None
+    #: the bias DACs' INL bound of the INL term (LSB; None: no such term)
+    dac_inl_lsb: float | None = None
 
     @property
     def dominant(self) -> str:
@@ -187,18 +190,34 @@ def _quantise(v: float, lsb: float) -> float:
     return float(round(v / lsb) * lsb)
 
 
+def dac_inl(net: Netlist, v_sat: float, lsb: float, inl_lsb: float, seed: int, draw: int
+            ) -> dict[str, float]:
+    """Bias source (vb*) → its voltage (V) with the DAC's INL: the endpoint-fit bow
+    ε·INL·LSB·4c(1 − c) at the code fraction c = (V + v_sat)/(2 v_sat), ε ~ U(−1, 1) per
+    DAC from default_rng([seed, draw, 1]) in deck order (the MDAC parts' model)."""
+    biases = [e for e in net.elements if e.kind == "v" and e.name.startswith("vb")]
+    eps = np.random.default_rng([seed, draw, 1]).uniform(-1.0, 1.0, len(biases))
+    out = {}
+    for e, ep in zip(biases, eps, strict=True):
+        c = min(max((e.value + v_sat) / (2.0 * v_sat), 0.0), 1.0)
+        out[e.name] = e.value + ep * inl_lsb * lsb * 4.0 * c * (1.0 - c)
+    return out
+
+
 # ------------------------------------------------------------------------------ the budget
 
 
 def error_budget(deck, *, system=None, t_tau: float | None = None, adc_bits: int | None = 16,
-                 dac_bits: int | None = None, spice: bool = True, spice_terms: bool = True,
+                 dac_bits: int | None = None, dac_inl_lsb: float = 1.0,
+                 spice: bool = True, spice_terms: bool = True,
                  backend: str = "shared",
                  timeout_s: float = 120.0) -> Budget:
     """The error budget of a realised deck (`simulate.Deck` with its sidecar).
 
     system: the target (default: the sidecar's); t_tau: the run time in units of τ (default
     3/λ_min(A), the validator's transient horizon); adc_bits: readout ADC (None: none);
-    dac_bits: bias DAC (default: the deck's, if it has one); spice: check the total with
+    dac_bits: bias DAC (default: the deck's, if it has one); dac_inl_lsb: the bias DACs' INL
+    bound in LSB (0: no INL term; needs the DAC bits); spice: check the total with
     ngspice (.op and a transient to t); spice_terms: also each variant's .op.
     """
     from .compiler import compile_system
@@ -219,6 +238,8 @@ def error_budget(deck, *, system=None, t_tau: float | None = None, adc_bits: int
     t_tau = float(t_tau if t_tau is not None else 3.0 / lam[0])
     if not t_tau > 0:
         raise InputError(f"--time must be positive, got {t_tau!r}")
+    if not (math.isfinite(dac_inl_lsb) and dac_inl_lsb >= 0):
+        raise InputError(f"--dac-inl must be a number of LSB ≥ 0, got {dac_inl_lsb!r}")
     outputs, v0 = list(side.outputs), float(side.volts_per_unit)
     tau = float(side.tau_s)
     t_s = t_tau * tau
@@ -256,6 +277,19 @@ def error_budget(deck, *, system=None, t_tau: float | None = None, adc_bits: int
         if spice and spice_terms and reference is None:
             spice_runs.append((name, net))
 
+    def add_draws(name: str, nets: list[Netlist], how: str) -> None:
+        """One variant per Monte-Carlo draw: the draw itself, or the RMS over draws."""
+        if len(nets) == 1:
+            add(name, nets[0], how)
+            return
+        rr = [resp(n) for n in nets]
+        dc = float(np.sqrt(np.mean([_rel(r.x_dc, ideal.x_dc, x_star) ** 2 for r in rr])))
+        at = float(np.sqrt(np.mean([_rel(r.x_t, ideal.x_t, x_star) ** 2 for r in rr])))
+        terms.append((name, None, dc, at, how))
+
+    # a nominal deck: RMS over NOMINAL_DRAWS draws; a drawn deck (--mc-seed): its own draw
+    draws = ([(base.mc_seed, base.mc_draw)] if base.mc_seed is not None
+             else [(0, d) for d in range(NOMINAL_DRAWS)])
     gain = float(base.opamp_gain or side.opamp_gain or IDEAL_GAIN)
     topo = side.topology
     if topo != "ideal":
@@ -270,8 +304,7 @@ def error_budget(deck, *, system=None, t_tau: float | None = None, adc_bits: int
         add("resistor rounding", build(replace(ideal_opt, series=base.series)),
             f"{base.series.upper()}" + (f", trims ({base.trim})" if base.compensate else ""))
     if base.tolerance > 0:
-        seeds = ([(base.mc_seed, base.mc_draw)] if base.mc_seed is not None
-                 else [(0, d) for d in range(NOMINAL_DRAWS)])
+        seeds = draws
         rs, cs = [], []
         for seed, draw in seeds:
             tnet = build(replace(ideal_opt, tolerance=base.tolerance, mc_seed=seed,
@@ -283,15 +316,7 @@ def error_budget(deck, *, system=None, t_tau: float | None = None, adc_bits: int
                if base.mc_seed is not None else
                f"{base.tolerance * 100:g}% parts, RMS of {len(seeds)} draws (nominal deck)")
         for name, nets in (("resistor tolerance", rs), ("capacitor tolerance", cs)):
-            if len(nets) == 1:
-                add(name, nets[0], how)
-            else:
-                rr = [resp(n) for n in nets]
-                dc = float(np.sqrt(np.mean([_rel(r.x_dc, ideal.x_dc, x_star) ** 2
-                                            for r in rr])))
-                at = float(np.sqrt(np.mean([_rel(r.x_t, ideal.x_t, x_star) ** 2
-                                            for r in rr])))
-                terms.append((name, None, dc, at, how))
+            add_draws(name, nets, how)
     vos, ib = _deck_sources(deck.text)
     part = rec.opamp.part
     if vos:
@@ -311,6 +336,16 @@ def error_budget(deck, *, system=None, t_tau: float | None = None, adc_bits: int
                 if e.kind == "v" and e.name.startswith("vb")}
         add("bias-DAC bits", with_values(ideal_net, vals, "v"),
             f"{dac_bits} bits over ±{v_sat:g} V (LSB {lsb:.3g} V)")
+        if dac_inl_lsb:
+            nets = [with_values(ideal_net, dac_inl(ideal_net, v_sat, lsb, dac_inl_lsb,
+                                                   seed, draw), "v")
+                    for seed, draw in draws]
+            add_draws("bias-DAC INL", nets,
+                      f"endpoint-fit bow of up to ±{dac_inl_lsb:g} LSB per DAC, size and sign "
+                      "drawn per DAC (uniform), "
+                      + (f"MC seed {base.mc_seed} draw {base.mc_draw}"
+                         if base.mc_seed is not None else f"RMS of {len(draws)} draws")
+                      + "; not part of the deck (its total excludes it)")
     if adc_bits:
         fs = v_sat or float(np.max(np.abs(x_star))) * v0
         lsb = 2.0 * fs / 2 ** int(adc_bits)
@@ -362,7 +397,8 @@ def error_budget(deck, *, system=None, t_tau: float | None = None, adc_bits: int
                                      if t.name != INJECTED))),
         spice_total_dc=spice_dc, spice_total_at_t=spice_t,
         kappa0_physical=float(np.mean(k_phys)), adc_bits=adc_bits,
-        dac_bits=int(dac_bits) if dac_bits else None)
+        dac_bits=int(dac_bits) if dac_bits else None,
+        dac_inl_lsb=float(dac_inl_lsb) if (dac_bits and dac_inl_lsb) else None)
 
 
 def _strip_noise_text(text: str) -> str:

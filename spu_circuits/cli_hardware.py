@@ -22,13 +22,15 @@ from .errors import InputError
               help="Readout-ADC resolution (0: no ADC term).")
 @click.option("--dac-bits", type=int, default=None,
               help="Bias-DAC resolution (default: the deck's, if it has one).")
+@click.option("--dac-inl", "dac_inl_lsb", type=float, default=1.0, show_default=True,
+              help="Bias-DAC INL bound in LSB (an endpoint-fit bow; 0: no INL term).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False),
               help="Write the budget as JSON here (and a bar chart PNG beside it).")
 @click.option("--no-spice", is_flag=True, help="Skip the ngspice checks.")
 @click.option("--allow-unsafe", is_flag=True, help="Run decks the safety rules refuse.")
 @friendly
-def budget_cmd(deck_path, matrix, rhs, t_tau, adc_bits, dac_bits, json_path, no_spice,
-               allow_unsafe):
+def budget_cmd(deck_path, matrix, rhs, t_tau, adc_bits, dac_bits, dac_inl_lsb, json_path,
+               no_spice, allow_unsafe):
     """Error budget of DECK.cir: each non-ideality alone, DC and at the run time t."""
     from .backends import Op
     from .budget import bar_chart, error_budget
@@ -43,7 +45,7 @@ def budget_cmd(deck_path, matrix, rhs, t_tau, adc_bits, dac_bits, json_path, no_
         raise InputError("--rhs needs --matrix")
     system = load_system(matrix, rhs) if matrix else None
     b = error_budget(deck, system=system, t_tau=t_tau, adc_bits=adc_bits or None,
-                     dac_bits=dac_bits, spice=not no_spice)
+                     dac_bits=dac_bits, dac_inl_lsb=dac_inl_lsb, spice=not no_spice)
     click.echo(b.table())
     click.echo(f"dominant: {b.dominant}")
     if json_path:

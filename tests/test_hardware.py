@@ -266,3 +266,30 @@ def test_dac_bits_quantise_the_bias_and_enter_the_budget():
     b = error_budget(Deck.from_compiled(rz), spice=False)
     term = {t.name: t for t in b.terms}["bias-DAC bits"]
     assert term.dc > 1e-4 and "8 bits" in term.note
+
+
+def test_bias_dac_inl_term_is_linear_in_the_bound_and_off_at_zero():
+    """The INL term: an endpoint-fit bow per DAC, the same draws for any bound, so its error
+    scales exactly with the bound (the circuit is linear); 0 LSB removes it; without DAC bits
+    there is none. Checked against the bow computed by hand for one DAC."""
+    from spu_circuits.budget import dac_inl, error_budget
+
+    rz = _realise(example_system(), HardwareSpec(R0_ohm=1e4), opamp="OPA192", auto_cap=True,
+                  dac_bits=8)
+    deck = Deck.from_compiled(rz)
+    terms = {k: {t.name: t for t in error_budget(deck, spice=False, dac_inl_lsb=k).terms}
+             for k in (0.0, 1.0, 2.0)}
+    assert "bias-DAC INL" not in terms[0.0]
+    one, two = terms[1.0]["bias-DAC INL"], terms[2.0]["bias-DAC INL"]
+    assert one.dc > 0 and two.dc / one.dc == pytest.approx(2.0, rel=1e-6)
+    assert "±1 LSB" in one.note and "RMS of 8 draws" in one.note
+    v_sat = get_part("OPA192").v_sat
+    lsb = 2 * v_sat / 2 ** 8
+    got = dac_inl(rz.netlist, v_sat, lsb, 1.0, 0, 0)
+    e = next(e for e in rz.netlist.elements if e.name.startswith("vb"))
+    eps = np.random.default_rng([0, 0, 1]).uniform(-1.0, 1.0, len(got))[0]
+    c = (e.value + v_sat) / (2 * v_sat)
+    assert got[e.name] - e.value == pytest.approx(eps * lsb * 4 * c * (1 - c), rel=1e-12)
+    rz0 = _realise(example_system(), HardwareSpec(R0_ohm=1e4), opamp="OPA192", auto_cap=True)
+    names = {t.name for t in error_budget(Deck.from_compiled(rz0), spice=False).terms}
+    assert "bias-DAC INL" not in names and "bias-DAC bits" not in names
