@@ -306,6 +306,15 @@ def _budget_plain(tmp: Path):
     return error_budget(Deck.load(path), spice=False)
 
 
+def _budget_inl(tmp: Path, inl: float):
+    from spu_circuits.budget import error_budget
+    from spu_circuits.compiler.realize import RealizeOptions, realize
+
+    rz = realize(compile_system(LinearSystem.from_arrays(GOOD_A, np.ones(2)), "dense"),
+                 RealizeOptions(v_sat=10.0))
+    return error_budget(Deck.load(rz.write(tmp, "q")), spice=False, dac_inl_lsb=inl)
+
+
 def _yield_bad(tmp: Path, draws: int, max_error: float):
     from spu_circuits.board_yield import run_yield
 
@@ -621,6 +630,8 @@ BAD_INPUT_CASES: list[BadInput] = [
              _unsafe_error()),
     BadInput("budget-not-realised", "spu budget on a deck that was not realised",
              lambda tmp: _budget_plain(tmp), "not a realised deck"),
+    BadInput("budget-dac-inl", "spu budget --dac-inl -1 (a negative INL bound)",
+             lambda tmp: _budget_inl(tmp, -1.0), "--dac-inl must be a number of LSB ≥ 0"),
     BadInput("yield-draws", "spu yield --draws 0", lambda tmp: _yield_bad(tmp, 0, 1e-2),
              "--draws must be a positive integer"),
     BadInput("yield-max-error", "spu yield --max-error -1",
