@@ -74,6 +74,39 @@ def test_local_cluster_survives_a_killed_worker(tmp_path):
     assert out.ok and out.results == [s * s for s in range(8)]
 
 
+def _board_dies_once(args):
+    """A yield board (run_board) whose worker process ends the first time draw 5 runs."""
+    from spu_circuits.board_yield import run_board
+
+    marker, task = args
+    if task.draw == 5 and not os.path.exists(marker):
+        Path(marker).write_text("killed")
+        os._exit(1)
+    return run_board(task)
+
+
+@needs_ngspice
+def test_yield_boards_survive_a_killed_worker_and_match_serial(tmp_path):
+    """Monte-Carlo boards in ngspice on 2 workers, one of which dies mid-sweep: Dask reruns
+    its board and every board's result equals the serial run's."""
+    import dataclasses
+
+    from spu_circuits.board_yield import BoardTask, run_board
+    from spu_circuits.compiler.realize import RealizeOptions, realize
+
+    rz = realize(compile_system(make_system(4, 10.0, seed=3), "dense", HardwareSpec()),
+                 RealizeOptions(series="e96", tolerance=0.01))
+    meta = json.dumps(rz.sidecar.to_json(), sort_keys=True)
+    tasks = [BoardTask(meta, 7, k, 60.0) for k in range(10)]
+    marker = str(tmp_path / "killed")
+    dying = run_sweep(_board_dies_once, [(marker, t) for t in tasks], scheduler="local:2")
+    assert Path(marker).exists()  # the worker did die
+    serial = run_sweep(run_board, tasks, scheduler="serial")
+    assert dying.ok and serial.ok
+    assert ([dataclasses.asdict(r) for r in dying.results]
+            == [dataclasses.asdict(r) for r in serial.results])
+
+
 def _decks(tmp_path: Path) -> list[Path]:
     decks = []
     # dense: no noise of its own (the validator draws pathwise noise from the task's seed);
