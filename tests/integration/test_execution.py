@@ -285,3 +285,24 @@ def test_remote_scheduler_without_workers_is_a_clear_error(tmp_path, monkeypatch
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+@needs_ngspice
+def test_calibration_study_identical_serial_and_local_cluster(tmp_path):
+    """spu calibrate --draws: the study (offsets, tolerance, both; 3 boards each, ngspice)
+    gives the same numbers serially and on 2 workers."""
+    from spu_circuits.calibrate import calibration_study
+    from spu_circuits.compiler.realize import RealizeOptions, realize
+    from spu_circuits.simulate import Deck
+
+    rz = realize(compile_system(make_system(4, 10.0, seed=3), "dense",
+                                HardwareSpec(R0_ohm=1e4)),
+                 RealizeOptions(series="e96", tolerance=0.001, opamp="TL072", auto_cap=True,
+                                compensate=True))
+    deck = Deck.from_compiled(rz)
+    serial = calibration_study(deck, draws=3, seed=1, scheduler="serial")
+    cluster = calibration_study(deck, draws=3, seed=1, scheduler="local:2")
+    assert set(serial["sources"]) == {"offsets", "tolerance", "both"}
+    assert json.dumps(serial, sort_keys=True) == json.dumps(cluster, sort_keys=True)
+    assert serial["sources"]["offsets"]["median_after"] < serial["sources"]["offsets"][
+        "median_before"]
