@@ -156,3 +156,20 @@ def test_experiments_cli_unwritable_out_is_refused_before_any_run(tmp_path):
     res = CliRunner().invoke(main, ["experiments", "--preset", "smoke", "--only", "mnist",
                                     "--out", str(tmp_path / "f" / "out")])
     assert res.exit_code == 2 and "is a file, not a folder" in res.output, res.output
+
+
+def test_experiments_cli_runs_the_oscillator_comparison(tmp_path):
+    from click.testing import CliRunner
+
+    from tngd.cli import main
+
+    res = CliRunner().invoke(main, ["experiments", "--preset", "smoke", "--only",
+                                    "oscillator", "--scheduler", "serial", "--steps", "2",
+                                    "--out", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    assert "oscillator:" in res.output and "serial" in res.output
+    doc = json.loads((tmp_path / "mnist_second_order.json").read_text())
+    assert doc["config"]["steps"] == 2 and doc["config"]["methods"] == ["ngd", "tngd-t5",
+                                                                        "tngd2-t2"]
+    assert (tmp_path / "mnist_second_order.png").exists()
+    assert not (tmp_path / "mnist_smoke.json").exists()  # only the part asked for

@@ -16,7 +16,8 @@ from tngd.experiments.runner import run_mnist
 @click.option(
     "--preset", type=click.Choice(["smoke", "quick", "full"]), default="quick", show_default=True
 )
-@click.option("--only", type=click.Choice(["mnist", "bench"]), default=None, help="run one part")
+@click.option("--only", type=click.Choice(["mnist", "bench", "oscillator"]), default=None,
+              help="run one part (oscillator: second- vs first-order TNGD, only when asked)")
 @click.option(
     "--jobs",
     type=click.IntRange(min=1),
@@ -54,6 +55,19 @@ def experiments_cmd(preset, only, jobs, scheduler, steps, seeds, cache, out_dir)
                         seeds=seed_list, cache=cache)
         click.echo(f"mnist: {out_dir}/mnist_{preset}.json ({res['timing']['wall_s']:.0f} s on "
                    f"{res['timing']['scheduler']})")
+    if only == "oscillator":
+        from spu_circuits.execution import parse_scheduler
+        from tngd.experiments.oscillator import OSCILLATOR_PRESETS, run_oscillator
+        from tngd.experiments.runner import _scheduler_for
+
+        cfg = OSCILLATOR_PRESETS[preset]
+        sched = _scheduler_for(scheduler, jobs)
+        parse_scheduler(sched)  # a bad --scheduler fails before any work
+        res = run_oscillator(out_dir, steps=steps or cfg["steps"],
+                             seeds=seed_list or cfg["seeds"], methods=cfg["methods"],
+                             scheduler=sched, cache=cache)
+        click.echo(f"oscillator: {out_dir}/mnist_second_order.json "
+                   f"({res['timing']['wall_s']:.0f} s on {res['timing']['scheduler']})")
     if only in (None, "bench"):
         res = run_benchmark(out_dir, preset)
         click.echo(f"bench: {out_dir}/bench_step.json ({res['step']['wall_s']:.0f} s)")

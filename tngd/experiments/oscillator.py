@@ -164,28 +164,36 @@ def run_grid(methods: list[str], seeds: list[int], steps: int, scheduler: str,
     return outcome.values(), outcome.scheduler
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default="validation/oscillator")
-    ap.add_argument("--steps", type=int, default=200)
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--methods", nargs="+", default=METHODS)
-    ap.add_argument("--scheduler", default="local",
-                    help="serial, local[:N] (Dask LocalCluster) or tcp://HOST:PORT")
-    ap.add_argument("--cache", default=None, help="resumable run cache (a folder)")
-    args = ap.parse_args(argv)
+#: `tngd experiments --only oscillator --preset P`: steps, seeds and methods per preset
+OSCILLATOR_PRESETS: dict[str, dict[str, Any]] = {
+    "smoke": {"steps": 3, "seeds": [0], "methods": ["ngd", "tngd-t5", "tngd2-t2"]},
+    "quick": {"steps": 200, "seeds": [0], "methods": METHODS},
+    "full": {"steps": 200, "seeds": [0, 1, 2], "methods": METHODS},
+}
+
+
+def run_oscillator(out_dir: str | Path, *, steps: int = 200, seeds: list[int] | None = None,
+                   methods: list[str] | None = None, scheduler: str = "local",
+                   cache: str | Path | None = None) -> dict[str, Any]:
+    """Run the grid, write ``mnist_second_order.json`` (seed-only), its ``_timing.json`` and
+    the figure into out_dir; returns the results with their ``timing``."""
+    seeds = list(seeds) if seeds is not None else [0, 1, 2]
+    methods = list(methods) if methods is not None else list(METHODS)
     specs = method_specs()
+    unknown = [m for m in methods if m not in specs]
+    if unknown:
+        raise ValueError(f"unknown method(s) {unknown}; choose from {sorted(specs)}")
     t0 = time.perf_counter()
-    runs, where = run_grid(args.methods, args.seeds, args.steps, args.scheduler, args.cache)
+    runs, where = run_grid(methods, seeds, steps, scheduler, cache)
     wall = time.perf_counter() - t0
     summary = distances(runs)
-    out = Path(args.out)
+    out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     plot(runs, summary, out / "mnist_second_order.png")
     res = {"experiment": "mnist second-order vs first-order TNGD",
-           "config": {"steps": args.steps, "seeds": args.seeds, "methods": args.methods,
+           "config": {"steps": steps, "seeds": seeds, "methods": methods,
                       "model": "cnn (N = 5,074)", "batch_size": 64, "damping": LAMBDA,
-                      "lr": 0.01, "specs": {m: specs[m] for m in args.methods},
+                      "lr": 0.01, "specs": {m: specs[m] for m in methods},
                       "notes": "second order: ou2-exact, gamma = 2*sqrt(lambda_min(F)) = "
                                "2*sqrt(0.01) = 0.2 (r = 640 < N), warm start of (x, v); first "
                                "order: ou-exact, warm start; NGD: Woodbury. kappa0 = 0. "
@@ -198,11 +206,29 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                   environment=environment())
     write_json(out / "mnist_second_order.json", res, compact_key="runs")
     write_json(out / "mnist_second_order_timing.json", timing, compact_key="runs")
+    res["timing"] = timing
+    res["distances"] = summary
+    return res
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default="validation/oscillator")
+    ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--methods", nargs="+", default=METHODS)
+    ap.add_argument("--scheduler", default="local",
+                    help="serial, local[:N] (Dask LocalCluster) or tcp://HOST:PORT")
+    ap.add_argument("--cache", default=None, help="resumable run cache (a folder)")
+    args = ap.parse_args(argv)
+    res = run_oscillator(args.out, steps=args.steps, seeds=args.seeds, methods=args.methods,
+                         scheduler=args.scheduler, cache=args.cache)
+    summary = res["distances"]
     for m in args.methods:
         d = summary.get(m, {}).get("mean_abs_loss_diff_vs_ngd")
         print(f"{m:10s} final {summary.get(m, {}).get('final_smoothed_loss')} |Δ| {d}")
-    print(f"{len(runs)} runs in {wall:.0f} s on {where}")
-    res["timing"] = timing
+    print(f"{len(res['runs'])} runs in {res['timing']['wall_s']:.0f} s on "
+          f"{res['timing']['scheduler']}")
     return res
 
 
