@@ -169,7 +169,12 @@ def test_sweep_through_a_separately_started_scheduler(tmp_path):
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.5)
-        tasks = [task_for_deck(d, 0, ("dc", "transient")) for d in _decks(tmp_path)]
+        decks = _decks(tmp_path / "decks")
+        tasks = [task_for_deck(d, 0, ("dc", "transient", "pathwise")) for d in decks]
+        # decks, sidecars and noise files travel with the task, not through the file system
+        import shutil
+
+        shutil.rmtree(tmp_path / "decks")
         remote = run_sweep(validate_task, tasks, scheduler=addr)
         serial = run_sweep(validate_task, tasks, scheduler="serial")
         assert remote.ok, remote.failures
