@@ -350,7 +350,38 @@ class OUExactSolver(OUSolverBase):
         return x, it, info
 
 
-class OUEulerSolver(OUSolverBase):
+class EulerStepping:
+    """What the Euler-simulated devices share (``ou-euler``, ``ou2-euler``): the step bound
+    ``dt``, ``n = ceil(h/dt)`` equal steps per segment, and ``dt`` / ``n_steps`` in the info.
+    Mixed in before the solver class."""
+
+    dt: float
+
+    def _set_dt(self, dt: float) -> None:
+        self.dt = float(dt)
+        if not (self.dt > 0 and math.isfinite(self.dt)):
+            raise ValueError(f"dt must be positive and finite, got {dt}")
+
+    def n_steps(self, h: float) -> int:
+        """Euler steps for a segment of length h."""
+        return max(1, math.ceil(h / self.dt - 1e-9))
+
+    def _steps(self, step, y: Tensor, h: float, gen) -> tuple[Tensor, int]:
+        """n_steps(h) steps of h/n: y ← step(y, h/n, gen); returns (y, n)."""
+        n = self.n_steps(h)
+        du = h / n
+        for _ in range(n):
+            y = step(y, du, gen)
+        return y, n
+
+    def _solve(self, problem, x0, state):
+        x, it, info = super()._solve(problem, x0, state)  # type: ignore[misc]
+        info["dt"] = self.dt
+        info["n_steps"] = info["matvecs"]
+        return x, info["matvecs"], info
+
+
+class OUEulerSolver(EulerStepping, OUSolverBase):
     """Euler–Maruyama simulation of the device (the paper's): ``x ← x − δu (F̃x − g) +
     sqrt(2κ₀δu) ξ`` with one ``problem.matvec`` per step.
 
@@ -371,28 +402,11 @@ class OUEulerSolver(OUSolverBase):
         **kwargs: Any,
     ) -> None:
         super().__init__(t, t_d, kappa0, **kwargs)
-        self.dt = float(dt)
-        if not (self.dt > 0 and math.isfinite(self.dt)):
-            raise ValueError(f"dt must be positive and finite, got {dt}")
+        self._set_dt(dt)
 
     def __repr__(self) -> str:
         return f"OUEulerSolver(t={self.t}, t_d={self.t_d}, kappa0={self.kappa0}, dt={self.dt})"
 
-    def n_steps(self, h: float) -> int:
-        """Euler steps for a segment of length h."""
-        return max(1, math.ceil(h / self.dt - 1e-9))
-
     def _evolve(self, problem, setup, x, h, gen):
-        n = self.n_steps(h)
         em = EulerMaruyamaOU(problem.matvec, problem.g, self.kappa0, dtype=problem.dtype)
-        du = h / n
-        for _ in range(n):
-            x = em.step(x, du, gen)
-        return x, n
-
-    def _solve(self, problem, x0, state):
-        x, it, info = super()._solve(problem, x0, state)
-        info["dt"] = self.dt
-        info["n_steps"] = info["matvecs"]
-        return x, info["matvecs"], info
-
+        return self._steps(em.step, x, h, gen)

@@ -34,7 +34,7 @@ import torch
 from torch import Tensor
 
 from tngd.solvers import REGISTRY, LinearProblem, register_solver
-from tngd.solvers_ou import OUSolverBase
+from tngd.solvers_ou import EulerStepping, OUSolverBase
 from tngd.surrogate_second_order import DenseOU2, EulerOU2, LowRankOU2
 
 __all__ = ["OU2EulerSolver", "OU2ExactSolver", "OU2State", "default_gamma"]
@@ -209,7 +209,7 @@ class OU2ExactSolver(OUSolverBase):
         return x, None, info
 
 
-class OU2EulerSolver(OU2ExactSolver):
+class OU2EulerSolver(EulerStepping, OU2ExactSolver):
     """Euler simulation of the second-order device (the first order's ``ou-euler``, one
     ``problem.matvec`` per step): semi-implicit Euler–Maruyama
     (:class:`~tngd.surrogate_second_order.EulerOU2`), ``v ← v − δ(F̃x − g + γv) +
@@ -227,35 +227,18 @@ class OU2EulerSolver(OU2ExactSolver):
     def __init__(self, t: float = 10.0, t_d: float = 0.0, kappa0: float = 0.0, *,
                  gamma: float | None = None, dt: float = 0.1, **kwargs: Any) -> None:
         super().__init__(t, t_d, kappa0, gamma=gamma, **kwargs)
-        self.dt = float(dt)
-        if not (self.dt > 0 and math.isfinite(self.dt)):
-            raise ValueError(f"dt must be positive and finite, got {dt}")
+        self._set_dt(dt)
 
     def __repr__(self) -> str:
         return (f"OU2EulerSolver(t={self.t}, t_d={self.t_d}, kappa0={self.kappa0}, "
                 f"gamma={self.gamma}, dt={self.dt})")
-
-    def n_steps(self, h: float) -> int:
-        """Euler steps for a segment of length h."""
-        return max(1, math.ceil(h / self.dt - 1e-9))
 
     def _evolve2(self, problem, y: Tensor, h: float, gen, cache) -> tuple[Tensor, int]:
         if "ou2" not in cache:
             gamma = self.gamma if self.gamma is not None else default_gamma(problem)
             cache["ou2"] = EulerOU2(problem.matvec, problem.g, gamma, self.kappa0,
                                     dtype=problem.dtype)
-        em = cache["ou2"]
-        n = self.n_steps(h)
-        du = h / n
-        for _ in range(n):
-            y = em.step(y, du, gen)
-        return y, n
-
-    def _solve(self, problem, x0, state):
-        x, it, info = super()._solve(problem, x0, state)
-        info["dt"] = self.dt
-        info["n_steps"] = info["matvecs"]
-        return x, info["matvecs"], info
+        return self._steps(cache["ou2"].step, y, h, gen)
 
 
 if "ou2-exact" not in REGISTRY:  # registries without the lazy entry (older tngd.solvers)
