@@ -11,7 +11,6 @@ the same numbers on any scheduler. Yield = within/K with a Wilson score interval
 
 from __future__ import annotations
 
-import io
 import json
 import math
 from dataclasses import asdict, dataclass, replace
@@ -20,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
+from .figures import png_bytes
 from .netlist import atomic_write
 from .sidecar import Sidecar, as_sidecar
 
@@ -199,7 +199,4 @@ def _histogram(rep: YieldReport) -> bytes:
                  f"[{rep.ci_low:.3f}, {rep.ci_high:.3f}] over {rep.draws} boards", fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, metadata={"Software": None})
-    plt.close(fig)
-    return buf.getvalue()
+    return png_bytes(fig)

@@ -36,6 +36,7 @@ import numpy as np
 import scipy.linalg
 
 from .errors import InputError
+from .figures import png_bytes
 from .netlist import GROUND, Element, Netlist
 
 #: op-amp gain of the "ideal" reference (the extraction is exact to ~1/gain)
@@ -519,11 +520,6 @@ def bar_chart(budget: Budget, path: str | Path) -> Path:
     ax.set_title(Path(budget.deck).name + ": error budget")
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
-    import io
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, metadata={"Software": None})
-    plt.close(fig)
     path = Path(path)
-    atomic_write({path: buf.getvalue()})
+    atomic_write({path: png_bytes(fig)})
     return path

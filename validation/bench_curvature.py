@@ -34,6 +34,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from spu_circuits.figures import png_bytes
+from spu_circuits.netlist import atomic_write
+
 B = 64
 
 
@@ -179,8 +182,7 @@ def plot(result: dict, path: Path) -> None:
     for i, v in enumerate(vals):
         ax.text(v, i, f" {v:.1f}", va="center", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110, metadata={"Software": None})
-    plt.close(fig)
+    atomic_write({Path(path): png_bytes(fig)})
 
 
 def main(argv=None) -> None:

@@ -14,7 +14,6 @@ figures says how busy it was.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import platform
@@ -24,6 +23,7 @@ from pathlib import Path
 
 from spu_circuits.compiler import compile_system
 from spu_circuits.execution import run_sweep
+from spu_circuits.figures import png_bytes
 from spu_circuits.netlist import atomic_write
 from spu_circuits.spec import HardwareSpec
 from spu_circuits.system import LinearSystem, random_spd
@@ -99,10 +99,7 @@ def plot(doc: dict, path: Path) -> None:
     ax.set_title(f"validation sweep, {doc['tasks']} tasks: 2 workers / 1 = "
                  f"{doc['ratio_2_workers_to_1']:.2f}×", fontsize=9)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, metadata={"Software": None})
-    plt.close(fig)
-    atomic_write({path: buf.getvalue()})
+    atomic_write({path: png_bytes(fig, dpi=90)})
 
 
 def main(argv=None) -> None:

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from spu_circuits.figures import png_bytes
+
 CONDS = (10.0, 100.0, 1000.0)
 BITS = (8, 10, 12, 14, 16)
 N = 8
@@ -132,13 +134,8 @@ def write(out: Path, rows: list[dict]) -> None:
     ax.set_title("8-cell dense MDAC board; dotted: first-order cond·LSB/2/||A||")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    import io
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, metadata={"Software": None})
-    plt.close(fig)
     atomic_write({out / "bits.json": json.dumps(rows, indent=1) + "\n",
-                  out / "bits.md": "\n".join(md) + "\n", out / "bits.png": buf.getvalue()})
+                  out / "bits.md": "\n".join(md) + "\n", out / "bits.png": png_bytes(fig)})
 
 
 def main(argv=None) -> None:

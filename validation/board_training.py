@@ -14,13 +14,14 @@ and training.png (loss curves).
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from spu_circuits.figures import png_bytes
 
 BITS = (8, 10, 12)
 
@@ -105,15 +106,13 @@ def write(out: Path, rows: list[dict]) -> dict:
     ax.set_title("TNGD on a factored MDAC board (N = 40, r = 4), digits logreg")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, metadata={"Software": None})
-    plt.close(fig)
+    png = png_bytes(fig)
     shas = {r["board_sha256"] for r in rows if r.get("board_sha256")}
     rec = {"runs": rows, "max_abs_dloss_spice_vs_quantised_surrogate": summary,
            "codes_agreement": same_codes,
            "board_decks_distinct_per_bits": len(shas)}
     atomic_write({out / "training.json": json.dumps(rec, indent=1) + "\n",
-                  out / "training.md": "\n".join(md) + "\n", out / "training.png": buf.getvalue()})
+                  out / "training.md": "\n".join(md) + "\n", out / "training.png": png})
     return rec
 
 

@@ -164,14 +164,10 @@ def plot_sweep(summaries: list[ValidateSummary | None], tasks: list[ValidateTask
     ax.set_yticks(range(len(tasks)), [f"{t.deck_name} s{t.seed}" for t in tasks], fontsize=7)
     ax.set_title("validation sweep: green pass, red fail, white not run", fontsize=9)
     fig.tight_layout()
-    import io
-
+    from spu_circuits.figures import png_bytes
     from spu_circuits.netlist import atomic_write
 
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, metadata={"Software": None})
-    plt.close(fig)
-    atomic_write({path: buf.getvalue()})
+    atomic_write({path: png_bytes(fig, dpi=90)})
 
 
 def run_validate_sweep(decks: list[str], seeds: str, checks: tuple[str, ...], preset: str,
