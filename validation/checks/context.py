@@ -43,6 +43,23 @@ class Plan:
         return self.chains * (self.burn_in + self.chain_duration)
 
 
+def make_plan(s: Settings, h: float, T_slow: float) -> Plan:
+    """The plan for noise step h and slowest time scale T_slow (both in τ): the settings'
+    durations, in units of T_slow, rounded onto the noise grid (sampling interval a multiple
+    of h, lags below a batch)."""
+    m = max(1, round(s.sample_dt * T_slow / h))
+    dt = m * h
+    burn = math.ceil(s.burn_in * T_slow / h) * h
+    per_batch = max(1, math.ceil(s.batch * T_slow / dt))
+    n_samples = per_batch * s.batches_per_chain
+    lags = sorted({max(1, round(lag * T_slow / dt)) for lag in s.lags})
+    lags = [L for L in lags if L < per_batch] or [1]
+    path = math.ceil(s.path_duration * T_slow / h) * h
+    return Plan(h=h, dt=dt, burn_in=burn, chain_duration=n_samples * dt,
+                samples_per_chain=n_samples, n_batches=s.batches_per_chain, lags=lags,
+                path_duration=path, chains=s.chains)
+
+
 class Validation:
     """One deck, the system it should realise, and everything the checks share.
 
@@ -134,18 +151,7 @@ class Validation:
 
     # -- plan ------------------------------------------------------------------------------
     def _plan(self) -> Plan:
-        s, h, ts = self.settings, self.h, self.T_s
-        m = max(1, round(s.sample_dt * ts / h))
-        dt = m * h
-        burn = math.ceil(s.burn_in * ts / h) * h
-        per_batch = max(1, math.ceil(s.batch * ts / dt))
-        n_samples = per_batch * s.batches_per_chain
-        lags = sorted({max(1, round(lag * ts / dt)) for lag in s.lags})
-        lags = [L for L in lags if L < per_batch] or [1]
-        path = math.ceil(s.path_duration * ts / h) * h
-        return Plan(h=h, dt=dt, burn_in=burn, chain_duration=n_samples * dt,
-                    samples_per_chain=n_samples, n_batches=s.batches_per_chain, lags=lags,
-                    path_duration=path, chains=s.chains)
+        return make_plan(self.settings, self.h, self.T_s)
 
     def describe(self) -> dict:
         p = self.plan

@@ -46,6 +46,7 @@ from validation.checks.context import (
     Plan,
     Validation,
     deterministic_threshold,
+    make_plan,
     torch_threads,
 )
 from validation.checks.dc import check_dc
@@ -98,17 +99,7 @@ def context(v) -> OscillatorContext:
     s = v.settings
     given = getattr(v, "noise_step_given", None)
     h = float(given or side.noise.step_tau or s.noise_step_frac * T_fast)
-    m = max(1, round(s.sample_dt * T_slow / h))
-    dt = m * h
-    burn = math.ceil(s.burn_in * T_slow / h) * h
-    per_batch = max(1, math.ceil(s.batch * T_slow / dt))
-    n_samples = per_batch * s.batches_per_chain
-    lags = sorted({max(1, round(lag * T_slow / dt)) for lag in s.lags})
-    lags = [L for L in lags if L < per_batch] or [1]
-    path = math.ceil(s.path_duration * T_slow / h) * h
-    plan = OscPlan(h=h, dt=dt, burn_in=burn, chain_duration=n_samples * dt,
-                   samples_per_chain=n_samples, n_batches=s.batches_per_chain, lags=lags,
-                   path_duration=path, chains=s.chains)
+    plan = make_plan(s, h, T_slow)
     ctx = OscillatorContext(gamma, vel, T_slow, T_fast, h, plan)
     v._osc_ctx = ctx
     return ctx
