@@ -129,9 +129,10 @@ def compile_cmd(matrix, factor, damping, rhs, topology, damping_gamma, out_dir, 
         raise InputError(f"--tiles must be ≥ 1, got {tiles}")
     if block_jacobi and not tiles:
         raise InputError("--block-jacobi needs --tiles K")
-    if topology == "oscillator" and realizing:
-        raise InputError("--realize (and the part options) is not available for the "
-                         "oscillator topology")
+    if realizing and topology:
+        from .compiler.realize import check_realizable
+
+        check_realizable(topology)  # before reading the input
     if damping_gamma is not None and topology != "oscillator":
         raise InputError("--damping-gamma applies to --topology oscillator only")
     system = _load_input(matrix, factor, damping, rhs, name)

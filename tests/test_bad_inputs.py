@@ -724,6 +724,11 @@ BAD_INPUT_CASES: list[BadInput] = [
                                         gamma=1e-9),
              "velocity damping R0/(alpha*gamma) needs 1e+12 Ω, outside the resistor range",
              CompileError),
+    BadInput("osc-realize", "realising an oscillator deck (--realize with --topology "
+             "oscillator)",
+             lambda tmp: __import__("spu_circuits.compiler.realize", fromlist=["x"]).realize(
+                 compile_system(LinearSystem.from_arrays(GOOD_A), "oscillator")),
+             "--realize (and the part options) is not available for the oscillator topology"),
     BadInput("osc-gamma-topology", "damping γ given for a first-order topology",
              lambda tmp: compile_system(LinearSystem.from_arrays(GOOD_A), "dense", gamma=1.0),
              "--damping-gamma applies to the oscillator topology only"),

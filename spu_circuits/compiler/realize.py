@@ -836,6 +836,18 @@ def _ic_map(old: IcMap | None, ex, op_nodes: dict[str, str]) -> IcMap:
     return IcMap(tuple(lin), tuple(const))
 
 
+#: topologies the realisation pass cannot size, compensate and measure (first-order models)
+NOT_REALIZABLE = ("oscillator",)
+
+
+def check_realizable(topology: str) -> None:
+    """InputError (one line) for a topology the realisation pass does not support."""
+    if topology in NOT_REALIZABLE:
+        raise InputError(f"--realize (and the part options) is not available for the "
+                         f"{topology} topology: the realisation pass's swing sizing, "
+                         "compensation and A_eff extraction are first-order")
+
+
 def realize(compiled: CompiledCircuit, options: RealizeOptions | None = None
             ) -> RealizedCircuit:
     """Realise `compiled` with real parts (see the module docstring); returns the realised
@@ -843,6 +855,7 @@ def realize(compiled: CompiledCircuit, options: RealizeOptions | None = None
     """
     from .hardware import resolve_options
 
+    check_realizable(compiled.sidecar.topology)
     opt = options or RealizeOptions()
     choice = None
     if opt.opamp == "auto":
