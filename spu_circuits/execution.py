@@ -45,6 +45,8 @@ from .netlist import atomic_write
 TASK_RETRIES = 2
 #: how long a sweep on a remote scheduler waits for its first worker (s)
 WORKER_WAIT_S = 60.0
+#: how long connecting to a remote scheduler may take (s)
+CONNECT_TIMEOUT_S = 10.0
 
 #: thread-count variables set to 1 in local workers (one single-threaded process per core)
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -315,7 +317,7 @@ def _run_dask(sched: Scheduler, fn, tasks, keys, todo, store, bar) -> None:
                 client = Client(cluster)
             else:
                 try:
-                    client = Client(sched.address, timeout="10s")
+                    client = Client(sched.address, timeout=f"{CONNECT_TIMEOUT_S}s")
                 except OSError as exc:
                     raise InputError(f"cannot reach the Dask scheduler at {sched.address}: "
                                      f"{exc}") from None

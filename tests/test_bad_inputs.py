@@ -48,6 +48,39 @@ def _parse_scheduler(text: str):
     return parse_scheduler(text)
 
 
+def _unreachable_scheduler(tmp: Path):
+    from spu_circuits import execution
+
+    old, execution.CONNECT_TIMEOUT_S = execution.CONNECT_TIMEOUT_S, 1.0
+    try:
+        return execution.run_sweep(abs, [1], scheduler="tcp://127.0.0.1:1")
+    finally:
+        execution.CONNECT_TIMEOUT_S = old
+
+
+class _ClientWithoutWorkers:
+    """A Dask client's two calls that _need_workers makes, for a scheduler with no worker."""
+
+    def scheduler_info(self):
+        return {"workers": {}}
+
+    def wait_for_workers(self, n, timeout):
+        raise TimeoutError
+
+    def close(self):
+        pass
+
+
+def _scheduler_without_workers(tmp: Path):
+    from spu_circuits import execution
+
+    old, execution.WORKER_WAIT_S = execution.WORKER_WAIT_S, 0.0
+    try:
+        return execution._need_workers(_ClientWithoutWorkers(), "tcp://10.0.0.5:8786")
+    finally:
+        execution.WORKER_WAIT_S = old
+
+
 def _parse_seeds(text: str):
     from validation.sweep import parse_seeds
 
@@ -595,6 +628,12 @@ BAD_INPUT_CASES: list[BadInput] = [
     # --- sweeps (spu_circuits.execution, validation.sweep) -------------------------------
     BadInput("scheduler-unknown", "--scheduler that is none of serial/local/tcp",
              lambda tmp: _parse_scheduler("cluster"), "use serial, local, local:N or tcp://"),
+    BadInput("scheduler-unreachable", "--scheduler tcp://HOST:PORT where no scheduler listens",
+             _unreachable_scheduler, "cannot reach the Dask scheduler at tcp://127.0.0.1:1"),
+    BadInput("scheduler-no-workers", "--scheduler tcp://… whose scheduler has no worker",
+             _scheduler_without_workers,
+             "no Dask worker is connected to the scheduler at tcp://10.0.0.5:8786: start one "
+             "with `dask worker tcp://10.0.0.5:8786 --nthreads 1`"),
     BadInput("scheduler-local-zero", "--scheduler local:0",
              lambda tmp: _parse_scheduler("local:0"), "needs a worker count N ≥ 1"),
     BadInput("sweep-seeds", "--seeds that are not integers or ranges",
