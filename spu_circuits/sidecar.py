@@ -563,7 +563,6 @@ class Sidecar:
             raise InputError(f"{where}: 'outputs' must list n = {d['n']} node names")
         known = {f.name for f in fields(cls)} - {"extra", "key_order"}
         try:
-            from .board.record import BoardRecord
             from .compiler.cellmap import CellMap
 
             spec = d.get("spec")
@@ -588,7 +587,7 @@ class Sidecar:
                              else None),
                 tiles=Tiling.from_json(d["tiles"]) if d.get("tiles") else None,
                 cell_map=CellMap.from_json(d["cell_map"]) if d.get("cell_map") else None,
-                board=BoardRecord.from_json(d["board"]) if d.get("board") else None,
+                board=_board_record(d["board"]) if d.get("board") else None,
                 extra={k: v for k, v in d.items() if k not in known},
                 deck_sha256=d.get("deck_sha256"),
                 key_order=tuple(d),
@@ -606,6 +605,13 @@ class Sidecar:
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise InputError(f"{where} is not valid JSON ({exc})") from None
         return cls.from_json(d, where)
+
+
+def _board_record(d: Any) -> BoardRecord:
+    """The `board` record (imports the board package only for a board's sidecar)."""
+    from .board.record import BoardRecord
+
+    return BoardRecord.from_json(d)
 
 
 def as_sidecar(meta: Sidecar | dict) -> Sidecar:
