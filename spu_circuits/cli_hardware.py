@@ -48,6 +48,10 @@ def budget_cmd(deck_path, matrix, rhs, t_tau, adc_bits, dac_bits, dac_inl_lsb, j
                      dac_bits=dac_bits, dac_inl_lsb=dac_inl_lsb, spice=not no_spice)
     click.echo(b.table())
     click.echo(f"dominant: {b.dominant}")
+    if b.dac_bits is None and dac_inl_lsb and click.get_current_context().get_parameter_source(
+            "dac_inl_lsb") == click.core.ParameterSource.COMMANDLINE:
+        click.echo("note: the deck has no bias-DAC bits, so there is no INL term; give "
+                   "--dac-bits B to budget a B-bit DAC")
     if json_path:
         p = Path(json_path)
         atomic_write({p: json.dumps(b.to_json(), indent=2, allow_nan=False) + "\n"})

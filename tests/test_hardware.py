@@ -293,3 +293,19 @@ def test_bias_dac_inl_term_is_linear_in_the_bound_and_off_at_zero():
     rz0 = _realise(example_system(), HardwareSpec(R0_ohm=1e4), opamp="OPA192", auto_cap=True)
     names = {t.name for t in error_budget(Deck.from_compiled(rz0), spice=False).terms}
     assert "bias-DAC INL" not in names and "bias-DAC bits" not in names
+
+
+def test_budget_cli_dac_inl_needs_dac_bits():
+    """spu budget --dac-inl on a deck without DAC bits says why no INL term appears; with
+    --dac-bits the term is listed with the bound given."""
+    from pathlib import Path
+
+    deck = str(Path(__file__).resolve().parents[1] / "validation" / "hardware" / "spu8_tl072"
+               / "spu8.cir")
+    r = CliRunner().invoke(main, ["budget", deck, "--dac-inl", "2", "--no-spice"])
+    assert r.exit_code == 0, r.output
+    assert "no INL term; give --dac-bits B" in r.output and "bias-DAC INL" not in r.output
+    r = CliRunner().invoke(main, ["budget", deck, "--dac-inl", "2", "--dac-bits", "12",
+                                  "--no-spice"])
+    assert r.exit_code == 0, r.output
+    assert "| bias-DAC INL |" in r.output and "±2 LSB" in r.output
